@@ -1,0 +1,29 @@
+# One command each, on a fresh machine:  `make demo`  (set up + run the demo)  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install imgclust with its test tools
+
+demo: $(STAMP)  ## cluster the built-in demo photos into demo-out/
+	$(BIN)/imgclust demo --out demo-out --photos demo-photos
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint  ## lint, type-check and run the test suite (offline)
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf demo-out demo-photos .pytest_cache .mypy_cache .ruff_cache

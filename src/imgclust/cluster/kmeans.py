@@ -1,0 +1,120 @@
+"""k-means: k-means++ seeding (scikit-learn) + Lloyd iterations on faiss, sklearn contract.
+
+Why faiss for the iterations: it trains on a sample (``max_points_per_centroid`` per
+centroid) and then assigns every point exactly, 10-100x faster than scikit-learn on many
+cores, which is what keeps a million images within minutes. Why k-means++ seeding: faiss
+seeds with random points, and on real photo features that lands in visibly worse optima
+(coil100-dev: inertia 147-161 vs 133, NMI 0.92 vs 0.96). Seeding is budgeted so that large
+k or n falls back to fewer restarts rather than stalling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Floating-point operations we allow k-means++ seeding per restart (a few seconds on 2 cores).
+_SEED_FLOP_BUDGET = 2e11
+#: Lloyd work (points x k x d x iterations) above which restarts are cut to one.
+_RESTART_FLOP_BUDGET = 5e12
+
+
+class KMeans:
+    """k-means clustering.
+
+    Args:
+        n_clusters: k; lowered to the number of points when there are fewer.
+        n_init: restarts (fewer when the data is large); the lowest inertia wins.
+        max_iter: Lloyd iterations per restart.
+        spherical: re-normalise centroids to unit length (for L2-normalised features).
+        max_points_per_centroid: train on at most ``k *`` this many points (sampled); all
+            points are then assigned to the trained centroids.
+        random_state: seed; the same seed and data give the same labels.
+
+    Attributes:
+        labels_: cluster index of each training point.
+        cluster_centers_: ``(k, d)`` centroids.
+        distances_: Euclidean distance of each point to its centroid.
+        inertia_: sum of squared distances.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 100,
+        *,
+        n_init: int = 10,
+        max_iter: int = 50,
+        spherical: bool = False,
+        max_points_per_centroid: int = 512,
+        random_state: int = 0,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.spherical = spherical
+        self.max_points_per_centroid = max_points_per_centroid
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray) -> KMeans:
+        """Cluster the rows of ``X`` (``(n, d)``, converted to float32)."""
+        x = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = x.shape
+        if n == 0:
+            raise ValueError("cannot cluster zero points")
+        k = min(self.n_clusters, n)
+        self.n_clusters_ = k
+        self.cluster_centers_ = x.copy() if k == n else self._train(x, k)
+        self.labels_, self.distances_ = self._assign(x)
+        self.inertia_ = float((self.distances_.astype(np.float64) ** 2).sum())
+        return self
+
+    def _train(self, x: np.ndarray, k: int) -> np.ndarray:
+        import faiss
+        from sklearn.cluster import kmeans_plusplus
+
+        n, d = x.shape
+        rng = np.random.default_rng(self.random_state)
+        n_train = min(n, k * self.max_points_per_centroid)
+        train = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+        trials = 2 + math.log(k)
+        n_seed = int(min(n_train, max(4 * k, _SEED_FLOP_BUDGET / (k * d * trials))))
+        lloyd_cost = float(n_train) * k * d * self.max_iter
+        restarts = self.n_init if lloyd_cost * self.n_init <= _RESTART_FLOP_BUDGET else 1
+        best, best_obj = None, math.inf
+        for r in range(max(1, restarts)):
+            seed_rows = rng.choice(n_train, n_seed, replace=False) if n_seed < n_train else None
+            seed_set = train if seed_rows is None else train[seed_rows]
+            init, _ = kmeans_plusplus(seed_set, k, random_state=self.random_state + r)
+            km = faiss.Kmeans(
+                d,
+                k,
+                niter=self.max_iter,
+                spherical=self.spherical,
+                seed=self.random_state + r,
+                max_points_per_centroid=self.max_points_per_centroid,
+                min_points_per_centroid=1,
+                verbose=False,
+            )
+            km.train(train, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
+            obj = float(km.obj[-1]) if len(km.obj) else math.inf
+            if best is None or obj < best_obj:
+                best, best_obj = np.asarray(km.centroids, dtype=np.float32).copy(), obj
+        assert best is not None
+        return best
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid of each row of ``X``."""
+        return self._assign(np.ascontiguousarray(X, dtype=np.float32))[0]
+
+    def nearest(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(nearest centroid, Euclidean distance to it) for each row of ``X``."""
+        return self._assign(np.ascontiguousarray(X, dtype=np.float32))
+
+    def _assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        index = faiss.IndexFlatL2(self.cluster_centers_.shape[1])
+        index.add(self.cluster_centers_)
+        sq, idx = index.search(x, 1)
+        return idx[:, 0].astype(np.int64), np.sqrt(np.maximum(sq[:, 0], 0.0)).astype(np.float32)

@@ -1,0 +1,137 @@
+"""Frozen configuration, one dataclass per stage, with explicit precedence.
+
+Precedence: command-line options > config file (TOML, one table per stage) > defaults here.
+:func:`load_config` builds a :class:`RunConfig` from the three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .exceptions import ConfigError
+
+FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
+FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Which model runs, where, and how it is fed."""
+
+    model: str = "efficientnet_lite0"
+    batch_size: int = 64
+    workers: int | None = None  # decode processes; None: one per CPU core (at most 8)
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where features are kept between runs."""
+
+    cache_dir: Path | None = None  # None: OUT/.imgclust/store
+    shard_size: int = 1024  # images per shard file; the most work a kill can lose
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What is clustered and how."""
+
+    k: int = 100
+    features: str = "embedding"
+    algorithm: str = "kmeans"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How the HTML gallery looks."""
+
+    thumb_size: int = 160  # longest side of a thumbnail, pixels
+    clusters_per_page: int = 25
+    thumbs_per_row: int = 120  # thumbnails shown per cluster row; the rest are in the CSV
+    strip_size: int = 8  # thumbnails per cluster on the index page
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``imgclust run`` needs."""
+
+    inputs: tuple[Path, ...]
+    out: Path
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("give at least one folder or image to cluster")
+        if self.cluster.k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.cluster.k}")
+        if self.cluster.features not in FEATURE_KINDS:
+            raise ConfigError(
+                f"unknown features {self.cluster.features!r}; choose one of "
+                + ", ".join(FEATURE_KINDS)
+            )
+        if self.embed.batch_size < 1:
+            raise ConfigError("batch size must be at least 1")
+        if self.store.shard_size < 1:
+            raise ConfigError("shard size must be at least 1")
+
+    @property
+    def store_dir(self) -> Path:
+        """Folder of the feature store."""
+        return self.store.cache_dir or self.out / ".imgclust" / "store"
+
+
+_SECTIONS = {"embed": EmbedConfig, "store": StoreConfig, "cluster": ClusterConfig,
+             "report": ReportConfig}  # fmt: skip
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown option(s) in [{section}]: {', '.join(sorted(unknown))}")
+    return cls(**values)
+
+
+def load_config(
+    inputs: tuple[Path, ...],
+    out: Path,
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> RunConfig:
+    """Build a :class:`RunConfig`: ``overrides`` > ``config_file`` > defaults.
+
+    Args:
+        overrides: per-section values given on the command line (``None`` values are ignored).
+        config_file: a TOML file with optional ``[embed]``, ``[store]``, ``[cluster]`` and
+            ``[report]`` tables.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        unknown = set(file_values) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown table(s) in {config_file}: {', '.join(sorted(unknown))}")
+    stages: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        merged = dict(file_values.get(section, {}))
+        merged.update({k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None})
+        if section == "store" and merged.get("cache_dir") is not None:
+            merged["cache_dir"] = Path(merged["cache_dir"])
+        try:
+            stages[section] = _build(cls, merged, section)
+        except TypeError as exc:
+            raise ConfigError(f"invalid [{section}] option: {exc}") from exc
+    return RunConfig(inputs=tuple(inputs), out=Path(out), **stages)

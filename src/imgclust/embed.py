@@ -1,0 +1,215 @@
+"""Embed: image records → ImageNet class logits and pooled embeddings, batched.
+
+Decoding runs in worker processes (a torch ``DataLoader``), the model in this process.
+:class:`Embedder` is picklable and builds its model lazily, in whichever process first calls
+it, so a distributed runner can ship it to workers and map it over shards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .decode import DEFAULT_MAX_PIXELS, decode
+from .models import create_model, get_spec
+from .models.spec import ModelSpec, Preprocess
+from .scan import FileRecord, Rejection
+
+if TYPE_CHECKING:
+    import torch
+
+#: Features are stored as float16: half the disk and memory, and clusters do not change.
+STORE_DTYPE = np.float16
+
+
+@dataclass
+class FeatureBlock:
+    """Features of consecutive records: one row per decoded image, plus the rejects."""
+
+    paths: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    logits: list[np.ndarray] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    rejected: list[tuple[FileRecord, str]] = field(default_factory=list)
+
+    @property
+    def n_records(self) -> int:
+        """Records covered, decoded or rejected."""
+        return len(self.paths) + len(self.rejected)
+
+    def logits_array(self, n_classes: int) -> np.ndarray:
+        """Logits as one ``(n, n_classes)`` array."""
+        return _stack(self.logits, n_classes)
+
+    def embedding_array(self, dim: int) -> np.ndarray:
+        """Embeddings as one ``(n, dim)`` array."""
+        return _stack(self.embeddings, dim)
+
+
+def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, width), dtype=STORE_DTYPE)
+    return np.concatenate(parts).astype(STORE_DTYPE, copy=False)
+
+
+class _DecodeDataset:
+    """Map-style dataset for the DataLoader: index → (index, array | None, reason, size, mtime)."""
+
+    def __init__(self, records: Sequence[FileRecord], preprocess: Preprocess, max_pixels: int):
+        self.records = records
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None, int, int]:
+        out = decode(self.records[i].path, self.preprocess, max_pixels=self.max_pixels)
+        return i, out.array, out.reason, out.size, out.mtime_ns
+
+
+def _collate(items: list[Any]) -> list[Any]:
+    return items
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when a CUDA device is usable, else ``"cpu"``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_workers() -> int:
+    """Decode processes: one per usable core, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cores or 1))
+
+
+class Embedder:
+    """Turns image records into (logits, embedding) rows; rejects come back with reasons.
+
+    Args:
+        model: a registered model name (see :func:`imgclust.models.list_models`).
+        batch_size: images per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        workers: decode processes (0 decodes in this process).
+        max_pixels: images larger than this are rejected as decompression bombs.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        batch_size: int = 64,
+        device: str = "auto",
+        workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.model_name = model
+        self.spec: ModelSpec = get_spec(model)
+        self.batch_size = batch_size
+        self.device = device
+        self.workers = default_workers() if workers is None else workers
+        self.max_pixels = max_pixels
+        self._module: torch.nn.Module | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_module"] = None  # the model is rebuilt where the embedder runs
+        return state
+
+    def _model(self) -> torch.nn.Module:
+        if self._module is None:
+            import torch
+
+            self.device = resolve_device(self.device)
+            module = create_model(self.model_name).to(self.device)
+            self._module = module.to(memory_format=torch.channels_last)
+        return self._module
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on a ``(n, h, w, 3)`` uint8 batch → (logits, embeddings), float32."""
+        import torch
+
+        module = self._model()
+        pre = self.spec.preprocess
+        dev = torch.device(self.device)
+        if not batch.flags.writeable:
+            batch = batch.copy()
+        x = torch.from_numpy(batch).to(dev, non_blocking=True).permute(0, 3, 1, 2)
+        mean = torch.tensor(pre.mean, device=dev).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(pre.std, device=dev).view(1, 3, 1, 1) * 255.0
+        x = ((x.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        use_amp = dev.type == "cuda"
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp),
+        ):
+            pooled = module.forward_head(module.forward_features(x), pre_logits=True)
+            logits = module.get_classifier()(pooled)
+        return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
+
+    def iter_blocks(
+        self,
+        records: Sequence[FileRecord],
+        block_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[FeatureBlock]:
+        """Embed ``records`` in order, yielding a :class:`FeatureBlock` per ``block_size``."""
+        from torch.utils.data import DataLoader
+
+        self._model()
+        loader = DataLoader(
+            _DecodeDataset(records, self.spec.preprocess, self.max_pixels),  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.device.startswith("cuda"),
+            prefetch_factor=4 if self.workers else None,
+            persistent_workers=False,
+        )
+        block = FeatureBlock()
+        for items in loader:
+            good = [(i, arr, size, mtime) for i, arr, _, size, mtime in items if arr is not None]
+            if good:
+                logits, emb = self.forward(np.stack([g[1] for g in good]))
+                block.logits.append(logits.astype(STORE_DTYPE))
+                block.embeddings.append(emb.astype(STORE_DTYPE))
+                for i, _, size, mtime in good:
+                    block.paths.append(records[i].path)
+                    block.sizes.append(size)
+                    block.mtimes.append(mtime)
+            for i, arr, reason, _, _ in items:
+                if arr is None:
+                    block.rejected.append((records[i], reason or "unknown decode failure"))
+            if on_progress is not None:
+                on_progress(len(items))
+            if block.n_records >= block_size:
+                yield block
+                block = FeatureBlock()
+        if block.n_records:
+            yield block
+
+    def __call__(self, records: Sequence[FileRecord]) -> FeatureBlock:
+        """Embed one shard of records into a single block (the unit a runner maps)."""
+        merged = FeatureBlock()
+        for block in self.iter_blocks(records, max(1, len(records))):
+            merged.paths += block.paths
+            merged.sizes += block.sizes
+            merged.mtimes += block.mtimes
+            merged.logits += block.logits
+            merged.embeddings += block.embeddings
+            merged.rejected += block.rejected
+        return merged
+
+
+def rejections(block: FeatureBlock) -> list[Rejection]:
+    """The block's rejects as report rows."""
+    return [Rejection(rec.path, reason) for rec, reason in block.rejected]

@@ -1,0 +1,230 @@
+"""The static HTML gallery: an index of clusters, pages of cluster rows, and rejected files.
+
+Pages open straight from the file system, with no server and no network: the style sheet is a
+file next to them, images are generated thumbnails, originals are ``file://`` links. Every
+page is written atomically, and ``index.html`` last, so it only ever points at pages that exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import ReportConfig
+from ..describe import ClusterSummary, short_name
+from ..scan import display_path
+from ._io import atomic_write_text, ensure_dir
+from .data import ReportData
+from .thumbs import make_thumbnails
+
+if TYPE_CHECKING:
+    import jinja2
+
+_HERE = Path(__file__).resolve().parent
+_PAGE_RE = re.compile(r"clusters-\d{3,}\.html")
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """One image as a page shows it."""
+
+    anchor: str  # "row3-0": the id of its tile on the cluster page
+    original: str  # file:// URL of the original
+    thumb: str | None  # thumbnail path relative to the page; None: a placeholder is shown
+    name: str  # printable file name
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One cluster as the index and its cluster page show it."""
+
+    cluster_id: int
+    anchor: str
+    href: str  # "clusters-002.html#row31"
+    name: str
+    size: int
+    top_classes: tuple[tuple[str, float], ...]
+    tiles: tuple[_Tile, ...]  # the cluster page's row
+    strip: tuple[_Tile, ...]  # the index's preview
+    n_more: int  # members not shown on the cluster page
+
+
+def page_name(page: int) -> str:
+    """File name of cluster page ``page`` (1-based): ``clusters-001.html``."""
+    return f"clusters-{page:03d}.html"
+
+
+def file_url(path: str) -> str:
+    """A ``file://`` URL for ``path`` that survives any byte in the name (``#``, ``%``, ...)."""
+    if os.name == "nt":  # pragma: no cover - drive letters and backslashes
+        return Path(path).absolute().as_uri()
+    return "file://" + urllib.parse.quote(os.fsencode(os.path.abspath(path)))
+
+
+def write_report(
+    out_dir: Path,
+    data: ReportData,
+    config: ReportConfig,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write the HTML gallery of ``data`` into ``out_dir``, with thumbnails under ``thumbs/``.
+
+    Clusters are laid out in id order (noise, a negative id, last), ``clusters_per_page`` to
+    a page; cluster ``N`` is the element ``id="rowN"`` and its image of rank ``R`` is
+    ``id="rowN-R"``. Pages left over from an earlier, larger report are removed.
+
+    Args:
+        out_dir: the report folder; created if needed.
+        data: what to show.
+        config: thumbnail size and page layout.
+        workers: processes for thumbnails; ``None`` means one per CPU.
+        on_progress: called with the number of thumbnails just made or reused; the calls add
+            up to the number of distinct images shown.
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        OutputError: when ``out_dir`` cannot be written.
+    """
+    out_dir = Path(out_dir)
+    ensure_dir(out_dir)
+    per_page = max(1, config.clusters_per_page)
+    n_row, n_strip = max(0, config.thumbs_per_row), max(0, config.strip_size)
+    clusters = sorted(data.clusters, key=lambda c: (c.cluster_id < 0, c.cluster_id))
+    shown = [data.paths[int(i)] for c in clusters for i in c.members[: max(n_row, n_strip)]]
+    thumbs = make_thumbnails(
+        out_dir, shown, size=config.thumb_size, workers=workers, on_progress=on_progress
+    )
+    rows = [
+        _row(c, data, thumbs, page_name(pos // per_page + 1), n_row, n_strip)
+        for pos, c in enumerate(clusters)
+    ]
+    pages = [rows[start : start + per_page] for start in range(0, len(rows), per_page)]
+
+    env = _environment()
+    common: dict[str, Any] = {
+        "thumb_size": config.thumb_size,
+        "mini_size": max(48, round(config.thumb_size * 0.7)),
+        "n_pages": len(pages),
+        "n_rejected": len(data.rejected),
+    }
+    atomic_write_text(out_dir / "style.css", (_HERE / "static" / "style.css").read_text("utf-8"))
+    for number, page_rows in enumerate(pages, start=1):
+        _render(
+            env,
+            "clusters.html",
+            out_dir / page_name(number),
+            common,
+            rows=page_rows,
+            page=number,
+            prev=page_name(number - 1) if number > 1 else None,
+            next=page_name(number + 1) if number < len(pages) else None,
+        )
+    if data.rejected:
+        rejected = [(display_path(r.path), file_url(r.path), r.reason) for r in data.rejected]
+        _render(env, "rejected.html", out_dir / "rejected.html", common, rejected=rejected)
+    index = out_dir / "index.html"
+    noise = [c for c in clusters if c.cluster_id < 0]
+    _render(
+        env,
+        "index.html",
+        index,
+        common,
+        rows=rows,
+        n_good=len(data.paths),
+        n_scanned=data.n_scanned,
+        n_clusters=len(clusters) - len(noise),
+        n_noise=sum(c.size for c in noise),
+        model=data.model,
+        features=data.features,
+    )
+    _remove_stale(out_dir, {page_name(n) for n in range(1, len(pages) + 1)}, data)
+    return index
+
+
+def _row(
+    cluster: ClusterSummary,
+    data: ReportData,
+    thumbs: Mapping[str, str],
+    page: str,
+    n_row: int,
+    n_strip: int,
+) -> _Row:
+    anchor = f"row{cluster.cluster_id}"
+    tiles = tuple(
+        _tile(int(i), anchor, data, thumbs) for i in cluster.members[: max(n_row, n_strip)]
+    )
+    return _Row(
+        cluster_id=cluster.cluster_id,
+        anchor=anchor,
+        href=f"{page}#{anchor}",
+        name=cluster.name,
+        size=cluster.size,
+        top_classes=cluster.top_classes,
+        tiles=tiles[:n_row],
+        strip=tiles[:n_strip],
+        n_more=cluster.size - min(n_row, cluster.size),
+    )
+
+
+def _tile(index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, str]) -> _Tile:
+    path = data.paths[index]
+    rank = int(data.ranks[index])
+    folder, name = os.path.split(display_path(path))
+    classes = "\n".join(f"{short_name(d)}  {s:.3f}" for d, s in data.image_top_classes[index])
+    tooltip = f"{name}\nrank {rank} · distance {float(data.distances[index]):.4g}\n{classes}"
+    return _Tile(
+        anchor=f"{row_anchor}-{rank}",
+        original=file_url(path),
+        thumb=thumbs.get(path),
+        name=name,
+        tooltip=f"{tooltip.rstrip()}\n{folder}",
+    )
+
+
+def _environment() -> jinja2.Environment:
+    import jinja2  # only needed when a report is written
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["thousands"] = lambda n: f"{n:,}"
+    env.filters["short"] = short_name
+    return env
+
+
+def _render(
+    env: jinja2.Environment,
+    template: str,
+    dest: Path,
+    common: Mapping[str, Any],
+    **context: Any,
+) -> None:
+    atomic_write_text(dest, env.get_template(template).render(**common, **context))
+
+
+def _remove_stale(out_dir: Path, pages: set[str], data: ReportData) -> None:
+    """Remove pages an earlier report wrote that this one does not (they would mislead)."""
+    stale = [p for p in out_dir.iterdir() if _PAGE_RE.fullmatch(p.name) and p.name not in pages]
+    if not data.rejected:
+        stale.append(out_dir / "rejected.html")
+    for path in stale:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+__all__ = ["file_url", "page_name", "write_report"]

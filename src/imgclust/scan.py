@@ -1,0 +1,152 @@
+"""Scan: folders and files → a sorted list of candidate image records. Never decodes.
+
+A candidate is any regular file whose extension Pillow (or pillow-heif) can read. Whether it
+really is an image is decode's business. Problems found while walking (a broken symlink, an
+unreadable folder, a symlink loop) come back as :class:`Rejection` rows, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .exceptions import InputError
+
+#: Extensions treated as images. Anything else is ignored without a word (sidecars, videos).
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+        ".tif", ".tiff", ".heic", ".heif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm",
+        ".tga", ".ico",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One candidate image: its absolute path and the stat fields that key the store."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A file that will not be clustered, and why (shown in the report and rejected.csv)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What :func:`scan` found: candidates in a deterministic order, and rejections."""
+
+    records: list[FileRecord] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    n_ignored: int = 0  # files skipped because their extension is not an image format
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image extension (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan(roots: Sequence[str | os.PathLike[str]]) -> ScanResult:
+    """Walk ``roots`` recursively and return candidate images sorted by absolute path.
+
+    A root may be a folder or a single file. Symlinked folders are followed once (loops are
+    detected by device/inode). Duplicate paths reached through several roots appear once.
+
+    Raises:
+        InputError: a root does not exist.
+    """
+    result = ScanResult()
+    seen_paths: set[str] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        root_path = os.path.abspath(os.fspath(root))
+        if not os.path.lexists(root_path):
+            raise InputError(f"input path does not exist: {root_path}")
+        if os.path.isdir(root_path):
+            for entry in _walk(root_path, seen_dirs, result):
+                _add(entry, result, seen_paths)
+        else:
+            _add(root_path, result, seen_paths)
+    result.records.sort(key=lambda r: r.path)
+    result.rejected.sort(key=lambda r: r.path)
+    return result
+
+
+def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iterator[str]:
+    """Yield file paths below ``top`` (deterministic order, symlink loops cut).
+
+    An explicit stack rather than recursion: a deep tree must not hit the recursion limit.
+    """
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                continue  # a symlink loop or a folder reached twice
+            seen_dirs.add(key)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            result.rejected.append(Rejection(folder, f"folder unreadable: {exc.strerror or exc}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:  # a symlink loop: _add reports it
+                is_dir = False
+            if is_dir:
+                subfolders.append(entry.path)
+            else:
+                yield entry.path
+        stack.extend(reversed(subfolders))  # visit subfolders in name order
+
+
+def _add(path: str, result: ScanResult, seen_paths: set[str]) -> None:
+    if path in seen_paths:
+        return
+    seen_paths.add(path)
+    if not is_image_name(path):
+        result.n_ignored += 1
+        return
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            reason = "symlink loop"
+        elif os.path.islink(path):
+            reason = "broken symlink" if exc.errno == errno.ENOENT else f"symlink: {exc.strerror}"
+        else:
+            reason = f"cannot stat: {exc.strerror or exc}"
+        result.rejected.append(Rejection(path, reason))
+        return
+    if not stat.S_ISREG(st.st_mode):
+        result.rejected.append(Rejection(path, "not a regular file"))
+        return
+    result.records.append(FileRecord(path, st.st_size, st.st_mtime_ns))
+
+
+def batched(records: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRecord]]:
+    """Split ``records`` into consecutive shards of at most ``size`` records."""
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
+def display_path(path: str) -> str:
+    """A printable form of a path that may hold undecodable bytes (surrogate escapes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+__all__ = ["FileRecord", "Rejection", "ScanResult", "batched", "display_path", "scan"]

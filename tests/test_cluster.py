@@ -1,0 +1,57 @@
+"""k-means: known answers on separable data, the estimator contract, k above n."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from imgclust.cluster import KMeans, make_features, softmax
+
+
+def test_recovers_separated_blobs() -> None:
+    x, y = make_blobs(1500, centers=8, n_features=16, cluster_std=0.5, random_state=1)
+    km = KMeans(8, random_state=0).fit(x)
+    assert adjusted_rand_score(y, km.labels_) > 0.99
+    assert km.cluster_centers_.shape == (8, 16)
+
+
+def test_distances_are_to_own_centroid() -> None:
+    x, _ = make_blobs(300, centers=4, n_features=5, random_state=2)
+    km = KMeans(4).fit(x)
+    expected = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
+    np.testing.assert_allclose(km.distances_, expected, rtol=1e-4, atol=1e-4)
+    assert np.allclose(km.inertia_, (expected**2).sum(), rtol=1e-3)
+
+
+def test_same_seed_same_labels() -> None:
+    x, _ = make_blobs(800, centers=20, n_features=8, random_state=3)
+    a = KMeans(20, random_state=7).fit(x).labels_
+    b = KMeans(20, random_state=7).fit(x).labels_
+    assert (a == b).all()
+
+
+def test_k_is_lowered_to_the_number_of_points() -> None:
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    km = KMeans(100).fit(x)
+    assert km.n_clusters_ == 5 and sorted(km.labels_) == [0, 1, 2, 3, 4]
+    assert np.allclose(km.distances_, 0)
+
+
+def test_predict_matches_fit() -> None:
+    x, _ = make_blobs(400, centers=3, n_features=4, random_state=4)
+    km = KMeans(3).fit(x)
+    assert (km.predict(x) == km.labels_).all()
+
+
+def test_feature_kinds() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(10, 1000)).astype(np.float16)
+    emb = rng.normal(size=(10, 1280)).astype(np.float16)
+    e = make_features("embedding", logits=logits, embedding=emb)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, rtol=1e-5)
+    s = make_features("scores", logits=logits, embedding=emb)
+    np.testing.assert_allclose(s.sum(1), 1, rtol=1e-5)
+    h = make_features("sqrt-scores", logits=logits, embedding=emb)
+    np.testing.assert_allclose(np.linalg.norm(h, axis=1), 1, rtol=1e-5)
+    assert softmax(logits).argmax(1).tolist() == logits.argmax(1).tolist()

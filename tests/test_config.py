@@ -1,0 +1,37 @@
+"""Config precedence: command line > file > defaults; bad values are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgclust.config import load_config
+from imgclust.exceptions import ConfigError
+
+
+def test_precedence(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[cluster]\nk = 7\nfeatures = "logits"\n[embed]\nbatch_size = 8\n')
+    cfg = load_config(
+        (tmp_path,), tmp_path / "out", config_file=cfg_file, overrides={"cluster": {"k": 3}}
+    )
+    assert cfg.cluster.k == 3 and cfg.cluster.features == "logits"
+    assert cfg.embed.batch_size == 8 and cfg.embed.model == "efficientnet_lite0"
+    assert cfg.store_dir == tmp_path / "out" / ".imgclust" / "store"
+
+
+def test_unknown_option_in_file(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[cluster]\nkk = 7\n")
+    with pytest.raises(ConfigError, match="kk"):
+        load_config((tmp_path,), tmp_path, config_file=cfg_file)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"cluster": {"k": 0}}, {"cluster": {"features": "pixels"}}, {"embed": {"batch_size": 0}}],
+)
+def test_bad_values(tmp_path: Path, overrides: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError):
+        load_config((tmp_path,), tmp_path, overrides=overrides)

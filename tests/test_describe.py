@@ -1,0 +1,58 @@
+"""Cluster names, member order, medoids, renumbering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgclust.describe import (
+    cluster_name,
+    describe,
+    medoid,
+    rank_members,
+    relabel_by_size,
+    short_name,
+    top_classes,
+)
+
+NAMES = [f"class{i}, synonym{i}" for i in range(10)]
+
+
+def test_name_takes_dominant_classes_as_words() -> None:
+    scores = np.zeros(10)
+    scores[[3, 7, 1]] = [0.5, 0.3, 0.01]
+    assert cluster_name(scores, NAMES) == "class3 / class7"
+    assert short_name("sunglasses, dark glasses, shades") == "sunglasses"
+
+
+def test_ranks_follow_distance_within_each_cluster() -> None:
+    labels = np.array([1, 0, 1, 0, 1])
+    dist = np.array([0.5, 0.2, 0.1, 0.9, 0.3])
+    assert rank_members(labels, dist).tolist() == [2, 0, 0, 1, 1]
+
+
+def test_medoid_is_the_central_member() -> None:
+    pts = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    assert medoid(pts, np.arange(4)) in (1, 2)
+    assert medoid(pts, np.array([0, 1, 2])) == 1
+
+
+def test_relabel_by_size_puts_largest_first() -> None:
+    labels = np.array([5, 5, 2, 2, 2, 9, -1])
+    paths = [f"/p{i}" for i in range(7)]
+    assert relabel_by_size(labels, paths).tolist() == [1, 1, 0, 0, 0, 2, -1]
+
+
+def test_describe_orders_members_and_names() -> None:
+    labels = np.array([0, 0, 1, 1, 0])
+    dist = np.array([0.3, 0.1, 0.2, 0.4, 0.2])
+    feats = np.arange(10, dtype=np.float32).reshape(5, 2)
+    scores = np.full((5, 10), 0.01)
+    scores[labels == 0, 2] = 0.9
+    scores[labels == 1, 5] = 0.9
+    summaries = describe(labels, dist, feats, scores, NAMES)
+    assert [s.cluster_id for s in summaries] == [0, 1]
+    assert summaries[0].members.tolist() == [1, 4, 0]
+    assert summaries[0].name == "class2" and summaries[1].name == "class5"
+    assert summaries[0].top_classes[0][0] == NAMES[2]
+    tops = top_classes(scores, NAMES, n=2)
+    assert tops[2][0] == (NAMES[5], 0.9)

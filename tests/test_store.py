@@ -1,0 +1,94 @@
+"""Feature store: round trip, torn shards, changed files, locking."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclust.embed import FeatureBlock
+from imgclust.exceptions import StoreError
+from imgclust.scan import FileRecord
+from imgclust.store import FeatureStore
+
+
+def _block(paths: list[str], seed: int = 0) -> FeatureBlock:
+    rng = np.random.default_rng(seed)
+    n = len(paths)
+    return FeatureBlock(
+        paths=list(paths),
+        sizes=[100 + i for i in range(n)],
+        mtimes=[1000 + i for i in range(n)],
+        logits=[rng.normal(size=(n, 4)).astype(np.float16)],
+        embeddings=[rng.normal(size=(n, 3)).astype(np.float16)],
+    )
+
+
+def _records(block: FeatureBlock) -> list[FileRecord]:
+    return [FileRecord(p, s, t) for p, s, t in zip(block.paths, block.sizes, block.mtimes)]
+
+
+def test_round_trip_and_lookup(tmp_path: Path) -> None:
+    block = _block(["/a.jpg", "/b.jpg", "/caf\udce9.jpg"])
+    block.rejected.append((FileRecord("/bad.jpg", 5, 6), "corrupt"))
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(block, 4, 3)
+    with FeatureStore(tmp_path, "m") as store:
+        records = [*_records(block), FileRecord("/bad.jpg", 5, 6), FileRecord("/new.jpg", 1, 1)]
+        found = store.lookup(records)
+        assert sorted(found.found) == sorted(block.paths)
+        assert [r.reason for r in found.rejected] == ["corrupt"]
+        assert [r.path for r in found.todo] == ["/new.jpg"]
+        got = store.load(block.paths[::-1], found.found, arrays=("logits", "embedding"))
+        np.testing.assert_array_equal(got["logits"], block.logits[0][::-1])
+        np.testing.assert_array_equal(got["embedding"], block.embeddings[0][::-1])
+
+
+def test_changed_file_is_todo(tmp_path: Path) -> None:
+    block = _block(["/a.jpg"])
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(block, 4, 3)
+        assert store.lookup([FileRecord("/a.jpg", 100, 9999)]).todo
+        assert store.lookup([FileRecord("/a.jpg", 7, 1000)]).todo
+
+
+def test_torn_shard_is_removed_and_redone(tmp_path: Path) -> None:
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(_block(["/a.jpg"]), 4, 3)
+        store.write(_block(["/b.jpg"]), 4, 3)
+        shard_dir = store.dir
+    (shard_dir / "shard-000002.done.json").unlink()  # killed before the marker was written
+    (shard_dir / "shard-000003.npz.tmp123").write_bytes(b"partial")
+    with FeatureStore(tmp_path, "m") as store:
+        found = store.lookup(_records(_block(["/a.jpg"])) + _records(_block(["/b.jpg"])))
+        assert list(found.found) == ["/a.jpg"] and [r.path for r in found.todo] == ["/b.jpg"]
+    assert not (shard_dir / "shard-000002.npz").exists()
+    assert not list(shard_dir.glob("*.tmp*"))
+
+
+def test_truncated_shard_with_marker_is_not_trusted(tmp_path: Path) -> None:
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(_block(["/a.jpg", "/b.jpg"]), 4, 3)
+        path = store.dir / "shard-000001.npz"
+    with open(path, "r+b") as fh:
+        fh.truncate(os.path.getsize(path) // 2)
+    with FeatureStore(tmp_path, "m") as store:
+        assert store.n_stored == 0
+
+
+def test_newest_shard_wins(tmp_path: Path) -> None:
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(_block(["/a.jpg"], seed=1), 4, 3)
+        newer = _block(["/a.jpg"], seed=2)
+        store.write(newer, 4, 3)
+    with FeatureStore(tmp_path, "m") as store:
+        found = store.lookup(_records(newer))
+        got = store.load(["/a.jpg"], found.found, arrays=("logits",))
+        np.testing.assert_array_equal(got["logits"], newer.logits[0])
+
+
+def test_second_user_gets_a_clear_error(tmp_path: Path) -> None:
+    with FeatureStore(tmp_path, "m"), pytest.raises(StoreError, match="another imgclust run"):
+        FeatureStore(tmp_path, "m").open()
