@@ -56,3 +56,13 @@ def test_describe_orders_members_and_names() -> None:
     assert summaries[0].top_classes[0][0] == NAMES[2]
     tops = top_classes(scores, NAMES, n=2)
     assert tops[2][0] == (NAMES[5], 0.9)
+
+
+def test_outlier_fence_flags_the_far_tail() -> None:
+    from imgclust.describe import outlier_thresholds
+
+    labels = np.array([0] * 8 + [1] * 3)
+    dist = np.array([1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 5.0, 1.0, 2.0, 9.0])
+    t = outlier_thresholds(labels, dist, 2)
+    assert (dist[labels == 0] > t[0]).tolist() == [False] * 7 + [True]
+    assert np.isinf(t[1])

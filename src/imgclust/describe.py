@@ -158,3 +158,23 @@ def relabel_by_size(labels: np.ndarray, tiebreak: Sequence[str]) -> np.ndarray:
     keep = out >= 0
     out[keep] = mapping[out[keep]]
     return out
+
+
+#: Clusters smaller than this have no outlier tail (too few members to say what is typical).
+MIN_OUTLIER_CLUSTER = 5
+
+
+def outlier_thresholds(labels: np.ndarray, distances: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Per cluster, the distance beyond which a member is an outlier (Tukey's upper fence).
+
+    The fence is ``q3 + 1.5 * (q3 - q1)`` of the cluster's member distances to its centroid;
+    ``inf`` for clusters with fewer than :data:`MIN_OUTLIER_CLUSTER` members. A new image
+    assigned to cluster ``c`` is an outlier when its distance exceeds ``thresholds[c]``.
+    """
+    thresholds = np.full(n_clusters, np.inf, dtype=np.float32)
+    for cid in range(n_clusters):
+        d = distances[labels == cid]
+        if len(d) >= MIN_OUTLIER_CLUSTER:
+            q1, q3 = np.percentile(d, [25, 75])
+            thresholds[cid] = q3 + 1.5 * (q3 - q1)
+    return thresholds
