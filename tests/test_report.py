@@ -288,6 +288,7 @@ def test_assignments_csv_one_row_per_image_in_cluster_then_rank_order(
         "cluster",
         "rank",
         "distance",
+        "outlier",
         "cluster_name",
         "top_classes",
     ]

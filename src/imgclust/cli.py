@@ -73,7 +73,9 @@ class RichProgress:
     def finish(self) -> None:
         if self._task is not None:
             task = self._progress.tasks[-1]
-            self._progress.update(self._task, total=task.completed or 1, completed=task.completed or 1)
+            self._progress.update(
+                self._task, total=task.completed or 1, completed=task.completed or 1
+            )
             self._task = None
 
 
@@ -113,8 +115,10 @@ def run(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Model name (see `imgclust models`) or timm:<name> [default: "
-        "efficientnet_lite0, offline]."),
+        typer.Option(
+            help="Model name (see `imgclust models`) or timm:<name> [default: "
+            "efficientnet_lite0, offline]."
+        ),
     ] = None,
     cache: Annotated[
         Path | None, typer.Option(help="Feature store folder [default: OUT/.imgclust/store].")
@@ -162,9 +166,9 @@ def run(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
-    photos: Annotated[
-        Path, typer.Option(help="Where the demo photos are written.")
-    ] = Path("demo-photos"),
+    photos: Annotated[Path, typer.Option(help="Where the demo photos are written.")] = Path(
+        "demo-photos"
+    ),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build a sample folder from scikit-image's photos and cluster it.

@@ -7,11 +7,12 @@ Precedence: command-line options > config file (TOML, one table per stage) > def
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from .exceptions import ConfigError
 
@@ -127,7 +128,9 @@ def load_config(
     stages: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         merged = dict(file_values.get(section, {}))
-        merged.update({k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None})
+        merged.update(
+            {k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None}
+        )
         if section == "store" and merged.get("cache_dir") is not None:
             merged["cache_dir"] = Path(merged["cache_dir"])
         try:

@@ -15,7 +15,14 @@ import numpy as np
 
 from .cluster import KMeans, make_features, softmax
 from .config import RunConfig
-from .describe import ClusterSummary, describe, rank_members, relabel_by_size, top_classes
+from .describe import (
+    ClusterSummary,
+    describe,
+    outlier_thresholds,
+    rank_members,
+    relabel_by_size,
+    top_classes,
+)
 from .embed import Embedder
 from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
@@ -193,6 +200,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         labels = relabel_by_size(model.labels_, paths)
         distances = model.distances_
         ranks = rank_members(labels, distances)
+        n_clusters = int(labels.max()) + 1
+        fences = outlier_thresholds(labels, distances, n_clusters)
+        outliers = distances > fences[labels]
         prog.finish()
 
     with _timed(timings, "describe"):
@@ -211,6 +221,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         rejected=sorted(rejected, key=lambda r: r.path),
         model=spec.name,
         features=config.cluster.features,
+        outliers=outliers,
     )
     with _timed(timings, "report"):
         write_exports(out, data)

@@ -195,8 +195,12 @@ class FeatureStore:
                 "n": len(block.paths),
                 "bytes": path.stat().st_size,
                 "rejected": [
-                    {"path": _encode_path(r.path), "size": r.size, "mtime_ns": r.mtime_ns,
-                     "reason": reason}  # fmt: skip
+                    {
+                        "path": _encode_path(r.path),
+                        "size": r.size,
+                        "mtime_ns": r.mtime_ns,
+                        "reason": reason,
+                    }  # fmt: skip
                     for r, reason in block.rejected
                 ],
             }

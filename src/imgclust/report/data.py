@@ -28,6 +28,8 @@ class ReportData:
         rejected: files that were found but not clustered, with the reason.
         model: name of the model that produced the features.
         features: which features were clustered (``"embedding"``, ``"scores"``, ...).
+        outliers: per image, whether it lies beyond its cluster's outlier fence
+            (:func:`imgclust.describe.outlier_thresholds`); ``None`` when not computed.
     """
 
     paths: Sequence[str]
@@ -39,12 +41,14 @@ class ReportData:
     rejected: Sequence[Rejection]
     model: str
     features: str
+    outliers: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
-        for name in ("labels", "ranks", "distances", "image_top_classes"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"ReportData.{name} has {len(getattr(self, name))} rows, not {n}")
+        for name in ("labels", "ranks", "distances", "image_top_classes", "outliers"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"ReportData.{name} has {len(value)} rows, not {n}")
 
     @property
     def n_scanned(self) -> int:

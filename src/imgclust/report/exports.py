@@ -17,7 +17,9 @@ from ..describe import short_name
 from ._io import atomic_open, ensure_dir
 from .data import ReportData
 
-ASSIGNMENT_COLUMNS = ("path", "cluster", "rank", "distance", "cluster_name", "top_classes")
+ASSIGNMENT_COLUMNS = (
+    "path", "cluster", "rank", "distance", "outlier", "cluster_name", "top_classes",
+)  # fmt: skip
 CLUSTER_COLUMNS = ("cluster", "size", "name", "medoid", "top_classes")
 REJECTED_COLUMNS = ("path", "reason")
 
@@ -61,6 +63,7 @@ def _assignment_rows(data: ReportData) -> Iterable[list[object]]:
     names = {c.cluster_id: c.name for c in data.clusters}
     labels = np.asarray(data.labels)
     ranks = np.asarray(data.ranks)
+    outliers = np.zeros(len(labels), bool) if data.outliers is None else np.asarray(data.outliers)
     for i in np.lexsort((np.arange(len(labels)), ranks, labels)):
         label = int(labels[i])
         yield [
@@ -68,6 +71,7 @@ def _assignment_rows(data: ReportData) -> Iterable[list[object]]:
             label,
             int(ranks[i]),
             f"{float(data.distances[i]):.6g}",
+            int(bool(outliers[i])),
             names.get(label, ""),
             format_classes(data.image_top_classes[i]),
         ]
