@@ -27,7 +27,9 @@ def _block(paths: list[str], seed: int = 0) -> FeatureBlock:
 
 
 def _records(block: FeatureBlock) -> list[FileRecord]:
-    return [FileRecord(p, s, t) for p, s, t in zip(block.paths, block.sizes, block.mtimes)]
+    return [
+        FileRecord(p, s, t) for p, s, t in zip(block.paths, block.sizes, block.mtimes, strict=True)
+    ]
 
 
 def test_round_trip_and_lookup(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Nothing heavy (torch, faiss) is imported until it is used.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,7 @@ def cluster_folder(
               "report": ReportConfig}  # fmt: skip
     for key, value in options.items():
         for section, cls in owners.items():
-            if key in cls.__dataclass_fields__:
+            if key in {f.name for f in dataclasses.fields(cls)}:
                 sections[section][key] = value
                 break
         else:

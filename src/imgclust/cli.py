@@ -146,7 +146,7 @@ def run(
     from .config import load_config
     from .pipeline import run as run_pipeline
 
-    overrides = {
+    overrides: dict[str, dict[str, Any]] = {
         "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"k": k, "features": features, "seed": seed},

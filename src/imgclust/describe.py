@@ -148,7 +148,7 @@ def relabel_by_size(labels: np.ndarray, tiebreak: Sequence[str]) -> np.ndarray:
     Negative labels (noise) are kept as they are.
     """
     ids = [int(c) for c in np.unique(labels) if c >= 0]
-    first_path = {c: min(tiebreak[i] for i in np.flatnonzero(labels == c)) for c in ids}
+    first_path = {c: min(tiebreak[int(i)] for i in np.flatnonzero(labels == c)) for c in ids}
     sizes = {c: int((labels == c).sum()) for c in ids}
     order = sorted(ids, key=lambda c: (-sizes[c], first_path[c]))
     mapping = np.full(max(ids, default=-1) + 2, -1, dtype=np.int64)

@@ -138,7 +138,7 @@ class Embedder:
         """Run the model on a ``(n, h, w, 3)`` uint8 batch → (logits, embeddings), float32."""
         import torch
 
-        module = self._model()
+        module: Any = self._model()
         pre = self.spec.preprocess
         dev = torch.device(self.device)
         if not batch.flags.writeable:
@@ -166,7 +166,7 @@ class Embedder:
         from torch.utils.data import DataLoader
 
         self._model()
-        loader = DataLoader(
+        loader: DataLoader[Any] = DataLoader(
             _DecodeDataset(records, self.spec.preprocess, self.max_pixels),  # type: ignore[arg-type]
             batch_size=self.batch_size,
             num_workers=self.workers,

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class FeatureStore:
         """Lock the store, delete torn shards, and index what is stored."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.dir / "lock", "wb")
+            self._lock = open(self.dir / "lock", "wb")  # noqa: SIM115 (held until close())
         except OSError as exc:
             raise StoreError(f"cannot create the feature store at {self.dir}: {exc}") from exc
         try:
@@ -136,21 +136,24 @@ class FeatureStore:
                     paths, sizes, mtimes = data["paths"], data["sizes"], data["mtimes"]
             except (OSError, ValueError, KeyError) as exc:
                 raise StoreError(
-                    f"shard {self._shard_path(shard)} is unreadable ({exc}); delete it and run again"
+                    f"shard {self._shard_path(shard)} is unreadable ({exc}); "
+                    "delete it and run again"
                 ) from exc
-            for row, (p, s, t) in enumerate(zip(paths.tolist(), sizes.tolist(), mtimes.tolist())):
-                path = _decode_path(p)
-                self._index[path] = (Location(shard, row), int(s), int(t))
-                self._rejected.pop(path, None)
+            rows = zip(paths.tolist(), sizes.tolist(), mtimes.tolist(), strict=True)
+            for row, (stored, size, mtime) in enumerate(rows):
+                key = _decode_path(stored)
+                self._index[key] = (Location(shard, row), int(size), int(mtime))
+                self._rejected.pop(key, None)
             for item in marker.get("rejected", []):
-                path = _decode_path(item["path"])
-                self._rejected[path] = (item["reason"], int(item["size"]), int(item["mtime_ns"]))
-                self._index.pop(path, None)
+                key = _decode_path(item["path"])
+                self._rejected[key] = (item["reason"], int(item["size"]), int(item["mtime_ns"]))
+                self._index.pop(key, None)
             self._shards.append(shard)
 
-    def _read_marker(self, shard: int) -> dict | None:  # type: ignore[type-arg]
+    def _read_marker(self, shard: int) -> dict[str, Any] | None:
         try:
-            return json.loads(self._done_path(shard).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            marker: dict[str, Any] = json.loads(self._done_path(shard).read_text(encoding="utf-8"))
+            return marker
         except (OSError, ValueError):
             return None
 
@@ -190,7 +193,7 @@ class FeatureStore:
             "embedding": block.embedding_array(dim),
         }
         try:
-            _fsync_write(path, lambda fh: np.savez(fh, **arrays))
+            _fsync_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
             marker = {
                 "n": len(block.paths),
                 "bytes": path.stat().st_size,
@@ -200,7 +203,7 @@ class FeatureStore:
                         "size": r.size,
                         "mtime_ns": r.mtime_ns,
                         "reason": reason,
-                    }  # fmt: skip
+                    }
                     for r, reason in block.rejected
                 ],
             }

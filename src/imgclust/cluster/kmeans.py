@@ -59,7 +59,7 @@ class KMeans:
     def fit(self, X: np.ndarray) -> KMeans:
         """Cluster the rows of ``X`` (``(n, d)``, converted to float32)."""
         x = np.ascontiguousarray(X, dtype=np.float32)
-        n, d = x.shape
+        n = x.shape[0]
         if n == 0:
             raise ValueError("cannot cluster zero points")
         k = min(self.n_clusters, n)
@@ -97,7 +97,8 @@ class KMeans:
                 verbose=False,
             )
             km.train(train, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
-            obj = float(km.obj[-1]) if len(km.obj) else math.inf
+            history = np.asarray(km.obj)
+            obj = float(history[-1]) if history.size else math.inf
             if best is None or obj < best_obj:
                 best, best_obj = np.asarray(km.centroids, dtype=np.float32).copy(), obj
         assert best is not None

@@ -183,7 +183,7 @@ def _timm_spec(arch: str) -> ModelSpec:
             " imgclust names clusters from ImageNet-1k class scores"
         )
     size = int(cfg.input_size[-1])
-    model = timm.create_model(arch, pretrained=False)  # architecture only, for num_features
+    model: Any = timm.create_model(arch, pretrained=False)  # architecture only
     return ModelSpec(
         name=f"{TIMM_PREFIX}{arch}",
         preprocess=Preprocess(

@@ -23,7 +23,7 @@ class Preprocess:
     @property
     def resize_size(self) -> int:
         """Length the shorter side is resized to before the centre crop."""
-        return int(math.floor(self.input_size / self.crop_pct))
+        return math.floor(self.input_size / self.crop_pct)
 
 
 @dataclass(frozen=True, slots=True)

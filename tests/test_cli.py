@@ -1,0 +1,59 @@
+"""The CLI: every command documented with an example, errors printed with their fix."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.testing import CliRunner
+
+from imgclust.cli import app
+
+runner = CliRunner()
+
+
+def _commands() -> dict[str, Any]:
+    group: Any = typer.main.get_command(app)  # typer vendors its own click
+    return dict(group.commands)
+
+
+def test_every_command_has_help_and_an_example() -> None:
+    for name, command in _commands().items():
+        assert command.help and "Example:" in command.help, name
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{name} {param.name} has no help"
+
+
+def test_run_on_a_folder(demo_photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    folders = [str(demo_photos / "coffee"), str(demo_photos / "moon")]
+    args = ["run", *folders, "--out", str(out), "--k", "2", "--quiet", "--workers", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "16 good images of 16" in result.output.replace("\n", " ")
+    with open(out / "assignments.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_folder: dict[str, set[str]] = {}
+    for r in rows:
+        by_folder.setdefault(Path(r["path"]).parent.name, set()).add(r["cluster"])
+    assert by_folder["coffee"] != by_folder["moon"] and all(len(v) == 1 for v in by_folder.values())
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_bad_option_value_is_a_clear_error(tmp_path: Path) -> None:
+    args = ["run", str(tmp_path), "--out", str(tmp_path / "o"), "--features", "pixels"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "unknown features" in result.output
+
+
+def test_models_lists_the_offline_default() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "efficientnet_lite0" in result.output
