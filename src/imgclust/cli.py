@@ -133,6 +133,12 @@ def run(
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")
     ] = None,
+    decode_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds one file may take to decode before it is rejected [default: 30]."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
@@ -147,7 +153,13 @@ def run(
     from .pipeline import run as run_pipeline
 
     overrides = {
-        "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
+        "embed": {
+            "model": model,
+            "batch_size": batch_size,
+            "workers": workers,
+            "device": device,
+            "decode_timeout": decode_timeout,
+        },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"k": k, "features": features, "seed": seed},
     }
