@@ -6,6 +6,8 @@ import faulthandler
 import functools
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -114,3 +116,46 @@ def test_bad_arguments() -> None:
         DecodePool(REAL, workers=0)
     with pytest.raises(ValueError):
         DecodePool(REAL, workers=1, timeout=0)
+
+
+_ORPHAN_SCRIPT = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from test_workers import hang_on_marked
+from imgclust.workers import DecodePool
+pool = DecodePool(hang_on_marked, workers=2, timeout=600).__enter__()
+items = pool.imap([sys.argv[2]] * 2)
+threading.Thread(target=lambda: next(items), daemon=True).start()
+print(*[w.process.pid for w in pool._workers], flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    """kill -9 of the parent while workers hang: they exit (and release inherited locks)."""
+    (hang,) = _photos(tmp_path, ["hang.jpg"])
+    script = _ORPHAN_SCRIPT
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(Path(__file__).parent), hang],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    time.sleep(0.5)  # both workers are now inside the hanging decode
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert pids and not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead
+        return fh.read().split(") ")[-1][0] != "Z"

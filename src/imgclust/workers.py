@@ -11,6 +11,7 @@ file with the exit reason. Results come back in input order.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
 import threading
@@ -28,9 +29,14 @@ DEFAULT_DECODE_TIMEOUT = 30.0
 DecodeFn = Callable[[str], Decoded]
 
 
-def _serve(conn: Connection, decode_fn: DecodeFn) -> None:
+def _serve(conn: Connection, parent_end: Connection, decode_fn: DecodeFn, parent: int) -> None:
     """Worker loop: receive ``(index, path)``, send back ``(index, Decoded)``; ``None`` stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # A forked worker holds a copy of the parent's end of its pipe (and of every file the
+    # parent had open, the store's lock included): close ours so a dead parent reads as EOF,
+    # and watch the parent so that a worker stuck in a decode does not outlive a kill -9.
+    parent_end.close()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     while True:
         try:
             task = conn.recv()
@@ -44,6 +50,12 @@ def _serve(conn: Connection, decode_fn: DecodeFn) -> None:
         except Exception as exc:  # decode never raises; a custom decode_fn still must not kill us
             out = Decoded(None, f"decode failed: {type(exc).__name__}: {exc}")
         conn.send((index, out))
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
 
 
 @dataclass
@@ -102,7 +114,9 @@ class DecodePool:
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_serve, args=(child, self.decode_fn), daemon=True)
+        process = self._ctx.Process(
+            target=_serve, args=(child, parent, self.decode_fn, os.getpid()), daemon=True
+        )
         process.start()
         child.close()
         return _Worker(process, parent)
