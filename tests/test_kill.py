@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # eleven real runs of the CLI, about a minute on 2 idle cores
+
 SEED = int(os.environ.get("IMGCLUST_KILL_SEED", str(time.time_ns() % 10_000)))
 SCENES = ("coffee", "rocket", "astronaut", "chelsea")  # 4 scenes x 8 photos
 SHARD = 4

@@ -27,6 +27,7 @@ from .embed import Embedder
 from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
 from .report import ReportData, write_exports, write_report
+from .report._io import atomic_write_text
 from .scan import Rejection, scan
 from .store import FeatureStore
 
@@ -261,6 +262,4 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "k": result.k,
         "timings": result.timings,
     }
-    tmp = out / MARKER_DIR / "run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    os.replace(tmp, out / MARKER_DIR / "run.json")
+    atomic_write_text(out / MARKER_DIR / "run.json", json.dumps(info, indent=2))
