@@ -51,7 +51,7 @@ def test_disk_full_while_writing_the_report(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(report_io, "open", no_space, raising=False)
-    with pytest.raises(OutputError, match="No space left on device.*free space"):
+    with pytest.raises(OutputError, match=r"No space left on device.*free space"):
         run(_config(photos, out, k=3))
     assert _results(_snapshot(out)) == before
     assert not list(out.glob("*.tmp"))
@@ -69,7 +69,7 @@ def test_disk_full_while_writing_the_store(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_module.np, "savez", no_space)
-    with pytest.raises(StoreError, match="No space left on device.*Free space"):
+    with pytest.raises(StoreError, match=r"No space left on device.*Free space"):
         run(_config(photos, out))
     assert _results(_snapshot(out)) == before
     monkeypatch.undo()
@@ -93,7 +93,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(disk: Path) -> None:
-    with pytest.raises(OSError) as err, open(disk / "ballast", "wb") as fh:  # noqa: PT012
+    with pytest.raises(OSError) as err, open(disk / "ballast", "wb") as fh:
         while True:
             fh.write(b"\0" * 4096)
             fh.flush()
