@@ -133,6 +133,12 @@ def run(
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")
     ] = None,
+    decode_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds one file may take to decode before it is rejected [default: 30]."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
@@ -147,7 +153,13 @@ def run(
     from .pipeline import run as run_pipeline
 
     overrides: dict[str, dict[str, Any]] = {
-        "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
+        "embed": {
+            "model": model,
+            "batch_size": batch_size,
+            "workers": workers,
+            "device": device,
+            "decode_timeout": decode_timeout,
+        },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"k": k, "features": features, "seed": seed},
     }
@@ -191,6 +203,56 @@ def demo(
     except ImgclustError as exc:
         raise _fail(exc) from exc
     _summary(result)
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[
+        Path | None, typer.Argument(help="Output folder of `imgclust run` to export.")
+    ] = None,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Destination: one folder per cluster goes here.")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="symlink (default), copy, or move (journalled, undoable).")
+    ] = "symlink",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; touch nothing.")
+    ] = False,
+    undo: Annotated[
+        Path | None, typer.Option("--undo", help="Undo the exports into this folder.")
+    ] = None,
+) -> None:
+    """Lay the photos of a run out as one folder per cluster, or undo that.
+
+    Example: imgclust export clusters --to sorted --mode move; imgclust export --undo sorted
+    """
+    from .export import EXPORT_MODES, export, plan_export, undo_export
+
+    try:
+        if undo is not None:
+            n = undo_export(undo)
+            console.print(f"export into {undo} undone ({n:,} moved files put back)")
+            return
+        if out is None or to is None:
+            raise typer.BadParameter("give OUT and --to DEST, or --undo DEST")
+        if mode not in EXPORT_MODES:
+            raise typer.BadParameter(f"--mode must be one of {', '.join(EXPORT_MODES)}")
+        if dry_run:
+            plan = plan_export(out, to)
+            for step in plan.steps:
+                typer.echo(f"{mode}: {step.source} -> {step.target}")
+        else:
+            plan = export(out, to, mode=mode)  # type: ignore[arg-type]
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    for path in plan.missing:
+        console.print(f"  missing (moved or deleted since the run), skipped: {path}")
+    if dry_run:
+        return
+    console.print(f"{len(plan.steps):,} photos exported into {to} ({mode})")
+    if mode == "move":
+        console.print(f"  to put them back: imgclust export --undo {to}")
 
 
 @app.command("models")

@@ -28,6 +28,7 @@ class EmbedConfig:
     batch_size: int = 64
     workers: int | None = None  # decode processes; None: one per CPU core (at most 8)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    decode_timeout: float = 30.0  # seconds one file may take to decode before it is rejected
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class RunConfig:
             )
         if self.embed.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
+        if self.embed.decode_timeout <= 0:
+            raise ConfigError("the decode timeout must be a positive number of seconds")
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
 

@@ -1,12 +1,14 @@
 """Embed: image records → ImageNet class logits and pooled embeddings, batched.
 
-Decoding runs in worker processes (a torch ``DataLoader``), the model in this process.
+Decoding runs in worker processes (:class:`~imgclust.workers.DecodePool`, which gives every
+file a deadline), the model in this process.
 :class:`Embedder` is picklable and builds its model lazily, in whichever process first calls
 it, so a distributed runner can ship it to workers and map it over shards.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, decode
+from .decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from .models import create_model, get_spec
-from .models.spec import ModelSpec, Preprocess
+from .models.spec import ModelSpec
 from .scan import FileRecord, Rejection
+from .workers import DEFAULT_DECODE_TIMEOUT, DecodePool
 
 if TYPE_CHECKING:
     import torch
@@ -57,26 +60,6 @@ def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
     return np.concatenate(parts).astype(STORE_DTYPE, copy=False)
 
 
-class _DecodeDataset:
-    """Map-style dataset for the DataLoader: index → (index, array | None, reason, size, mtime)."""
-
-    def __init__(self, records: Sequence[FileRecord], preprocess: Preprocess, max_pixels: int):
-        self.records = records
-        self.preprocess = preprocess
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None, int, int]:
-        out = decode(self.records[i].path, self.preprocess, max_pixels=self.max_pixels)
-        return i, out.array, out.reason, out.size, out.mtime_ns
-
-
-def _collate(items: list[Any]) -> list[Any]:
-    return items
-
-
 def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when a CUDA device is usable, else ``"cpu"``."""
     if device != "auto":
@@ -101,6 +84,8 @@ class Embedder:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         workers: decode processes (0 decodes in this process).
         max_pixels: images larger than this are rejected as decompression bombs.
+        decode_timeout: seconds one file may take to decode before it is rejected (only
+            with ``workers`` > 0: a decode in this process cannot be interrupted).
     """
 
     def __init__(
@@ -111,6 +96,7 @@ class Embedder:
         device: str = "auto",
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
     ) -> None:
         self.model_name = model
         self.spec: ModelSpec = get_spec(model)
@@ -118,6 +104,7 @@ class Embedder:
         self.device = device
         self.workers = default_workers() if workers is None else workers
         self.max_pixels = max_pixels
+        self.decode_timeout = decode_timeout
         self._module: torch.nn.Module | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -163,32 +150,21 @@ class Embedder:
         on_progress: Callable[[int], None] | None = None,
     ) -> Iterator[FeatureBlock]:
         """Embed ``records`` in order, yielding a :class:`FeatureBlock` per ``block_size``."""
-        from torch.utils.data import DataLoader
-
         self._model()
-        loader: DataLoader[Any] = DataLoader(
-            _DecodeDataset(records, self.spec.preprocess, self.max_pixels),  # type: ignore[arg-type]
-            batch_size=self.batch_size,
-            num_workers=self.workers,
-            collate_fn=_collate,
-            pin_memory=self.device.startswith("cuda"),
-            prefetch_factor=4 if self.workers else None,
-            persistent_workers=False,
-        )
         block = FeatureBlock()
-        for items in loader:
-            good = [(i, arr, size, mtime) for i, arr, _, size, mtime in items if arr is not None]
+        for items in self._decoded_batches(records):
+            good = [(i, arr, out) for i, out in items if (arr := out.array) is not None]
             if good:
-                logits, emb = self.forward(np.stack([g[1] for g in good]))
+                logits, emb = self.forward(np.stack([arr for _, arr, _ in good]))
                 block.logits.append(logits.astype(STORE_DTYPE))
                 block.embeddings.append(emb.astype(STORE_DTYPE))
-                for i, _, size, mtime in good:
+                for i, _, out in good:
                     block.paths.append(records[i].path)
-                    block.sizes.append(size)
-                    block.mtimes.append(mtime)
-            for i, arr, reason, _, _ in items:
-                if arr is None:
-                    block.rejected.append((records[i], reason or "unknown decode failure"))
+                    block.sizes.append(out.size)
+                    block.mtimes.append(out.mtime_ns)
+            for i, out in items:
+                if out.array is None:
+                    block.rejected.append((records[i], out.reason or "unknown decode failure"))
             if on_progress is not None:
                 on_progress(len(items))
             if block.n_records >= block_size:
@@ -196,6 +172,21 @@ class Embedder:
                 block = FeatureBlock()
         if block.n_records:
             yield block
+
+    def _decoded_batches(
+        self, records: Sequence[FileRecord]
+    ) -> Iterator[list[tuple[int, Decoded]]]:
+        """``(index, Decoded)`` pairs in input order, ``batch_size`` at a time."""
+        decode_fn = functools.partial(
+            decode, preprocess=self.spec.preprocess, max_pixels=self.max_pixels
+        )
+        paths = (r.path for r in records)
+        if self.workers:
+            with DecodePool(decode_fn, workers=self.workers, timeout=self.decode_timeout) as pool:
+                batches = pool.imap(paths, prefetch=2 * self.batch_size)
+                yield from _batched(batches, self.batch_size)
+        else:
+            yield from _batched(enumerate(map(decode_fn, paths)), self.batch_size)
 
     def __call__(self, records: Sequence[FileRecord]) -> FeatureBlock:
         """Embed one shard of records into a single block (the unit a runner maps)."""
@@ -208,6 +199,19 @@ class Embedder:
             merged.embeddings += block.embeddings
             merged.rejected += block.rejected
         return merged
+
+
+def _batched(
+    items: Iterator[tuple[int, Decoded]], size: int
+) -> Iterator[list[tuple[int, Decoded]]]:
+    batch: list[tuple[int, Decoded]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def rejections(block: FeatureBlock) -> list[Rejection]:

@@ -27,6 +27,7 @@ from .embed import Embedder
 from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
 from .report import ReportData, write_exports, write_report
+from .report._io import atomic_write_text
 from .scan import Rejection, scan
 from .store import FeatureStore
 
@@ -165,6 +166,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         batch_size=config.embed.batch_size,
         device=config.embed.device,
         workers=config.embed.workers,
+        decode_timeout=config.embed.decode_timeout,
     )
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
@@ -260,6 +262,4 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "k": result.k,
         "timings": result.timings,
     }
-    tmp = out / MARKER_DIR / "run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    os.replace(tmp, out / MARKER_DIR / "run.json")
+    atomic_write_text(out / MARKER_DIR / "run.json", json.dumps(info, indent=2))

@@ -1,0 +1,260 @@
+"""Decode workers: a process pool that gives every file a deadline.
+
+A hanging decoder (a network mount that stops answering, a pathological file) must not stall a
+run, and a decoder that crashes (a segfault in a C library) must not take the run with it.
+:class:`DecodePool` runs a decode function in worker processes, one file per worker at a time,
+so it always knows which file a worker is on: a worker past the deadline is killed and replaced
+and its file comes back rejected ("decode timed out after N s"); a worker that dies rejects its
+file with the exit reason. Results come back in input order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .decode import Decoded
+
+#: Seconds a single file may take to decode before its worker is killed.
+DEFAULT_DECODE_TIMEOUT = 30.0
+
+DecodeFn = Callable[[str], Decoded]
+
+
+def _serve(conn: Connection, parent_end: Connection, decode_fn: DecodeFn, parent: int) -> None:
+    """Worker loop: receive ``(index, path)``, send back ``(index, Decoded)``; ``None`` stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # A forked worker holds a copy of the parent's end of its pipe (and of every file the
+    # parent had open, the store's lock included): close ours so a dead parent reads as EOF,
+    # and watch the parent so that a worker stuck in a decode does not outlive a kill -9.
+    parent_end.close()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, path = task
+        try:
+            out = decode_fn(path)
+        except Exception as exc:  # decode never raises; a custom decode_fn still must not kill us
+            out = Decoded(None, f"decode failed: {type(exc).__name__}: {exc}")
+        conn.send((index, out))
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing.Process (BaseProcess of the chosen context)
+    conn: Connection
+    task: tuple[int, str] | None = None
+    started: float = 0.0
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"decoder crashed ({name})"
+    return f"decoder exited unexpectedly (exit code {exitcode})"
+
+
+class DecodePool:
+    """Worker processes that decode files with a per-file deadline.
+
+    Args:
+        decode_fn: ``path → Decoded``; must be picklable (a module-level function or a
+            :func:`functools.partial` of one).
+        workers: number of processes (at least 1).
+        timeout: seconds one file may take; past it the worker is killed and replaced.
+
+    Use as a context manager; :meth:`imap` yields ``(index, Decoded)`` in input order.
+    """
+
+    def __init__(
+        self, decode_fn: DecodeFn, *, workers: int, timeout: float = DEFAULT_DECODE_TIMEOUT
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a decode pool needs at least one worker")
+        if timeout <= 0:
+            raise ValueError("the decode timeout must be positive")
+        self.decode_fn = decode_fn
+        self.n_workers = workers
+        self.timeout = timeout
+        methods = mp.get_all_start_methods()
+        # fork starts in milliseconds and shares the imported modules, as torch's DataLoader does
+        self._ctx: Any = mp.get_context("fork" if "fork" in methods else "spawn")
+        self._workers: list[_Worker] = []
+        self.n_timeouts = 0
+        self.n_crashes = 0
+
+    def __enter__(self) -> DecodePool:
+        self._workers = [self._start() for _ in range(self.n_workers)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_serve, args=(child, parent, self.decode_fn, os.getpid()), daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _replace(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        worker.conn.close()
+        fresh = self._start()
+        worker.process, worker.conn, worker.task = fresh.process, fresh.conn, None
+
+    def close(self) -> None:
+        """Stop every worker (idle ones politely, busy ones by force)."""
+        for worker in self._workers:
+            try:
+                if worker.task is None:
+                    worker.conn.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.process.join(timeout=1.0 if worker.task is None else 0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self._workers = []
+
+    def imap(self, paths: Iterable[str], *, prefetch: int = 64) -> Iterator[tuple[int, Decoded]]:
+        """Decode ``paths``; yield ``(index, Decoded)`` in input order, never raising per file.
+
+        A background thread keeps the workers busy while the caller works on earlier results
+        (up to ``prefetch`` results wait for the caller).
+        """
+        if not self._workers:
+            raise RuntimeError("use DecodePool as a context manager")
+        results: queue.Queue[tuple[int, Decoded] | BaseException | None] = queue.Queue(
+            maxsize=max(1, prefetch)
+        )
+        stop = threading.Event()
+
+        def put(item: tuple[int, Decoded] | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    results.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False  # the caller stopped reading
+
+        def feed() -> None:
+            try:
+                for item in self._ordered(paths):
+                    if not put(item):
+                        return
+                put(None)
+            except BaseException as exc:  # handed to the caller, raised there
+                put(exc)
+
+        thread = threading.Thread(target=feed, name="imgclust-decode-feed", daemon=True)
+        thread.start()
+        try:
+            while (item := results.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    def _ordered(self, paths: Iterable[str]) -> Iterator[tuple[int, Decoded]]:
+        pending = iter(enumerate(paths))
+        done: dict[int, Decoded] = {}
+        next_out = 0
+        exhausted = False
+        # Bound memory: never hold more than a few finished results per worker out of order.
+        window = 4 * self.n_workers
+        while True:
+            for worker in self._workers:
+                if worker.task is None and not exhausted and len(done) < window:
+                    task = next(pending, None)
+                    if task is None:
+                        exhausted = True
+                        break
+                    self._send(worker, task, done)
+            while next_out in done:
+                yield next_out, done.pop(next_out)
+                next_out += 1
+            busy = [w for w in self._workers if w.task is not None]
+            if not busy:
+                if exhausted:
+                    return
+                continue
+            self._collect(busy, done)
+
+    def _send(self, worker: _Worker, task: tuple[int, str], done: dict[int, Decoded]) -> None:
+        try:
+            worker.conn.send(task)
+        except OSError:  # the worker died while idle: replace it and try once more
+            self._replace(worker)
+            worker.conn.send(task)
+        worker.task, worker.started = task, time.monotonic()
+
+    def _collect(self, busy: list[_Worker], done: dict[int, Decoded]) -> None:
+        now = time.monotonic()
+        wait_s = max(0.0, min(w.started + self.timeout for w in busy) - now)
+        by_handle: dict[Any, _Worker] = {}
+        for w in busy:
+            by_handle[w.conn] = w
+            by_handle[w.process.sentinel] = w
+        ready = wait(list(by_handle), timeout=wait_s)
+        seen: set[int] = set()
+        for handle in ready:
+            worker = by_handle[handle]
+            if id(worker) in seen or worker.task is None:
+                continue
+            seen.add(id(worker))
+            index, _ = worker.task
+            try:
+                if worker.conn.poll():
+                    got, out = worker.conn.recv()
+                    if got == index:
+                        done[index], worker.task = out, None
+                        continue
+            except (EOFError, OSError):
+                pass
+            code = worker.process.exitcode if not worker.process.is_alive() else None
+            worker.process.join(timeout=1.0)
+            code = worker.process.exitcode if code is None else code
+            done[index] = Decoded(None, _exit_reason(code))
+            self.n_crashes += 1
+            self._replace(worker)
+        now = time.monotonic()
+        for worker in busy:
+            if worker.task is not None and now - worker.started >= self.timeout:
+                done[worker.task[0]] = Decoded(None, f"decode timed out after {self.timeout:g} s")
+                self.n_timeouts += 1
+                self._replace(worker)
+
+
+__all__ = ["DEFAULT_DECODE_TIMEOUT", "DecodePool"]
