@@ -133,6 +133,13 @@ def run(
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="Inference runtime: auto (openvino on the CPU when installed, else torch), "
+            "torch or openvino [default: auto]."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
@@ -147,7 +154,13 @@ def run(
     from .pipeline import run as run_pipeline
 
     overrides = {
-        "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
+        "embed": {
+            "model": model,
+            "batch_size": batch_size,
+            "workers": workers,
+            "device": device,
+            "runtime": runtime,
+        },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"k": k, "features": features, "seed": seed},
     }

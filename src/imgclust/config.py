@@ -18,6 +18,8 @@ from .exceptions import ConfigError
 
 FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
 FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
+#: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class EmbedConfig:
     batch_size: int = 64
     workers: int | None = None  # decode processes; None: one per CPU core (at most 8)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    runtime: str = "auto"  # "auto" (openvino on the CPU when installed), "torch", "openvino"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ class RunConfig:
             )
         if self.embed.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
+        if self.embed.runtime not in RUNTIMES:
+            raise ConfigError(
+                f"unknown runtime {self.embed.runtime!r}; choose one of " + ", ".join(RUNTIMES)
+            )
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
 

@@ -165,6 +165,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         batch_size=config.embed.batch_size,
         device=config.embed.device,
         workers=config.embed.workers,
+        runtime=config.embed.runtime,
     )
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
