@@ -86,6 +86,7 @@ class KMeans:
     def _train(self, x: np.ndarray, k: int) -> np.ndarray:
         import faiss
         from sklearn.cluster import kmeans_plusplus
+        from threadpoolctl import threadpool_limits
 
         n, d = x.shape
         rng = np.random.default_rng(self.random_state)
@@ -100,7 +101,10 @@ class KMeans:
         for r in range(max(1, restarts)):
             seed_rows = rng.choice(n_train, n_seed, replace=False) if n_seed < n_train else None
             seed_set = train if seed_rows is None else train[seed_rows]
-            init, _ = kmeans_plusplus(seed_set, k, random_state=self.random_state + r)
+            # One BLAS thread: seeding is many small products, and BLAS threads spinning
+            # against scikit-learn's OpenMP ones made it 5-10x slower on 2 cores.
+            with threadpool_limits(limits=1, user_api="blas"):
+                init, _ = kmeans_plusplus(seed_set, k, random_state=self.random_state + r)
             km = faiss.Kmeans(
                 d,
                 k,
