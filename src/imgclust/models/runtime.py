@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -197,7 +198,9 @@ class OpenVinoRuntime:
         module = _features_module(model)
         example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # convert_model traces with torch.jit, which warns that it is deprecated.
+                warnings.simplefilter("ignore", FutureWarning)
                 ir = ov.convert_model(module, example_input=example)
         except Exception as exc:
             raise ModelUnavailableError(
