@@ -91,8 +91,8 @@ class KMeans:
         n, d = x.shape
         rng = np.random.default_rng(self.random_state)
         n_train = min(n, k * self.max_points_per_centroid, max(k, _TRAIN_BYTES // (4 * d)))
-        rows = slice(None) if n_train == n else np.sort(rng.choice(n, n_train, replace=False))
-        train = np.ascontiguousarray(x[rows], dtype=np.float32)
+        sample = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+        train = np.ascontiguousarray(sample, dtype=np.float32)
         trials = 2 + math.log(k)
         n_seed = int(min(n_train, max(4 * k, _SEED_FLOP_BUDGET / (k * d * trials))))
         lloyd_cost = float(n_train) * k * d * self.max_iter
