@@ -139,6 +139,13 @@ def run(
             help="Seconds one file may take to decode before it is rejected [default: 30]."
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="Inference runtime: auto (openvino on the CPU when installed, else torch), "
+            "torch or openvino [default: auto]."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
@@ -159,6 +166,7 @@ def run(
             "workers": workers,
             "device": device,
             "decode_timeout": decode_timeout,
+            "runtime": runtime,
         },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"k": k, "features": features, "seed": seed},

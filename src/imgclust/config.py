@@ -18,6 +18,8 @@ from .exceptions import ConfigError
 
 FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
 FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
+#: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class EmbedConfig:
     workers: int | None = None  # decode processes; None: one per CPU core (at most 8)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     decode_timeout: float = 30.0  # seconds one file may take to decode before it is rejected
+    runtime: str = "auto"  # "auto" (openvino on the CPU when installed), "torch", "openvino"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class RunConfig:
             raise ConfigError("batch size must be at least 1")
         if self.embed.decode_timeout <= 0:
             raise ConfigError("the decode timeout must be a positive number of seconds")
+        if self.embed.runtime not in RUNTIMES:
+            raise ConfigError(
+                f"unknown runtime {self.embed.runtime!r}; choose one of " + ", ".join(RUNTIMES)
+            )
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
 

@@ -12,18 +12,16 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, Decoded, decode
-from .models import create_model, get_spec
+from .models import get_spec
+from .models.runtime import Runtime, create_runtime
 from .models.spec import ModelSpec
 from .scan import FileRecord, Rejection
 from .workers import DEFAULT_DECODE_TIMEOUT, DecodePool
-
-if TYPE_CHECKING:
-    import torch
 
 #: Features are stored as float16: half the disk and memory, and clusters do not change.
 STORE_DTYPE = np.float16
@@ -86,6 +84,7 @@ class Embedder:
         max_pixels: images larger than this are rejected as decompression bombs.
         decode_timeout: seconds one file may take to decode before it is rejected (only
             with ``workers`` > 0: a decode in this process cannot be interrupted).
+        runtime: ``"auto"``, ``"torch"`` or ``"openvino"`` (see :mod:`imgclust.models.runtime`).
     """
 
     def __init__(
@@ -97,6 +96,7 @@ class Embedder:
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
+        runtime: str = "auto",
     ) -> None:
         self.model_name = model
         self.spec: ModelSpec = get_spec(model)
@@ -105,43 +105,24 @@ class Embedder:
         self.workers = default_workers() if workers is None else workers
         self.max_pixels = max_pixels
         self.decode_timeout = decode_timeout
-        self._module: torch.nn.Module | None = None
+        self.runtime = runtime
+        self._module: Runtime | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_module"] = None  # the model is rebuilt where the embedder runs
         return state
 
-    def _model(self) -> torch.nn.Module:
+    def _model(self) -> Runtime:
         if self._module is None:
-            import torch
-
             self.device = resolve_device(self.device)
-            module = create_model(self.model_name).to(self.device)
-            self._module = module.to(memory_format=torch.channels_last)
+            self._module = create_runtime(self.model_name, runtime=self.runtime, device=self.device)
+            self.runtime = self._module.name
         return self._module
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a ``(n, h, w, 3)`` uint8 batch → (logits, embeddings), float32."""
-        import torch
-
-        module: Any = self._model()
-        pre = self.spec.preprocess
-        dev = torch.device(self.device)
-        if not batch.flags.writeable:
-            batch = batch.copy()
-        x = torch.from_numpy(batch).to(dev, non_blocking=True).permute(0, 3, 1, 2)
-        mean = torch.tensor(pre.mean, device=dev).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(pre.std, device=dev).view(1, 3, 1, 1) * 255.0
-        x = ((x.float() - mean) / std).contiguous(memory_format=torch.channels_last)
-        use_amp = dev.type == "cuda"
-        with (
-            torch.inference_mode(),
-            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp),
-        ):
-            pooled = module.forward_head(module.forward_features(x), pre_logits=True)
-            logits = module.get_classifier()(pooled)
-        return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
+        return self._model()(batch)
 
     def iter_blocks(
         self,

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .cluster import KMeans, make_features, softmax
+from .cluster import KMeans, make_features_lowmem, softmax
 from .config import RunConfig
 from .describe import (
     ClusterSummary,
@@ -167,6 +167,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         device=config.embed.device,
         workers=config.embed.workers,
         decode_timeout=config.embed.decode_timeout,
+        runtime=config.embed.runtime,
     )
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
@@ -195,7 +196,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
 
     with _timed(timings, "cluster"):
         prog.start("cluster")
-        feats = make_features(
+        feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
             config.cluster.features, logits=stored["logits"], embedding=stored["embedding"]
         )
         model = KMeans(config.cluster.k, random_state=config.cluster.seed).fit(feats)

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -224,11 +224,18 @@ class FeatureStore:
         return shard
 
     def load(
-        self, paths: Sequence[str], locations: dict[str, Location], *, arrays: Sequence[str]
+        self,
+        paths: Sequence[str],
+        locations: dict[str, Location],
+        *,
+        arrays: Sequence[str],
+        transform: Callable[[str, np.ndarray], np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Read ``arrays`` (``"logits"``, ``"embedding"``) for ``paths``, in that order.
 
-        Reads one shard at a time; the result is float16.
+        Reads one shard at a time; the result is float16. ``transform(name, rows)``, if given,
+        maps each shard's rows before they are placed (same width), so derived features are
+        built without a second full-size copy.
         """
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for out_row, p in enumerate(paths):
@@ -243,7 +250,8 @@ class FeatureStore:
                         out[name] = np.empty((len(paths), src.shape[1]), dtype=STORE_DTYPE)
                     dst_rows = np.fromiter((a for a, _ in pairs), dtype=np.int64)
                     src_rows = np.fromiter((b for _, b in pairs), dtype=np.int64)
-                    out[name][dst_rows] = src[src_rows]
+                    rows = src[src_rows]
+                    out[name][dst_rows] = rows if transform is None else transform(name, rows)
         for name in arrays:
             out.setdefault(name, np.zeros((0, 0), dtype=STORE_DTYPE))
         return out

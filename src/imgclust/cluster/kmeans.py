@@ -18,6 +18,16 @@ import numpy as np
 _SEED_FLOP_BUDGET = 2e11
 #: Lloyd work (points x k x d x iterations) above which restarts are cut to one.
 _RESTART_FLOP_BUDGET = 5e12
+#: Most float32 training sample we hold (1 GiB): a million points never train all at once.
+_TRAIN_BYTES = 1 << 30
+#: Rows converted to float32 and assigned at a time, so float16 input stays float16.
+_ASSIGN_ROWS = 32768
+
+
+def _as_features(X: np.ndarray) -> np.ndarray:
+    """``X`` as float16 or float32, unchanged (no copy) when it already is one of those."""
+    x = np.asarray(X)
+    return x if x.dtype in (np.float16, np.float32) else x.astype(np.float32)
 
 
 class KMeans:
@@ -57,14 +67,18 @@ class KMeans:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> KMeans:
-        """Cluster the rows of ``X`` (``(n, d)``, converted to float32)."""
-        x = np.ascontiguousarray(X, dtype=np.float32)
+        """Cluster the rows of ``X`` (``(n, d)``).
+
+        float16 input is kept as it is: only the training sample and one chunk of rows at a
+        time are converted to float32, so a million rows need no float32 copy.
+        """
+        x = _as_features(X)
         n = x.shape[0]
         if n == 0:
             raise ValueError("cannot cluster zero points")
         k = min(self.n_clusters, n)
         self.n_clusters_ = k
-        self.cluster_centers_ = x.copy() if k == n else self._train(x, k)
+        self.cluster_centers_ = x.astype(np.float32) if k == n else self._train(x, k)
         self.labels_, self.distances_ = self._assign(x)
         self.inertia_ = float((self.distances_.astype(np.float64) ** 2).sum())
         return self
@@ -72,11 +86,13 @@ class KMeans:
     def _train(self, x: np.ndarray, k: int) -> np.ndarray:
         import faiss
         from sklearn.cluster import kmeans_plusplus
+        from threadpoolctl import threadpool_limits
 
         n, d = x.shape
         rng = np.random.default_rng(self.random_state)
-        n_train = min(n, k * self.max_points_per_centroid)
-        train = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+        n_train = min(n, k * self.max_points_per_centroid, max(k, _TRAIN_BYTES // (4 * d)))
+        sample = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+        train = np.ascontiguousarray(sample, dtype=np.float32)
         trials = 2 + math.log(k)
         n_seed = int(min(n_train, max(4 * k, _SEED_FLOP_BUDGET / (k * d * trials))))
         lloyd_cost = float(n_train) * k * d * self.max_iter
@@ -85,7 +101,10 @@ class KMeans:
         for r in range(max(1, restarts)):
             seed_rows = rng.choice(n_train, n_seed, replace=False) if n_seed < n_train else None
             seed_set = train if seed_rows is None else train[seed_rows]
-            init, _ = kmeans_plusplus(seed_set, k, random_state=self.random_state + r)
+            # One BLAS thread: seeding is many small products, and BLAS threads spinning
+            # against scikit-learn's OpenMP ones made it 5-10x slower on 2 cores.
+            with threadpool_limits(limits=1, user_api="blas"):
+                init, _ = kmeans_plusplus(seed_set, k, random_state=self.random_state + r)
             km = faiss.Kmeans(
                 d,
                 k,
@@ -106,16 +125,22 @@ class KMeans:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid of each row of ``X``."""
-        return self._assign(np.ascontiguousarray(X, dtype=np.float32))[0]
+        return self._assign(_as_features(X))[0]
 
     def nearest(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(nearest centroid, Euclidean distance to it) for each row of ``X``."""
-        return self._assign(np.ascontiguousarray(X, dtype=np.float32))
+        return self._assign(_as_features(X))
 
     def _assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
         index = faiss.IndexFlatL2(self.cluster_centers_.shape[1])
         index.add(self.cluster_centers_)
-        sq, idx = index.search(x, 1)
-        return idx[:, 0].astype(np.int64), np.sqrt(np.maximum(sq[:, 0], 0.0)).astype(np.float32)
+        labels = np.empty(len(x), dtype=np.int64)
+        dist = np.empty(len(x), dtype=np.float32)
+        for start in range(0, len(x), _ASSIGN_ROWS):
+            part = np.ascontiguousarray(x[start : start + _ASSIGN_ROWS], dtype=np.float32)
+            sq, idx = index.search(part, 1)
+            labels[start : start + len(part)] = idx[:, 0]
+            dist[start : start + len(part)] = np.sqrt(np.maximum(sq[:, 0], 0.0))
+        return labels, dist

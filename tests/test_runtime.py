@@ -1,0 +1,97 @@
+"""The inference runtimes give torch's features on real photos, and are chosen as documented."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclust.decode import decode
+from imgclust.embed import Embedder
+from imgclust.exceptions import ConfigError, ModelUnavailableError
+from imgclust.models import get_spec
+from imgclust.models import runtime as rt
+
+SKIMAGE_DATA = Path(str(resources.files("skimage") / "data"))
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+MODEL = "efficientnet_lite0"
+
+needs_openvino = pytest.mark.skipif(not rt.openvino_available(), reason="openvino not installed")
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    pre = get_spec(MODEL).preprocess
+    arrays = []
+    for name in PHOTOS:
+        out = decode(str(SKIMAGE_DATA / name), pre)
+        assert out.array is not None, out.reason
+        arrays.append(out.array)
+    return np.stack(arrays)
+
+
+@pytest.fixture(scope="module")
+def torch_features(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return rt.TorchRuntime(MODEL, "cpu")(batch)
+
+
+@needs_openvino
+def test_openvino_matches_torch_on_real_photos(
+    batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    ov = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    logits, emb = ov(batch)
+    ref_logits, ref_emb = torch_features
+    assert logits.shape == (len(PHOTOS), 1000) and emb.shape == (len(PHOTOS), 1280)
+    assert np.abs(logits - ref_logits).max() < 1e-3
+    assert np.abs(emb - ref_emb).max() < 1e-3
+    assert (logits.argmax(1) == ref_logits.argmax(1)).all()
+    # A batch size other than the one converted with works too.
+    one_logits, _ = ov(batch[:1])
+    assert np.abs(one_logits - ref_logits[:1]).max() < 1e-3
+
+
+@needs_openvino
+def test_openvino_conversion_is_cached_and_reused(tmp_path: Path, batch: np.ndarray) -> None:
+    first = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    assert first.ir_path.is_file() and first.ir_path.with_suffix(".bin").is_file()
+    stamp = first.ir_path.stat().st_mtime_ns
+    second = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    assert second.ir_path == first.ir_path and second.ir_path.stat().st_mtime_ns == stamp
+    assert np.abs(second(batch[:2])[0] - first(batch[:2])[0]).max() < 1e-5
+
+
+@needs_openvino
+def test_damaged_cache_is_rebuilt(tmp_path: Path, batch: np.ndarray) -> None:
+    first = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    first.ir_path.write_text("not a model")
+    second = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    assert second(batch[:1])[0].shape == (1, 1000)
+
+
+def test_auto_picks_openvino_on_cpu_only_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rt, "openvino_available", lambda: True)
+    assert rt.resolve_runtime("auto", "cpu") == "openvino"
+    assert rt.resolve_runtime("auto", "cuda") == "torch"
+    monkeypatch.setattr(rt, "openvino_available", lambda: False)
+    assert rt.resolve_runtime("auto", "cpu") == "torch"
+    with pytest.raises(ModelUnavailableError, match="pip install openvino"):
+        rt.resolve_runtime("openvino", "cpu")
+
+
+def test_bad_runtime_choices_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        rt.resolve_runtime("tensorrt", "cpu")
+    with pytest.raises(ConfigError, match="CPU only"):
+        rt.resolve_runtime("openvino", "cuda")
+
+
+def test_embedder_uses_the_chosen_runtime(
+    batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray]
+) -> None:
+    embedder = Embedder(MODEL, device="cpu", workers=0, runtime="torch")
+    logits, _ = embedder.forward(batch)
+    assert embedder.runtime == "torch"
+    assert np.abs(logits - torch_features[0]).max() < 1e-4
