@@ -114,7 +114,7 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "top_class_ids": np.asarray(saved.top_class_ids, np.int32),
         "top_class_scores": np.asarray(saved.top_class_scores, np.float32),
     }
-    _atomic(marker_dir / MODEL_FILE, lambda tmp: np.savez(tmp, **arrays))
+    _atomic(marker_dir / MODEL_FILE, lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
 
 
 def load_clustering(marker_dir: Path) -> SavedClustering:
