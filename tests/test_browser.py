@@ -38,12 +38,8 @@ def report(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     for cid in range(3):
         idx = np.flatnonzero(labels == cid)
         idx = idx[np.argsort(distances[idx], kind="stable")]
-        ranks_ok = idx
-        clusters.append(
-            ClusterSummary(
-                cid, names[cid], ((f"{names[cid]}, x", 0.5),), ranks_ok, distances[idx], int(idx[0])
-            )  # fmt: skip
-        )
+        tops = ((f"{names[cid]}, x", 0.5),)
+        clusters.append(ClusterSummary(cid, names[cid], tops, idx, distances[idx], int(idx[0])))
     ranks = np.empty(n, np.int64)
     for c in clusters:
         ranks[c.members] = np.arange(c.size)
