@@ -47,6 +47,7 @@ def report(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         paths=big, labels=labels, ranks=ranks, distances=distances,
         image_top_classes=[(("espresso", 0.9),)] * n, clusters=clusters, rejected=[],
         model="efficientnet_lite0", features="embedding", outliers=outliers,
+        coords=np.c_[labels * 10.0, np.zeros(n)] + rng.normal(size=(n, 2)),
     )  # fmt: skip
     out = tmp_path_factory.mktemp("browser")
     write_report(out, data, ReportConfig(thumb_size=64, clusters_per_page=2, thumbs_per_row=20))
@@ -128,4 +129,32 @@ def test_big_cluster_is_paged_with_outlier_tail_and_selection(browser, report) -
     assert rows[0] == "path,cluster" and len(rows) == 1 + data.clusters[0].size - 200
     page.evaluate("document.getElementById('outliers').scrollIntoView()")
     _shot(page, "members-outlier-tail")
+    assert errors == []
+
+
+def test_map_draws_pans_zooms_and_click_opens_the_image(browser, report) -> None:  # type: ignore[no-untyped-def]
+    out, data = report
+    page, errors = _open(browser, (out / "map.html").as_uri())
+    page.wait_for_function("window.imgclustMapDrawn >= 1")
+    scale = page.evaluate("imgclustMapApi.view.scale")
+    page.mouse.move(640, 400)
+    page.mouse.wheel(0, -400)
+    page.wait_for_timeout(50)
+    assert page.evaluate("imgclustMapApi.view.scale") > scale
+    page.click("#map-reset")
+    # click on the screen position of image 5 (cluster 1)
+    x, y = page.evaluate(
+        "(() => { const v = imgclustMapApi.view, r = document.getElementById('map')"
+        ".getBoundingClientRect(); return [%f * v.scale + v.x + r.left, %f * v.scale + v.y + r.top]; })()"
+        % tuple(float(c) for c in data.coords[5])
+    )
+    page.mouse.click(x, y)
+    link = page.locator("#map-info a")
+    href = link.get_attribute("href") or ""
+    assert href.startswith("cluster-1-1.html#row1-")
+    _shot(page, "map-clicked")
+    link.click()
+    page.wait_for_load_state("load")
+    anchor = href.split("#")[1]
+    assert page.evaluate(f"document.getElementById('{anchor}').getBoundingClientRect().top") >= 0
     assert errors == []

@@ -107,12 +107,16 @@ def assign_folder(
         scores /= scores.sum(axis=1, keepdims=True)
         top_ids = np.argsort(-scores, axis=1)[:, :3]
         index.add(np.ascontiguousarray(feats, dtype=np.float32))
+        new_xy = None
+        if saved.layout is not None and saved.coords is not None:
+            new_xy = saved.layout.place(feats, saved.centroids, labels, distances)
     else:
         labels = np.zeros(0, np.int64)
         distances = np.zeros(0, np.float32)
         outliers = np.zeros(0, bool)
         scores = np.zeros((0, 1), np.float32)
         top_ids = np.zeros((0, 3), np.int64)
+        new_xy = np.zeros((0, 2), np.float32)
     grown = replace(
         saved,
         paths=list(saved.paths) + new_paths,
@@ -124,6 +128,9 @@ def assign_folder(
             [saved.top_class_scores, np.take_along_axis(scores, top_ids, axis=1)]
         ),
         rejected=sorted(list(saved.rejected) + rejected, key=lambda r: r.path),
+        coords=None
+        if saved.coords is None or new_xy is None
+        else np.concatenate([saved.coords, new_xy]),
     )
     data = report_data(grown)
     write_exports(out, data)
@@ -193,4 +200,5 @@ def report_data(saved: SavedClustering) -> ReportData:
         model=saved.model,
         features=saved.features,
         outliers=np.asarray(saved.outliers),
+        coords=saved.coords,
     )

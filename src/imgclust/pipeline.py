@@ -27,6 +27,7 @@ from .embed import Embedder
 from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
 from .report import ReportData, write_exports, write_report
+from .report.layout import fit_layout
 from .scan import Rejection, scan
 from .state import SavedClustering, centroids_by_label, save_clustering, saved_paths
 from .store import FeatureStore
@@ -218,11 +219,14 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
 
     with _timed(timings, "save"):
         top_ids = np.argsort(-scores, axis=1)[:, :3]
+        centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
+        layout = fit_layout(feats, centroids, labels, distances)
+        coords = layout.place(feats, centroids, labels, distances)
         saved = SavedClustering(
             model=spec.name,
             features=config.cluster.features,
             store_dir=str(store_dir),
-            centroids=centroids_by_label(model.cluster_centers_, model.labels_, labels),
+            centroids=centroids,
             fences=fences,
             names=[c.name for c in clusters],
             cluster_top_classes=[c.top_classes for c in clusters],
@@ -235,6 +239,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             top_class_scores=np.take_along_axis(scores, top_ids, axis=1),
             rejected=sorted(rejected, key=lambda r: r.path),
             report=config.report,
+            coords=coords,
+            layout=layout,
         )
         save_clustering(out / MARKER_DIR, saved, feats)
 
@@ -249,6 +255,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         model=spec.name,
         features=config.cluster.features,
         outliers=outliers,
+        coords=coords,
     )
     with _timed(timings, "report"):
         write_exports(out, data)

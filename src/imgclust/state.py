@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import ReportConfig
+from .report.layout import MapLayout
 from .exceptions import InputError, OutputError
 from .scan import Rejection
 
@@ -62,6 +63,8 @@ class SavedClustering:
     top_class_scores: np.ndarray  # (n, 3) float
     rejected: Sequence[Rejection]
     report: ReportConfig
+    coords: np.ndarray | None = None  # (n, 2) map positions
+    layout: MapLayout | None = None  # places images added later on the same map
 
 
 def centroids_by_label(
@@ -114,6 +117,10 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "top_class_ids": np.asarray(saved.top_class_ids, np.int32),
         "top_class_scores": np.asarray(saved.top_class_scores, np.float32),
     }
+    if saved.coords is not None and saved.layout is not None:
+        arrays["coords"] = np.asarray(saved.coords, np.float32)
+        for name in ("centres", "radii", "basis", "scale"):
+            arrays[f"map_{name}"] = getattr(saved.layout, name)
     _atomic(marker_dir / MODEL_FILE, lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
 
 
@@ -154,6 +161,12 @@ def load_clustering(marker_dir: Path) -> SavedClustering:
         top_class_scores=arrays["top_class_scores"],
         rejected=[Rejection(p, r) for p, r in meta["rejected"]],
         report=ReportConfig(**meta["report"]),
+        coords=arrays.get("coords"),
+        layout=MapLayout(
+            arrays["map_centres"], arrays["map_radii"], arrays["map_basis"], arrays["map_scale"]
+        )
+        if "map_centres" in arrays
+        else None,
     )
 
 

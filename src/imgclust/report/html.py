@@ -162,7 +162,11 @@ def write_report(
         n_noise=sum(c.size for c in noise),
         model=data.model,
         features=data.features,
+        has_map=data.coords is not None and len(data.paths) > 0,
     )
+    if data.coords is not None and len(data.paths):
+        _write_map(env, out_dir, common, data, clusters)
+        written |= {"map.html", "map-data.js"}
     written |= {page_name(n) for n in range(1, len(pages) + 1)}
     _remove_stale(out_dir, written, data)
     return index
@@ -254,6 +258,42 @@ def _write_member_pages(
     atomic_write_text(out_dir / f"members-{cluster.cluster_id}.js", script)
     names.add(f"members-{cluster.cluster_id}.js")
     return names
+
+
+def _write_map(
+    env: jinja2.Environment,
+    out_dir: Path,
+    common: Mapping[str, Any],
+    data: ReportData,
+    clusters: list[ClusterSummary],
+) -> None:
+    """``map.html`` and ``map-data.js``: every image's position, cluster and rank, packed as
+    base64 typed arrays (12 bytes an image: 100k images are 1.6 MB of script)."""
+    import base64
+
+    import numpy as np
+
+    xy = np.asarray(data.coords, dtype=np.float32)
+    labels = np.asarray(data.labels, dtype=np.int32)
+    ranks = np.asarray(data.ranks, dtype=np.int32)
+    meta = {
+        "n": len(xy),
+        "perPage": MEMBERS_PER_PAGE,
+        "clusters": {str(c.cluster_id): [c.name, c.size] for c in clusters},
+    }
+
+    def b64(a: np.ndarray) -> str:
+        return base64.b64encode(
+            np.ascontiguousarray(a).astype("<f4" if a.dtype.kind == "f" else "<i4").tobytes()
+        ).decode("ascii")
+
+    script = (
+        f'imgclustMap({_js_json(meta)}, "{b64(xy.reshape(-1))}", '
+        f'"{b64(labels)}", "{b64(ranks)}");\n'
+    )
+    atomic_write_text(out_dir / "map-data.js", script)
+    atomic_write_text(out_dir / "map.js", (_HERE / "static" / "map.js").read_text("utf-8"))
+    _render(env, "map.html", out_dir / "map.html", common, n_images=len(xy))
 
 
 def _js_json(value: object) -> str:
