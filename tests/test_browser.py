@@ -144,9 +144,10 @@ def test_map_draws_pans_zooms_and_click_opens_the_image(browser, report) -> None
     page.click("#map-reset")
     # click on the screen position of image 5 (cluster 1)
     x, y = page.evaluate(
-        "(() => { const v = imgclustMapApi.view, r = document.getElementById('map')"
-        ".getBoundingClientRect(); return [%f * v.scale + v.x + r.left, %f * v.scale + v.y + r.top]; })()"
-        % tuple(float(c) for c in data.coords[5])
+        """([px, py]) => { const v = imgclustMapApi.view;
+        const r = document.getElementById('map').getBoundingClientRect();
+        return [px * v.scale + v.x + r.left, py * v.scale + v.y + r.top]; }""",
+        [float(c) for c in data.coords[5]],
     )
     page.mouse.click(x, y)
     link = page.locator("#map-info a")

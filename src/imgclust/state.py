@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from .config import ReportConfig
-from .report.layout import MapLayout
 from .exceptions import InputError, OutputError
+from .report.layout import MapLayout
 from .scan import Rejection
 
 MODEL_FILE = "model.npz"
