@@ -92,7 +92,8 @@ def _summary(result: Any) -> None:
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
     if getattr(result, "n_new", None):
-        console.print(f"  re-clustered: {result.n_new:,} new images since the last run")
+        noun = "image" if result.n_new == 1 else "images"
+        console.print(f"  re-clustered: {result.n_new:,} new {noun} since the last run")
     if result.rejected:
         console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
     console.print(f"  assignments: {result.out_dir / 'assignments.csv'}")
