@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean browser
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check and run the test suite (offline)
+browser:  ## headless Chromium for tests/test_browser.py (Debian packages; no browser download)
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get install -y chromium chromium-driver; } || \
+		echo "no chromium: tests/test_browser.py will be skipped"
+
+test: lint browser  ## lint, type-check and run the test suite (offline)
 	$(BIN)/pytest -q
 
 clean:

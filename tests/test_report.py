@@ -205,8 +205,8 @@ def test_every_shown_image_is_an_anchored_lazy_thumbnail(
                 Image.open(out / thumb_relpath(data.paths[i], config.thumb_size)) as thumb,
             ):
                 assert thumb.width * thumb.height < original.width * original.height
-        for i in c.members[max(config.thumbs_per_row, config.strip_size) :]:
-            assert not (out / thumb_relpath(data.paths[i], config.thumb_size)).exists()
+        for i in c.members:  # every member is shown on the cluster's own pages
+            assert (out / thumb_relpath(data.paths[i], config.thumb_size)).exists()
 
 
 def test_tile_tooltip_shows_rank_distance_and_classes(
@@ -225,15 +225,17 @@ def test_more_members_than_a_row_are_counted(
     out, data, config = gallery
     extra = data.clusters[0].size - config.thumbs_per_row
     assert extra > 0
-    assert f"+{extra} more in assignments.csv" in (out / "clusters-001.html").read_text("utf-8")
+    assert f"+{extra} more: all members" in (out / "clusters-001.html").read_text("utf-8")
+    members = out / "cluster-0-1.html"
+    assert {f"row0-{r}" for r in range(data.clusters[0].size)} <= _ids(members)
 
 
 def test_no_markup_from_names_reaches_any_page(
     gallery: tuple[Path, ReportData, ReportConfig],
 ) -> None:
-    out, _, _ = gallery
-    pages = list(out.glob("*.html"))
-    assert len(pages) == 5
+    out, data, _ = gallery
+    pages = list(out.glob("*.html")) + list(out.glob("members-*.js"))
+    assert len(pages) == 5 + 2 * len(data.clusters)  # + a member page and list per cluster
     for page in pages:
         text = page.read_text(encoding="utf-8")
         assert "<script>alert" not in text

@@ -91,6 +91,9 @@ def _summary(result: Any) -> None:
         f"[bold]{result.k}[/] clusters ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
+    if getattr(result, "n_new", None):
+        noun = "image" if result.n_new == 1 else "images"
+        console.print(f"  re-clustered: {result.n_new:,} new {noun} since the last run")
     if result.rejected:
         console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
     console.print(f"  assignments: {result.out_dir / 'assignments.csv'}")
@@ -261,6 +264,72 @@ def export_cmd(
     console.print(f"{len(plan.steps):,} photos exported into {to} ({mode})")
     if mode == "move":
         console.print(f"  to put them back: imgclust export --undo {to}")
+
+
+@app.command()
+def assign(
+    new: Annotated[list[Path], typer.Argument(help="Folders or images with the new photos.")],
+    into: Annotated[Path, typer.Option("--into", help="Output folder of an earlier run.")],
+    workers: Annotated[int | None, typer.Option(help="Decode processes.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Add new photos to the clusters of an earlier run, without clustering again.
+
+    Example: imgclust assign ~/Pictures/2025-06 --into clusters
+    """
+    from .assign import assign_folder
+
+    try:
+        if quiet:
+            result = assign_folder(new, into, workers=workers, device=device)
+        else:
+            with RichProgress(console) as progress:
+                result = assign_folder(new, into, workers=workers, device=device, progress=progress)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    n_out = int(result.outliers.sum())
+    console.print(
+        f"[bold green]{len(result.paths):,} new images assigned[/] to existing clusters "
+        f"({n_out:,} outliers, {len(result.rejected):,} rejected, {result.n_known:,} already "
+        f"in the collection; {result.n_total:,} images now)"
+    )
+    for path, label, dist, out in zip(
+        result.paths, result.labels, result.distances, result.outliers, strict=True
+    ):
+        flag = " [yellow]outlier[/]" if out else ""
+        console.print(f"  #{label} {result.names[label]}  {dist:.3f}{flag}  {path}", markup=True)
+    console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
+
+
+@app.command()
+def similar(
+    image: Annotated[Path, typer.Argument(help="An image, in the collection or not.")],
+    in_: Annotated[Path, typer.Option("--in", help="Output folder of an earlier run.")],
+    n: Annotated[int, typer.Option("-n", help="How many similar images.")] = 20,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """The photos of a clustered collection most similar to IMAGE, with distances.
+
+    Example: imgclust similar beach.jpg --in clusters -n 10
+    """
+    from rich.table import Table
+
+    from .similar import find_similar
+
+    try:
+        result = find_similar(image, in_, n=n, device=device)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    where = "in the collection" if result.in_collection else "new, embedded now"
+    table = Table(title=f"nearest to {result.query} ({where})")
+    for col in ("#", "distance", "cluster", "image"):
+        table.add_column(col, justify="right" if col in ("#", "distance") else "left")
+    for i, nb in enumerate(result.neighbours, start=1):
+        cluster = f"#{nb.cluster} {nb.cluster_name}" + (" (outlier)" if nb.outlier else "")
+        table.add_row(str(i), f"{nb.distance:.4f}", cluster, nb.path)
+    Console().print(table)
+    console.print(f"  page: [link={result.page.as_uri()}]{result.page}[/link]")
 
 
 @app.command("models")

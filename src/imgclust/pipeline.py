@@ -28,7 +28,9 @@ from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
+from .report.layout import fit_layout
 from .scan import Rejection, scan
+from .state import SavedClustering, centroids_by_label, save_clustering, saved_paths
 from .store import FeatureStore
 
 #: The marker folder that makes a folder an imgclust output folder (safe to write into).
@@ -74,6 +76,8 @@ class RunResult:
         n_cached: images whose features came from the store.
         report: path of ``index.html``.
         timings: seconds per stage.
+        n_new: images that were not in the previous run's clustering (the folder grew and
+            was re-clustered); ``None`` on a first run.
     """
 
     out_dir: Path
@@ -89,6 +93,7 @@ class RunResult:
     model: str
     features: str
     timings: dict[str, float] = field(default_factory=dict)
+    n_new: int | None = None
 
     @property
     def k(self) -> int:
@@ -194,6 +199,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         with _timed(timings, "load"):
             stored = store.load(paths, final.found, arrays=("logits", "embedding"))
 
+    previous = saved_paths(out / MARKER_DIR)
     with _timed(timings, "cluster"):
         prog.start("cluster")
         feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
@@ -214,6 +220,33 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         clusters = describe(labels, distances, feats, scores, class_names, seed=config.cluster.seed)
         image_tops = top_classes(scores, class_names, n=3)
 
+    with _timed(timings, "save"):
+        top_ids = np.argsort(-scores, axis=1)[:, :3]
+        centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
+        layout = fit_layout(feats, centroids, labels, distances)
+        coords = layout.place(feats, centroids, labels, distances)
+        saved = SavedClustering(
+            model=spec.name,
+            features=config.cluster.features,
+            store_dir=str(store_dir),
+            centroids=centroids,
+            fences=fences,
+            names=[c.name for c in clusters],
+            cluster_top_classes=[c.top_classes for c in clusters],
+            medoids=np.array([c.medoid for c in clusters], dtype=np.int64),
+            paths=paths,
+            labels=labels,
+            distances=distances,
+            outliers=outliers,
+            top_class_ids=top_ids,
+            top_class_scores=np.take_along_axis(scores, top_ids, axis=1),
+            rejected=sorted(rejected, key=lambda r: r.path),
+            report=config.report,
+            coords=coords,
+            layout=layout,
+        )
+        save_clustering(out / MARKER_DIR, saved, feats)
+
     data = ReportData(
         paths=paths,
         labels=labels,
@@ -225,6 +258,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         model=spec.name,
         features=config.cluster.features,
         outliers=outliers,
+        coords=coords,
     )
     with _timed(timings, "report"):
         write_exports(out, data)
@@ -247,6 +281,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         model=spec.name,
         features=config.cluster.features,
         timings=timings,
+        n_new=None if previous is None else len(set(paths) - previous),
     )
     _write_run_info(out, config, result)
     return result

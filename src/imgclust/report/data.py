@@ -30,6 +30,7 @@ class ReportData:
         features: which features were clustered (``"embedding"``, ``"scores"``, ...).
         outliers: per image, whether it lies beyond its cluster's outlier fence
             (:func:`imgclust.describe.outlier_thresholds`); ``None`` when not computed.
+        coords: ``(n, 2)`` map positions (:mod:`imgclust.report.layout`); ``None``: no map.
     """
 
     paths: Sequence[str]
@@ -42,10 +43,11 @@ class ReportData:
     model: str
     features: str
     outliers: np.ndarray | None = None
+    coords: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
-        for name in ("labels", "ranks", "distances", "image_top_classes", "outliers"):
+        for name in ("labels", "ranks", "distances", "image_top_classes", "outliers", "coords"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"ReportData.{name} has {len(value)} rows, not {n}")

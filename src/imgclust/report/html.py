@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     import jinja2
 
 _HERE = Path(__file__).resolve().parent
-_PAGE_RE = re.compile(r"clusters-\d{3,}\.html")
+_PAGE_RE = re.compile(r"clusters-\d{3,}\.html|cluster-\d+-\d+\.html|members-\d+\.js")
+#: Images per page of a cluster's own pages (a large cluster gets many pages, never one).
+MEMBERS_PER_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class _Tile:
     """One image as a page shows it."""
 
     anchor: str  # "row3-0": the id of its tile on the cluster page
+    path: str  # the original's path, as written in a downloaded selection
+    outlier: bool
     original: str  # file:// URL of the original
     thumb: str | None  # thumbnail path relative to the page; None: a placeholder is shown
     name: str  # printable file name
@@ -54,11 +58,18 @@ class _Row:
     tiles: tuple[_Tile, ...]  # the cluster page's row
     strip: tuple[_Tile, ...]  # the index's preview
     n_more: int  # members not shown on the cluster page
+    words: str  # what the index filter matches: name and class descriptions, lower case
+    n_outliers: int
 
 
 def page_name(page: int) -> str:
     """File name of cluster page ``page`` (1-based): ``clusters-001.html``."""
     return f"clusters-{page:03d}.html"
+
+
+def member_page_name(cluster_id: int, page: int) -> str:
+    """File name of page ``page`` (1-based) of one cluster's members: ``cluster-3-1.html``."""
+    return f"cluster-{cluster_id}-{page}.html"
 
 
 def file_url(path: str) -> str:
@@ -101,7 +112,7 @@ def write_report(
     per_page = max(1, config.clusters_per_page)
     n_row, n_strip = max(0, config.thumbs_per_row), max(0, config.strip_size)
     clusters = sorted(data.clusters, key=lambda c: (c.cluster_id < 0, c.cluster_id))
-    shown = [data.paths[int(i)] for c in clusters for i in c.members[: max(n_row, n_strip)]]
+    shown = [data.paths[int(i)] for c in clusters for i in c.members]
     thumbs = make_thumbnails(
         out_dir, shown, size=config.thumb_size, workers=workers, on_progress=on_progress
     )
@@ -118,7 +129,11 @@ def write_report(
         "n_pages": len(pages),
         "n_rejected": len(data.rejected),
     }
-    atomic_write_text(out_dir / "style.css", (_HERE / "static" / "style.css").read_text("utf-8"))
+    for name in ("style.css", "gallery.js"):
+        atomic_write_text(out_dir / name, (_HERE / "static" / name).read_text("utf-8"))
+    written = set()
+    for c, r in zip(clusters, rows, strict=True):
+        written |= _write_member_pages(env, out_dir, common, c, r, data, thumbs)
     for number, page_rows in enumerate(pages, start=1):
         _render(
             env,
@@ -147,8 +162,13 @@ def write_report(
         n_noise=sum(c.size for c in noise),
         model=data.model,
         features=data.features,
+        has_map=data.coords is not None and len(data.paths) > 0,
     )
-    _remove_stale(out_dir, {page_name(n) for n in range(1, len(pages) + 1)}, data)
+    if data.coords is not None and len(data.paths):
+        _write_map(env, out_dir, common, data, clusters)
+        written |= {"map.html", "map-data.js"}
+    written |= {page_name(n) for n in range(1, len(pages) + 1)}
+    _remove_stale(out_dir, written, data)
     return index
 
 
@@ -164,6 +184,8 @@ def _row(
     tiles = tuple(
         _tile(int(i), anchor, data, thumbs) for i in cluster.members[: max(n_row, n_strip)]
     )
+    outliers = data.outliers
+    words = " ".join([cluster.name] + [d for d, _ in cluster.top_classes]).lower()
     return _Row(
         cluster_id=cluster.cluster_id,
         anchor=anchor,
@@ -174,6 +196,8 @@ def _row(
         tiles=tiles[:n_row],
         strip=tiles[:n_strip],
         n_more=cluster.size - min(n_row, cluster.size),
+        words=words,
+        n_outliers=0 if outliers is None else int(outliers[cluster.members].sum()),
     )
 
 
@@ -183,13 +207,101 @@ def _tile(index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, st
     folder, name = os.path.split(display_path(path))
     classes = "\n".join(f"{short_name(d)}  {s:.3f}" for d, s in data.image_top_classes[index])
     tooltip = f"{name}\nrank {rank} · distance {float(data.distances[index]):.4g}\n{classes}"
+    outlier = data.outliers is not None and bool(data.outliers[index])
+    if outlier:
+        tooltip += "\noutlier: beyond the cluster's typical distance"
     return _Tile(
         anchor=f"{row_anchor}-{rank}",
+        path=display_path(path),
+        outlier=outlier,
         original=file_url(path),
         thumb=thumbs.get(path),
         name=name,
         tooltip=f"{tooltip.rstrip()}\n{folder}",
     )
+
+
+def _write_member_pages(
+    env: jinja2.Environment,
+    out_dir: Path,
+    common: Mapping[str, Any],
+    cluster: ClusterSummary,
+    row: _Row,
+    data: ReportData,
+    thumbs: Mapping[str, str],
+) -> set[str]:
+    """All members of one cluster, nearest first, :data:`MEMBERS_PER_PAGE` to a page; and
+    ``members-N.js``, the member paths the index loads when a whole cluster is selected."""
+    anchor = f"row{cluster.cluster_id}"
+    members = cluster.members
+    n_pages = max(1, -(-len(members) // MEMBERS_PER_PAGE))
+    names = set()
+    for number in range(1, n_pages + 1):
+        chunk = members[(number - 1) * MEMBERS_PER_PAGE : number * MEMBERS_PER_PAGE]
+        name = member_page_name(cluster.cluster_id, number)
+        _render(
+            env,
+            "members.html",
+            out_dir / name,
+            common,
+            row=row,
+            tiles=[_tile(int(i), anchor, data, thumbs) for i in chunk],
+            first_rank=(number - 1) * MEMBERS_PER_PAGE,
+            page=number,
+            n_member_pages=n_pages,
+            prev=member_page_name(cluster.cluster_id, number - 1) if number > 1 else None,
+            next=member_page_name(cluster.cluster_id, number + 1) if number < n_pages else None,
+        )
+        names.add(name)
+    paths = [display_path(data.paths[int(i)]) for i in members]
+    script = f"imgclustMembers({cluster.cluster_id}, {_js_json(paths)});\n"
+    atomic_write_text(out_dir / f"members-{cluster.cluster_id}.js", script)
+    names.add(f"members-{cluster.cluster_id}.js")
+    return names
+
+
+def _write_map(
+    env: jinja2.Environment,
+    out_dir: Path,
+    common: Mapping[str, Any],
+    data: ReportData,
+    clusters: list[ClusterSummary],
+) -> None:
+    """``map.html`` and ``map-data.js``: every image's position, cluster and rank, packed as
+    base64 typed arrays (12 bytes an image: 100k images are 1.6 MB of script)."""
+    import base64
+
+    import numpy as np
+
+    xy = np.asarray(data.coords, dtype=np.float32)
+    labels = np.asarray(data.labels, dtype=np.int32)
+    ranks = np.asarray(data.ranks, dtype=np.int32)
+    meta = {
+        "n": len(xy),
+        "perPage": MEMBERS_PER_PAGE,
+        "clusters": {str(c.cluster_id): [c.name, c.size] for c in clusters},
+    }
+
+    def b64(a: np.ndarray) -> str:
+        return base64.b64encode(
+            np.ascontiguousarray(a).astype("<f4" if a.dtype.kind == "f" else "<i4").tobytes()
+        ).decode("ascii")
+
+    script = (
+        f'imgclustMap({_js_json(meta)}, "{b64(xy.reshape(-1))}", '
+        f'"{b64(labels)}", "{b64(ranks)}");\n'
+    )
+    atomic_write_text(out_dir / "map-data.js", script)
+    atomic_write_text(out_dir / "map.js", (_HERE / "static" / "map.js").read_text("utf-8"))
+    _render(env, "map.html", out_dir / "map.html", common, n_images=len(xy))
+
+
+def _js_json(value: object) -> str:
+    """JSON safe inside a script: no ``</script>``, no line separators."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _environment() -> jinja2.Environment:

@@ -1,0 +1,147 @@
+/* imgclust gallery: filter and sort the index, select images or clusters, download the
+   selection as CSV or a list of paths. Plain JavaScript, no library, works from file://
+   (cluster member lists are loaded as <script> files, never with fetch). */
+(function () {
+  "use strict";
+  var members = {};
+  var waiting = {};
+  window.imgclustMembers = function (id, paths) {
+    members[id] = paths;
+    if (waiting[id]) { waiting[id](); delete waiting[id]; }
+  };
+
+  function loadMembers(id) {
+    return new Promise(function (resolve, reject) {
+      if (members[id]) { resolve(members[id]); return; }
+      waiting[id] = function () { resolve(members[id]); };
+      var s = document.createElement("script");
+      s.src = "members-" + id + ".js";
+      s.onerror = function () { reject(new Error("cannot load " + s.src)); };
+      document.head.appendChild(s);
+    });
+  }
+
+  function download(name, text, type) {
+    var url = URL.createObjectURL(new Blob([text], { type: type }));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  }
+
+  function csvField(s) { return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
+
+  function selectionRows() {
+    var rows = [];
+    var clusters = document.querySelectorAll(".pick-cluster:checked");
+    var jobs = Array.prototype.map.call(clusters, function (box) {
+      var id = box.getAttribute("data-cluster");
+      return loadMembers(id).then(function (paths) {
+        paths.forEach(function (p) { rows.push([p, id]); });
+      });
+    });
+    document.querySelectorAll(".tile .pick:checked").forEach(function (box) {
+      var row = box.closest(".row");
+      rows.push([box.getAttribute("data-path"), row ? row.id.replace("row", "") : ""]);
+    });
+    return Promise.all(jobs).then(function () { return rows; });
+  }
+
+  function updateCount() {
+    var n = 0;
+    document.querySelectorAll(".pick-cluster:checked").forEach(function (box) {
+      var card = document.getElementById("card" + box.getAttribute("data-cluster"));
+      n += card ? parseInt(card.getAttribute("data-size"), 10) : 0;
+    });
+    n += document.querySelectorAll(".tile .pick:checked").length;
+    var label = document.getElementById("n-selected");
+    if (label) { label.textContent = n.toLocaleString() + " selected"; }
+    ["download-csv", "download-txt"].forEach(function (id) {
+      var b = document.getElementById(id);
+      if (b) { b.disabled = n === 0; }
+    });
+  }
+
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.classList.contains("pick")) { t.closest(".tile").classList.toggle("picked", t.checked); }
+    if (t.classList.contains("pick") || t.classList.contains("pick-cluster")) { updateCount(); }
+  });
+
+  function on(id, event, fn) {
+    var el = document.getElementById(id);
+    if (el) { el.addEventListener(event, fn); }
+  }
+  on("download-csv", "click", function () {
+    selectionRows().then(function (rows) {
+      var text = "path,cluster\n" + rows.map(function (r) {
+        return csvField(r[0]) + "," + r[1];
+      }).join("\n") + "\n";
+      download("selection.csv", text, "text/csv");
+    });
+  });
+  on("download-txt", "click", function () {
+    selectionRows().then(function (rows) {
+      download("selection.txt", rows.map(function (r) { return r[0]; }).join("\n") + "\n",
+               "text/plain");
+    });
+  });
+  on("clear-selection", "click", function () {
+    document.querySelectorAll(".pick:checked, .pick-cluster:checked").forEach(function (b) {
+      b.checked = false;
+      var tile = b.closest(".tile");
+      if (tile) { tile.classList.remove("picked"); }
+    });
+    updateCount();
+  });
+  on("select-page", "click", function () {
+    document.querySelectorAll(".tile .pick").forEach(function (b) {
+      b.checked = true;
+      b.closest(".tile").classList.add("picked");
+    });
+    updateCount();
+  });
+
+  var cardsBox = document.getElementById("cards");
+  if (!cardsBox) { return; }
+  var cards = Array.prototype.slice.call(cardsBox.children);
+  var filter = document.getElementById("filter");
+  var sort = document.getElementById("sort");
+  var shown = document.getElementById("shown");
+
+  function applyFilter() {
+    var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var n = 0;
+    cards.forEach(function (card) {
+      var text = card.getAttribute("data-words") || "";
+      var ok = words.every(function (w) { return text.indexOf(w) >= 0; });
+      card.classList.toggle("hidden", !ok);
+      if (ok) { n += 1; }
+    });
+    shown.textContent = words.length ? n.toLocaleString() + " of " + cards.length.toLocaleString() + " clusters" : "";
+  }
+
+  function applySort() {
+    var bySize = sort.value === "size";
+    var sorted = cards.slice().sort(function (a, b) {
+      if (bySize) {
+        return b.getAttribute("data-size") - a.getAttribute("data-size") ||
+          a.getAttribute("data-cluster") - b.getAttribute("data-cluster");
+      }
+      return a.getAttribute("data-name").localeCompare(b.getAttribute("data-name"));
+    });
+    var frag = document.createDocumentFragment();
+    sorted.forEach(function (c) { frag.appendChild(c); });
+    cardsBox.appendChild(frag);
+  }
+
+  var timer = null;
+  filter.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(applyFilter, cards.length > 5000 ? 150 : 0);
+  });
+  sort.addEventListener("change", applySort);
+}());

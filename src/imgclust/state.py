@@ -1,0 +1,234 @@
+"""The saved clustering of an output folder, so later commands need not cluster again.
+
+A run leaves, under ``OUT/.imgclust/``:
+
+* ``model.npz``: the centroids (in the clustered feature space), which features and model
+  made them, each cluster's outlier fence, name, top classes and medoid, and the image table
+  (paths, cluster, distance, outlier flag, top-3 classes) plus the rejected files;
+* ``index.faiss``: a faiss index of the clustered features, row ``i`` being image ``i`` of
+  ``model.npz``. :func:`build_index` picks an exact flat index up to :data:`FLAT_MAX` images
+  and an HNSW graph beyond (no training, new rows can be added, ~1 ms queries at 1M).
+
+Both are written atomically, the index first and ``model.npz`` last; a row-count mismatch
+(a crash between the two) is reported with the fix instead of giving wrong neighbours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ReportConfig
+from .exceptions import InputError, OutputError
+from .report.layout import MapLayout
+from .scan import Rejection
+
+MODEL_FILE = "model.npz"
+INDEX_FILE = "index.faiss"
+#: Up to this many images the similarity index is exact (IndexFlatL2: ~20 ms a query at 100k);
+#: beyond, an HNSW graph keeps queries around a millisecond at 1M images.
+FLAT_MAX = 100_000
+_HNSW_M = 32
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SavedClustering:
+    """Everything ``assign`` and ``similar`` need from the run that clustered a collection.
+
+    Arrays indexed by image are aligned with ``paths``; arrays indexed by cluster with
+    ``names``. ``top_class_ids``/``top_class_scores`` are each image's 3 strongest classes.
+    """
+
+    model: str
+    features: str
+    store_dir: str
+    centroids: np.ndarray  # (k, d) float32
+    fences: np.ndarray  # (k,) outlier fence per cluster
+    names: Sequence[str]
+    cluster_top_classes: Sequence[tuple[tuple[str, float], ...]]
+    medoids: np.ndarray  # (k,) image index of each cluster's medoid
+    paths: Sequence[str]
+    labels: np.ndarray
+    distances: np.ndarray
+    outliers: np.ndarray
+    top_class_ids: np.ndarray  # (n, 3) int
+    top_class_scores: np.ndarray  # (n, 3) float
+    rejected: Sequence[Rejection]
+    report: ReportConfig
+    coords: np.ndarray | None = None  # (n, 2) map positions
+    layout: MapLayout | None = None  # places images added later on the same map
+
+
+def centroids_by_label(
+    centers: np.ndarray, raw_labels: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Reorder a clusterer's centroids to follow relabelled cluster ids."""
+    out = np.zeros((int(labels.max()) + 1, centers.shape[1]), dtype=np.float32)
+    keep = labels >= 0
+    out[labels[keep]] = centers[raw_labels[keep]]
+    return out
+
+
+def save_clustering(marker_dir: Path, saved: SavedClustering, features: np.ndarray) -> None:
+    """Write ``index.faiss`` (from ``features``, rows aligned with ``saved.paths``), then
+    ``model.npz``, both atomically.
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    write_index(marker_dir, build_index(features))
+    _write_model(marker_dir, saved)
+
+
+def save_clustering_meta(marker_dir: Path, saved: SavedClustering) -> None:
+    """Rewrite ``model.npz`` only (after the index was updated in step)."""
+    _write_model(marker_dir, saved)
+
+
+def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
+    meta = {
+        "format": _FORMAT,
+        "model": saved.model,
+        "features": saved.features,
+        "store_dir": saved.store_dir,
+        "names": list(saved.names),
+        "cluster_top_classes": [list(map(list, t)) for t in saved.cluster_top_classes],
+        "paths": list(saved.paths),
+        "rejected": [[r.path, r.reason] for r in saved.rejected],
+        "report": asdict(saved.report),
+    }
+    blob = np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), dtype=np.uint8)
+    arrays: dict[str, np.ndarray] = {
+        "meta": blob,
+        "centroids": np.asarray(saved.centroids, np.float32),
+        "fences": np.asarray(saved.fences, np.float32),
+        "medoids": np.asarray(saved.medoids, np.int64),
+        "labels": np.asarray(saved.labels, np.int64),
+        "distances": np.asarray(saved.distances, np.float32),
+        "outliers": np.asarray(saved.outliers, bool),
+        "top_class_ids": np.asarray(saved.top_class_ids, np.int32),
+        "top_class_scores": np.asarray(saved.top_class_scores, np.float32),
+    }
+    if saved.coords is not None and saved.layout is not None:
+        arrays["coords"] = np.asarray(saved.coords, np.float32)
+        for name in ("centres", "radii", "basis", "scale"):
+            arrays[f"map_{name}"] = getattr(saved.layout, name)
+    _atomic(marker_dir / MODEL_FILE, lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
+
+
+def load_clustering(marker_dir: Path) -> SavedClustering:
+    """Read ``model.npz``.
+
+    Raises:
+        InputError: the folder holds no saved clustering (or an unreadable one).
+    """
+    path = marker_dir / MODEL_FILE
+    if not path.is_file():
+        raise InputError(
+            f"{marker_dir.parent} holds no saved clustering ({path} is missing); "
+            "run `imgclust run PHOTOS --out` into it first"
+        )
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path} is unreadable ({exc}); run `imgclust run` again") from exc
+    return SavedClustering(
+        model=meta["model"],
+        features=meta["features"],
+        store_dir=meta["store_dir"],
+        centroids=arrays["centroids"],
+        fences=arrays["fences"],
+        names=meta["names"],
+        cluster_top_classes=[
+            tuple((d, float(s)) for d, s in t) for t in meta["cluster_top_classes"]
+        ],
+        medoids=arrays["medoids"],
+        paths=meta["paths"],
+        labels=arrays["labels"],
+        distances=arrays["distances"],
+        outliers=arrays["outliers"],
+        top_class_ids=arrays["top_class_ids"],
+        top_class_scores=arrays["top_class_scores"],
+        rejected=[Rejection(p, r) for p, r in meta["rejected"]],
+        report=ReportConfig(**meta["report"]),
+        coords=arrays.get("coords"),
+        layout=MapLayout(
+            arrays["map_centres"], arrays["map_radii"], arrays["map_basis"], arrays["map_scale"]
+        )
+        if "map_centres" in arrays
+        else None,
+    )
+
+
+def saved_paths(marker_dir: Path) -> set[str] | None:
+    """The images of the last saved clustering, or ``None`` when there is none."""
+    try:
+        return set(load_clustering(marker_dir).paths)
+    except InputError:
+        return None
+
+
+def build_index(features: np.ndarray) -> Any:
+    """A faiss L2 index over ``features``: exact up to :data:`FLAT_MAX` rows, HNSW beyond."""
+    import faiss
+
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    dim = x.shape[1]
+    index: Any
+    if len(x) <= FLAT_MAX:
+        index = faiss.IndexFlatL2(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, _HNSW_M)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    index.add(x)
+    return index
+
+
+def write_index(marker_dir: Path, index: Any) -> None:
+    """Write a faiss index to ``index.faiss`` atomically."""
+    import faiss
+
+    _atomic(marker_dir / INDEX_FILE, lambda tmp: faiss.write_index(index, str(tmp)))
+
+
+def read_index(marker_dir: Path, n_expected: int) -> Any:
+    """Read ``index.faiss`` and check it has one row per saved image.
+
+    Raises:
+        InputError: missing, unreadable or out of step with ``model.npz``.
+    """
+    import faiss
+
+    path = marker_dir / INDEX_FILE
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {path}; run `imgclust run` again") from exc
+    if index.ntotal != n_expected:
+        raise InputError(
+            f"{path} has {index.ntotal} rows but the saved clustering {n_expected} images "
+            "(an interrupted write); run `imgclust run` again"
+        )
+    return index
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp" + (".npz" if path.suffix == ".npz" else ""))
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"cannot write {path}: {exc}; check the output folder") from exc

@@ -1,0 +1,111 @@
+"""Saved clustering, `assign` of new photos and `similar` search, on the demo photos."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from imgclust import InputError, cluster_folder
+from imgclust.assign import assign_folder
+from imgclust.demo import DEMO_SOURCES
+from imgclust.similar import find_similar
+from imgclust.state import FLAT_MAX, build_index, load_clustering, read_index
+
+
+def _rows(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["path"]: r for r in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def clustered(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    photos = tmp_path_factory.mktemp("coll") / "photos"
+    shutil.copytree(demo_photos, photos)
+    out = tmp_path_factory.mktemp("out")
+    cluster_folder([photos], out=out, k=len(DEMO_SOURCES), workers=1)
+    return out
+
+
+def test_run_saves_model_and_index(clustered: Path) -> None:
+    saved = load_clustering(clustered / ".imgclust")
+    rows = _rows(clustered / "assignments.csv")
+    assert sorted(saved.paths) == sorted(rows)
+    assert saved.centroids.shape[0] == len(saved.names) == len(DEMO_SOURCES)
+    for path, label, out in zip(saved.paths, saved.labels, saved.outliers, strict=True):
+        assert rows[path]["cluster"] == str(label)
+        assert rows[path]["outlier"] == str(int(out))
+    assert read_index(clustered / ".imgclust", len(saved.paths)).ntotal == len(saved.paths)
+
+
+def test_assign_adds_only_new_photos_to_their_scene(clustered: Path, tmp_path: Path) -> None:
+    saved = load_clustering(clustered / ".imgclust")
+    sources = [p for p in saved.paths if p.endswith("-2.jpg")][:3]
+    for i, src in enumerate(sources):
+        ImageOps.mirror(Image.open(src)).save(tmp_path / f"new-{i}.jpg", quality=85)
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    shutil.copy(sources[0], tmp_path / "same-bytes-new-name.jpg")
+
+    result = assign_folder([tmp_path], clustered, workers=0)
+
+    assert len(result.paths) == 4 and [Path(r.path).name for r in result.rejected] == ["bad.jpg"]
+    by_path = dict(zip(result.paths, result.labels.tolist(), strict=True))
+    old = dict(zip(saved.paths, saved.labels.tolist(), strict=True))
+    for i, src in enumerate(sources):
+        assert by_path[str(tmp_path / f"new-{i}.jpg")] == old[src]
+    rows = _rows(clustered / "assignments.csv")
+    assert len(rows) == len(saved.paths) + 4
+    assert rows[str(tmp_path / "new-0.jpg")]["outlier"] in ("0", "1")
+    grown = load_clustering(clustered / ".imgclust")
+    np.testing.assert_array_equal(grown.centroids, saved.centroids)  # not re-clustered
+    assert list(grown.names) == list(saved.names)
+    # Again: nothing new, nothing embedded, nothing duplicated.
+    again = assign_folder([tmp_path], clustered, workers=0)
+    assert again.paths == [] and again.n_known == 5  # 4 images + bad.jpg
+    assert len(_rows(clustered / "assignments.csv")) == len(rows)
+
+
+def test_similar_in_collection_and_new_file(clustered: Path, tmp_path: Path) -> None:
+    saved = load_clustering(clustered / ".imgclust")
+    query = next(p for p in saved.paths if "/coffee/" in p)
+    result = find_similar(Path(query), clustered, n=5, device="cpu")
+    assert result.in_collection and len(result.neighbours) == 5
+    assert query not in [nb.path for nb in result.neighbours]
+    assert all("/coffee/" in nb.path for nb in result.neighbours[:3])
+    dists = [nb.distance for nb in result.neighbours]
+    assert dists == sorted(dists)
+    html = result.page.read_text("utf-8")
+    assert "coffee" in html and html.count("<script") == 1  # gallery.js only
+
+    outside = tmp_path / "<b>cat&.jpg"
+    shutil.copy(next(p for p in saved.paths if "/chelsea/" in p), outside)
+    new = find_similar(outside, clustered, n=3, device="cpu")
+    assert not new.in_collection and new.neighbours[0].distance < 1e-3
+    assert "&lt;b&gt;cat&amp;.jpg" in new.page.read_text("utf-8")
+    with pytest.raises(InputError):
+        find_similar(tmp_path / "missing.jpg", clustered, device="cpu")
+
+
+def test_run_on_grown_folder_says_it_reclustered(demo_photos: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(demo_photos / "coffee", photos / "coffee")
+    shutil.copytree(demo_photos / "chelsea", photos / "chelsea")
+    first = cluster_folder([photos], out=tmp_path / "out", k=2, workers=0)
+    assert first.n_new is None
+    shutil.copytree(demo_photos / "rocket", photos / "rocket")
+    second = cluster_folder([photos], out=tmp_path / "out", k=3, workers=0)
+    assert second.n_new == len(list((photos / "rocket").glob("*.jpg")))
+
+
+def test_index_kind_follows_size() -> None:
+    small = build_index(np.random.default_rng(0).random((50, 8), dtype=np.float32))
+    assert type(small).__name__ == "IndexFlatL2" and FLAT_MAX >= 100_000
+
+
+def test_assign_without_a_run_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="imgclust run"):
+        assign_folder([tmp_path], tmp_path)
