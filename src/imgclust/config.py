@@ -18,6 +18,7 @@ from .exceptions import ConfigError
 
 FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
 FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
+ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class RunConfig:
             raise ConfigError(
                 f"unknown features {self.cluster.features!r}; choose one of "
                 + ", ".join(FEATURE_KINDS)
+            )
+        if self.cluster.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"unknown algorithm {self.cluster.algorithm!r}; choose one of "
+                + ", ".join(ALGORITHMS)
             )
         if self.embed.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
