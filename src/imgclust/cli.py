@@ -104,7 +104,15 @@ def run(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report and CSVs.")],
     k: Annotated[
-        int | None, typer.Option(help="Number of clusters [default: 100, or fewer images].")
+        str | None,
+        typer.Option(help="Number of clusters, or 'auto' [default: 100, or fewer images]."),
+    ] = None,
+    algorithm: Annotated[
+        str | None,
+        typer.Option(
+            help="kmeans (default), agglomerative (Ward with k; average linkage with --k auto) "
+            "or hdbscan (k unused; unclustered images listed apart)."
+        ),
     ] = None,
     features: Annotated[
         str | None,
@@ -146,12 +154,13 @@ def run(
     from .config import load_config
     from .pipeline import run as run_pipeline
 
-    overrides = {
+    overrides: dict[str, dict[str, Any]] = {
         "embed": {"model": model, "batch_size": batch_size, "workers": workers, "device": device},
         "store": {"cache_dir": cache, "shard_size": shard_size},
-        "cluster": {"k": k, "features": features, "seed": seed},
+        "cluster": {"features": features, "seed": seed, "algorithm": algorithm},
     }
     try:
+        overrides["cluster"]["k"] = _parse_k(k)
         cfg = load_config(tuple(inputs), out, config_file=config, overrides=overrides)
         if quiet:
             result = run_pipeline(cfg)

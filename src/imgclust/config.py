@@ -43,7 +43,7 @@ class StoreConfig:
 class ClusterConfig:
     """What is clustered and how."""
 
-    k: int = 100
+    k: int = 100  # 0: chosen from the data (``--k auto``)
     features: str = "embedding"
     algorithm: str = "kmeans"
     seed: int = 0
@@ -73,8 +73,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("give at least one folder or image to cluster")
-        if self.cluster.k < 1:
-            raise ConfigError(f"k must be at least 1, got {self.cluster.k}")
+        if self.cluster.k < 0:
+            raise ConfigError(f"k must be at least 1 (or 0: auto), got {self.cluster.k}")
         if self.cluster.features not in FEATURE_KINDS:
             raise ConfigError(
                 f"unknown features {self.cluster.features!r}; choose one of "
