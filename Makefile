@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 browser:  ## headless Chromium for tests/test_browser.py (Debian packages; no browser download)
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-		apt-get install -y chromium chromium-driver; } || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }; } || \
 		echo "no chromium: tests/test_browser.py will be skipped"
 
 test: lint browser  ## lint, type-check and run the test suite (offline)

@@ -30,7 +30,12 @@ def test_unknown_option_in_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"cluster": {"k": 0}}, {"cluster": {"features": "pixels"}}, {"embed": {"batch_size": 0}}],
+    [
+        {"cluster": {"k": -1}},
+        {"cluster": {"features": "pixels"}},
+        {"cluster": {"algorithm": "dbscan"}},
+        {"embed": {"batch_size": 0}},
+    ],
 )
 def test_bad_values(tmp_path: Path, overrides: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError):

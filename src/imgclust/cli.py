@@ -107,7 +107,15 @@ def run(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report and CSVs.")],
     k: Annotated[
-        int | None, typer.Option(help="Number of clusters [default: 100, or fewer images].")
+        str | None,
+        typer.Option(help="Number of clusters, or 'auto' [default: 100, or fewer images]."),
+    ] = None,
+    algorithm: Annotated[
+        str | None,
+        typer.Option(
+            help="kmeans (default), agglomerative (Ward with k; average linkage with --k auto) "
+            "or hdbscan (k unused; unclustered images listed apart)."
+        ),
     ] = None,
     features: Annotated[
         str | None,
@@ -172,9 +180,10 @@ def run(
             "runtime": runtime,
         },
         "store": {"cache_dir": cache, "shard_size": shard_size},
-        "cluster": {"k": k, "features": features, "seed": seed},
+        "cluster": {"features": features, "seed": seed, "algorithm": algorithm},
     }
     try:
+        overrides["cluster"]["k"] = _parse_k(k)
         cfg = load_config(tuple(inputs), out, config_file=config, overrides=overrides)
         if quiet:
             result = run_pipeline(cfg)
@@ -330,6 +339,76 @@ def similar(
         table.add_row(str(i), f"{nb.distance:.4f}", cluster, nb.path)
     Console().print(table)
     console.print(f"  page: [link={result.page.as_uri()}]{result.page}[/link]")
+
+
+@app.command()
+def evaluate(
+    labelled_dir: Annotated[
+        Path, typer.Argument(help="Folder whose sub-folders are the true groups.")
+    ],
+    k: Annotated[
+        str | None,
+        typer.Option(help="Clusters: a number, or 'auto' [default: number of sub-folders]."),
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="embedding (default), logits, scores or sqrt-scores.")
+    ] = None,
+    algorithm: Annotated[
+        str | None, typer.Option(help="kmeans (default), agglomerative or hdbscan.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name [default: efficientnet_lite0].")
+    ] = None,
+    cache: Annotated[
+        Path, typer.Option(help="Feature store folder; reuse it to skip embedding.")
+    ] = Path(".imgclust-eval-cache"),
+    seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
+) -> None:
+    """Cluster a labelled folder and print NMI, ARI and purity against its sub-folders.
+
+    Example: imgclust evaluate datasets/scenes --k 6 --cache /tmp/cache-scenes
+    """
+    from .config import load_config
+    from .evaluate import evaluate as run_evaluate
+
+    overrides: dict[str, dict[str, Any]] = {
+        "embed": {"model": model},
+        "cluster": {"features": features, "algorithm": algorithm, "seed": seed},
+    }
+    try:
+        n_clusters = _parse_k(k)
+        cfg = load_config((labelled_dir,), cache, overrides=overrides)
+        result = run_evaluate(
+            labelled_dir,
+            k=n_clusters,
+            embed=cfg.embed,
+            cluster=cfg.cluster,
+            cache_dir=cache,
+        )
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    s = result.scores
+    typer.echo(
+        f"images {result.n_images}  groups {result.n_groups}  clusters {result.k}  "
+        f"NMI {s.nmi:.3f}  ARI {s.ari:.3f}  purity {s.purity:.3f}  seconds {result.seconds:.1f}"
+    )
+
+
+def _parse_k(k: str | None) -> int | None:
+    """None → the number of groups; 'auto' → 0 (chosen from the data); else a number >= 1."""
+    from .exceptions import ConfigError
+
+    if k is None:
+        return None
+    if k.strip().lower() == "auto":
+        return 0
+    try:
+        value = int(k)
+    except ValueError:
+        raise ConfigError(f"--k must be a number or 'auto', got {k!r}") from None
+    if value < 1:
+        raise ConfigError(f"--k must be at least 1, got {value}")
+    return value
 
 
 @app.command("models")

@@ -20,6 +20,7 @@ FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
 FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
+ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class StoreConfig:
 class ClusterConfig:
     """What is clustered and how."""
 
-    k: int = 100
+    k: int = 100  # 0: chosen from the data (``--k auto``)
     features: str = "embedding"
     algorithm: str = "kmeans"
     seed: int = 0
@@ -76,12 +77,17 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("give at least one folder or image to cluster")
-        if self.cluster.k < 1:
-            raise ConfigError(f"k must be at least 1, got {self.cluster.k}")
+        if self.cluster.k < 0:
+            raise ConfigError(f"k must be at least 1 (or 0: auto), got {self.cluster.k}")
         if self.cluster.features not in FEATURE_KINDS:
             raise ConfigError(
                 f"unknown features {self.cluster.features!r}; choose one of "
                 + ", ".join(FEATURE_KINDS)
+            )
+        if self.cluster.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"unknown algorithm {self.cluster.algorithm!r}; choose one of "
+                + ", ".join(ALGORITHMS)
             )
         if self.embed.batch_size < 1:
             raise ConfigError("batch size must be at least 1")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .cluster import KMeans, make_features_lowmem, softmax
+from .cluster import make_clusterer, make_features_lowmem, softmax
 from .config import RunConfig
 from .describe import (
     ClusterSummary,
@@ -205,13 +205,15 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
             config.cluster.features, logits=stored["logits"], embedding=stored["embedding"]
         )
-        model = KMeans(config.cluster.k, random_state=config.cluster.seed).fit(feats)
+        model = make_clusterer(
+            config.cluster.algorithm, config.cluster.k or None, random_state=config.cluster.seed
+        ).fit(feats)
         labels = relabel_by_size(model.labels_, paths)
         distances = model.distances_
         ranks = rank_members(labels, distances)
         n_clusters = int(labels.max()) + 1
         fences = outlier_thresholds(labels, distances, n_clusters)
-        outliers = distances > fences[labels]
+        outliers = (labels >= 0) & (distances > fences[np.maximum(labels, 0)])  # noise: no
         prog.finish()
 
     with _timed(timings, "describe"):

@@ -1,0 +1,281 @@
+"""Cluster quality on the shared labelled photo sets: imgclust's settings vs the baselines.
+
+Run by hand (minutes; embeddings are cached per dataset)::
+
+    PYTHONPATH=src python bench/quality.py [--datasets ../shared/datasets] [--cache-root /tmp]
+
+Writes ``bench/results/quality.md``: NMI, ARI, purity (mean of 3 seeds) and seconds per
+setting, k = number of classes; baselines are k-means on raw 32x32 pixels (the floor) and
+clustimage's default method (peer); end-to-end seconds per model; cluster-name accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgclust.cluster import KMeans, make_clusterer, make_features, softmax
+from imgclust.cluster.features import l2_normalize
+from imgclust.config import EmbedConfig
+from imgclust.evaluate import Scores, StoredFeatures, load_labelled, score
+from imgclust.exceptions import ModelUnavailableError, StoreError
+from imgclust.models import imagenet_class_names
+
+SEEDS = (0, 1, 2)
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+DATASETS = {"intel": "intel-scenes-dev", "coil": "coil100-dev"}
+
+#: ImageNet classes (first synonym) that correctly name an intel-scenes folder. "forest" has
+#: no ImageNet class and is left out of the name accuracy; coil100 folders are objN (no names).
+NAME_MAP = {
+    "sea": {"seashore", "sandbar", "breakwater", "promontory", "lakeside", "pier", "cliff"},
+    "mountain": {"alp", "volcano", "valley", "cliff", "promontory", "mountain tent"},
+    "glacier": {"alp", "valley", "mountain tent", "ski", "dogsled", "snowmobile"},
+    "street": {
+        "streetcar",
+        "traffic light",
+        "street sign",
+        "cab",
+        "trolleybus",
+        "moving van",
+        "parking meter",
+        "minibus",
+        "police van",
+        "tram",
+    },  # fmt: skip
+    "buildings": {
+        "church",
+        "palace",
+        "monastery",
+        "mosque",
+        "library",
+        "prison",
+        "tile roof",
+        "dome",
+        "bell cote",
+        "castle",
+        "triumphal arch",
+        "water tower",
+        "cinema",
+        "planetarium",
+        "boathouse",
+        "obelisk",
+        "suspension bridge",
+        "viaduct",
+        "bannister",
+        "barn",
+        "patio",
+        "steel arch bridge",
+    },  # fmt: skip
+}
+
+
+def whitened(embedding: np.ndarray, n: int = 64) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    e = l2_normalize(embedding)
+    return l2_normalize(PCA(n, whiten=True, random_state=0).fit_transform(e))
+
+
+def centered(embedding: np.ndarray) -> np.ndarray:
+    e = l2_normalize(embedding)
+    return l2_normalize(e - e.mean(axis=0))
+
+
+def emb_sqrt(s: StoredFeatures) -> np.ndarray:
+    e = l2_normalize(s.embedding)
+    return np.hstack([e, np.sqrt(softmax(s.logits))]) / np.sqrt(2.0)
+
+
+VARIANTS: dict[str, Callable[[StoredFeatures], np.ndarray]] = {
+    "embedding (default)": lambda s: make_features(
+        "embedding", logits=s.logits, embedding=s.embedding
+    ),
+    "logits": lambda s: make_features("logits", logits=s.logits, embedding=s.embedding),
+    "scores": lambda s: make_features("scores", logits=s.logits, embedding=s.embedding),
+    "sqrt-scores": lambda s: make_features("sqrt-scores", logits=s.logits, embedding=s.embedding),
+    "embedding, centred": lambda s: centered(s.embedding),
+    "embedding, PCA-whitened 64": lambda s: whitened(s.embedding),
+    "embedding + sqrt-scores": emb_sqrt,
+}
+
+
+def mean_scores(truth: list[str], fit: Callable[[int], np.ndarray]) -> tuple[Scores, float]:
+    runs, seconds = [], []
+    for seed in SEEDS:
+        start = time.perf_counter()
+        labels = fit(seed)
+        seconds.append(time.perf_counter() - start)
+        runs.append(score(truth, labels))
+    return (
+        Scores(*(float(np.mean([getattr(r, f) for r in runs])) for f in ("nmi", "ari", "purity"))),
+        float(np.mean(seconds)),
+    )
+
+
+def raw_pixels(paths: list[str]) -> np.ndarray:
+    rows = []
+    for p in paths:
+        with Image.open(p) as im:
+            rows.append(np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.float32).ravel())
+    return np.stack(rows) / 255.0
+
+
+def clustimage_labels(paths: list[str], k: int) -> np.ndarray:
+    from clustimage import Clustimage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cl = Clustimage(tempdir=tmp, verbose="error")
+        cl.fit_transform(list(paths), min_clust=k, max_clust=k + 1)
+        order = {os.path.abspath(p): i for i, p in enumerate(cl.results["pathnames"])}
+        labels = np.asarray(cl.results["labels"])
+        return np.array([labels[order[os.path.abspath(p)]] for p in paths])
+
+
+def name_accuracy(s: StoredFeatures, labels: np.ndarray) -> tuple[int, int]:
+    """Clusters whose majority folder has ImageNet names, and how many are named right."""
+    names = [n.split(",")[0] for n in imagenet_class_names()]
+    scores = softmax(s.logits)
+    truth = np.asarray(s.truth)
+    hits = total = 0
+    for c in np.unique(labels):
+        members = labels == c
+        folders, counts = np.unique(truth[members], return_counts=True)
+        folder = str(folders[np.argmax(counts)])
+        if folder not in NAME_MAP:
+            continue
+        total += 1
+        top = names[int(np.argmax(scores[members].mean(axis=0)))]
+        hits += top in NAME_MAP[folder]
+    return hits, total
+
+
+def embed_throughput(model: str, paths: list[str], n: int = 128) -> float:
+    """Images per second embedding ``n`` images into a fresh store (decode + forward)."""
+    from imgclust.embed import Embedder
+    from imgclust.scan import scan
+
+    records = scan(paths[:n]).records
+    emb = Embedder(model)
+    emb.iter_blocks(records[:8], 8).__next__()  # load weights, warm up
+    start = time.perf_counter()
+    for _ in emb.iter_blocks(records, 1024):
+        pass
+    return len(records) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", type=Path, default=Path(__file__).parents[2] / "shared/datasets")
+    ap.add_argument("--cache-root", type=Path, default=Path("/tmp"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results/quality.md")
+    args = ap.parse_args()
+
+    rows: list[tuple[str, str, str, Scores, float]] = []
+    extra: list[str] = []
+    speed: dict[str, float] = {}
+    for key, folder in DATASETS.items():
+        root = args.datasets / folder
+        cache = args.cache_root / f"cache-{key}"
+        for model in MODELS:
+            try:
+                s = load_labelled(root, EmbedConfig(model=model), cache)
+            except (ModelUnavailableError, StoreError) as exc:
+                print(f"skip {model}: {exc}")
+                continue
+            k = len(set(s.truth))
+            variants = VARIANTS if model == MODELS[0] else {
+                n: f for n, f in VARIANTS.items() if n in ("embedding (default)", "logits")
+            }  # fmt: skip
+            for name, make in variants.items():
+                feats = make(s)
+                sc, sec = mean_scores(
+                    s.truth, lambda seed, f=feats: KMeans(k, random_state=seed).fit(f).labels_
+                )
+                rows.append((key, model, f"k-means, {name}", sc, sec))
+                print(key, model, name, sc, round(sec, 2), flush=True)
+            if model == MODELS[0]:
+                feats = VARIANTS["embedding (default)"](s)
+                for algo, kk in (
+                    ("agglomerative", k),
+                    ("agglomerative", None),
+                    ("hdbscan", None),
+                    ("kmeans", None),
+                ):
+                    label = {("agglomerative", k): "agglomerative Ward", ("agglomerative", None): "average linkage, cosine 0.5",
+                             ("hdbscan", None): "HDBSCAN (noise = 1 group)", ("kmeans", None): "k-means, k auto"}[(algo, kk)]  # fmt: skip
+                    sc, sec = mean_scores(
+                        s.truth,
+                        lambda seed, a=algo, c=kk: (
+                            make_clusterer(a, c, random_state=seed).fit(feats).labels_
+                        ),
+                    )
+                    n_found = len(np.unique(make_clusterer(algo, kk).fit(feats).labels_))
+                    rows.append((key, model, f"{label} (k found: {n_found})", sc, sec))
+                    print(key, label, n_found, sc, flush=True)
+                labels = KMeans(k).fit(feats).labels_
+                hits, total = name_accuracy(s, labels)
+                if total:
+                    extra.append(f"- {key}: dominant ImageNet name right for {hits} of {total} clusters "
+                                 f"whose majority folder has a matching class ({model}, default)")  # fmt: skip
+        start = time.perf_counter()
+        px = raw_pixels(s.paths)
+        load_s = time.perf_counter() - start
+        sc, sec = mean_scores(s.truth, lambda seed: KMeans(k, random_state=seed).fit(px).labels_)
+        rows.append((key, "-", "k-means on raw 32x32 pixels (floor)", sc, sec + load_s))
+        print(key, "pixels", sc, flush=True)
+        start = time.perf_counter()
+        sc = score(s.truth, clustimage_labels(s.paths, k))
+        rows.append(
+            (
+                key,
+                "-",
+                "clustimage default (pca + agglomerative), k fixed",
+                sc,
+                time.perf_counter() - start,
+            )
+        )
+        print(key, "clustimage", sc, flush=True)
+        if key == "intel":
+            for model in MODELS:
+                try:
+                    speed[model] = embed_throughput(model, s.paths)
+                except ModelUnavailableError:
+                    pass
+
+    lines = [
+        "# Cluster quality (k = number of classes; mean of 3 seeds)",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, no GPU. "
+        f"Command: `PYTHONPATH=src python bench/quality.py`. Seconds = clustering only for "
+        f"imgclust rows (features cached); pixels = load + cluster; clustimage = its whole run.",
+        "",
+        "| set | model | setting | NMI | ARI | purity | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, model, setting, sc, sec in rows:
+        lines.append(
+            f"| {key} | {model} | {setting} | {sc.nmi:.3f} | {sc.ari:.3f} | {sc.purity:.3f} | {sec:.2f} |"
+        )
+    lines += ["", "## Embedding speed per model (decode + forward, CPU, 128 intel images)", ""]
+    lines += ["| model | img/s | est. end-to-end s per 1,000 images |", "|---|---|---|"]
+    for model, ips in speed.items():
+        lines.append(f"| {model} | {ips:.1f} | {1000 / ips:.0f} |")
+    lines += ["", "## Cluster-name accuracy", "", *extra, "",
+              "Mapping (folder → ImageNet classes that name it right): "
+              + "; ".join(f"{f}: {', '.join(sorted(c))}" for f, c in NAME_MAP.items()), ""]  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

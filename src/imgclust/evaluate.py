@@ -1,0 +1,167 @@
+"""Evaluate: cluster a labelled folder (sub-folders are the true groups) and score it.
+
+The same stages as a run (scan → embed/store → features → cluster), without the report:
+the clusters are compared with the folders by NMI, ARI (scikit-learn) and purity. Noise
+(label ``-1``, from HDBSCAN) counts as one more predicted group.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cluster import make_clusterer, make_features
+from .config import ClusterConfig, EmbedConfig
+from .embed import Embedder
+from .exceptions import InputError
+from .scan import scan
+from .store import FeatureStore
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Agreement of predicted clusters with the true groups (1.0 = identical)."""
+
+    nmi: float
+    ari: float
+    purity: float
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """The stored model outputs of a labelled folder, with the truth per image."""
+
+    paths: list[str]
+    truth: list[str]
+    logits: np.ndarray
+    embedding: np.ndarray
+    model: str
+    embed_seconds: float
+    n_embedded: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``imgclust evaluate`` prints."""
+
+    scores: Scores
+    n_images: int
+    n_groups: int
+    k: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def purity(truth: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images in their cluster's majority group (contingency matrix maxima)."""
+    from sklearn.metrics.cluster import contingency_matrix
+
+    table = contingency_matrix(truth, labels)
+    return float(table.max(axis=0).sum() / table.sum())
+
+
+def score(truth: np.ndarray | list[str], labels: np.ndarray) -> Scores:
+    """NMI, ARI and purity of ``labels`` against ``truth``."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    t = np.asarray(truth)
+    return Scores(
+        nmi=float(normalized_mutual_info_score(t, labels)),
+        ari=float(adjusted_rand_score(t, labels)),
+        purity=purity(t, labels),
+    )
+
+
+def group_of(path: str, root: Path) -> str:
+    """The true group of ``path``: its first folder below ``root``."""
+    rel = Path(os.path.relpath(path, root))
+    return rel.parts[0] if len(rel.parts) > 1 else ""
+
+
+def load_labelled(
+    root: Path, embed: EmbedConfig, cache_dir: Path, *, shard_size: int = 1024
+) -> StoredFeatures:
+    """Scan ``root``, embed what the store lacks, and load logits and embeddings.
+
+    Raises:
+        InputError: ``root`` has no sub-folder with a decodable image.
+    """
+    root = root.resolve()
+    found = scan([root])
+    records = [r for r in found.records if group_of(r.path, root)]
+    if not records:
+        raise InputError(f"{root} has no images in sub-folders; each sub-folder is a true group")
+    embedder = Embedder(
+        embed.model, batch_size=embed.batch_size, device=embed.device, workers=embed.workers
+    )
+    spec = embedder.spec
+    start = time.perf_counter()
+    n_embedded = 0
+    with FeatureStore(cache_dir.resolve(), spec.name) as store:
+        todo = store.lookup(records).todo
+        for block in embedder.iter_blocks(todo, shard_size) if todo else ():
+            store.write(block, spec.n_classes, spec.embedding_dim)
+            n_embedded += len(block.paths)
+        final = store.lookup(records)
+        paths = sorted(final.found)
+        if not paths:
+            raise InputError(f"no image under {root} could be decoded")
+        stored = store.load(paths, final.found, arrays=("logits", "embedding"))
+    return StoredFeatures(
+        paths=paths,
+        truth=[group_of(p, root) for p in paths],
+        logits=stored["logits"],
+        embedding=stored["embedding"],
+        model=spec.name,
+        embed_seconds=time.perf_counter() - start,
+        n_embedded=n_embedded,
+    )
+
+
+def cluster_stored(stored: StoredFeatures, cluster: ClusterConfig, k: int | None) -> np.ndarray:
+    """Labels of ``stored`` clustered as ``cluster`` says, with ``k`` clusters (None: auto)."""
+    feats = make_features(cluster.features, logits=stored.logits, embedding=stored.embedding)
+    model = make_clusterer(cluster.algorithm, k, random_state=cluster.seed).fit(feats)
+    return np.asarray(model.labels_)
+
+
+def evaluate(
+    root: Path,
+    *,
+    k: int | None = None,
+    embed: EmbedConfig | None = None,
+    cluster: ClusterConfig | None = None,
+    cache_dir: Path,
+) -> Evaluation:
+    """Cluster the labelled folder ``root`` and score the clusters against its sub-folders.
+
+    Args:
+        k: clusters; ``None`` takes the number of sub-folders, ``0`` lets the algorithm
+            choose (``--k auto``).
+        cache_dir: the feature store; reuse it and only the clustering is timed again.
+
+    Raises:
+        InputError: ``root`` holds no labelled images.
+        ModelUnavailableError: the model cannot be loaded.
+    """
+    embed = embed or EmbedConfig()
+    cluster = cluster or ClusterConfig()
+    timings: dict[str, float] = {}
+    stored = load_labelled(root, embed, cache_dir)
+    timings["embed+load"] = round(stored.embed_seconds, 3)
+    n_groups = len(set(stored.truth))
+    start = time.perf_counter()
+    labels = cluster_stored(stored, cluster, n_groups if k is None else (k or None))
+    timings["cluster"] = round(time.perf_counter() - start, 3)
+    return Evaluation(
+        scores=score(stored.truth, labels),
+        n_images=len(stored.paths),
+        n_groups=n_groups,
+        k=len(np.unique(labels)),
+        seconds=round(sum(timings.values()), 3),
+        timings=timings,
+    )

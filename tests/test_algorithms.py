@@ -1,0 +1,84 @@
+"""Clusterers behind one contract, and runs with each algorithm (noise kept, never dropped)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclust.cluster import HDBSCAN, Agglomerative, AutoKMeans, choose_k, make_clusterer
+from imgclust.config import ClusterConfig, RunConfig, StoreConfig
+from imgclust.pipeline import run
+
+
+def _blobs(n_per: int = 40, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, 16)) * 10
+    x = np.vstack([c + rng.normal(size=(n_per, 16)) for c in centers]).astype(np.float32)
+    return x, np.repeat(np.arange(k), n_per)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [Agglomerative(4), Agglomerative(None, distance_threshold=0.3), HDBSCAN(), AutoKMeans()],
+)
+def test_estimators_recover_separated_blobs(model: object) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    x, truth = _blobs()
+    fitted = model.fit(x)  # type: ignore[attr-defined]
+    assert fitted is model
+    labels = fitted.labels_
+    assert adjusted_rand_score(truth, labels) > 0.95
+    k = int(labels.max()) + 1
+    assert fitted.cluster_centers_.shape == (k, 16)
+    own = labels >= 0
+    expected = np.linalg.norm(x[own] - fitted.cluster_centers_[labels[own]], axis=1)
+    np.testing.assert_allclose(fitted.distances_[own], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_hdbscan_keeps_noise_as_minus_one() -> None:
+    x, _ = _blobs()
+    far = np.full((1, 16), 500.0, dtype=np.float32)
+    model = HDBSCAN().fit(np.vstack([x, far]))
+    assert model.labels_[-1] == -1
+    assert model.distances_[-1] > 100  # to the nearest centre
+
+
+def test_choose_k_finds_the_blob_count() -> None:
+    x, _ = _blobs(k=5)
+    k, scores = choose_k(x)
+    assert k == 5
+    assert all(scores[k] >= s for s in scores.values())
+
+
+def test_unknown_algorithm_is_refused() -> None:
+    with pytest.raises(ValueError, match="kmeans"):
+        make_clusterer("dbscan", 3)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> StoreConfig:
+    return StoreConfig(cache_dir=tmp_path_factory.mktemp("store"))  # embed the demo once
+
+
+@pytest.mark.parametrize("algorithm,k", [("hdbscan", 0), ("agglomerative", 0), ("kmeans", 0)])
+def test_run_with_each_algorithm_exports_every_image(
+    demo_photos: Path, tmp_path: Path, store: StoreConfig, algorithm: str, k: int
+) -> None:
+    cfg = RunConfig(
+        inputs=(demo_photos,),
+        out=tmp_path / "out",
+        store=store,
+        cluster=ClusterConfig(k=k, algorithm=algorithm),
+    )
+    result = run(cfg)
+    assert len(result.paths) == 96
+    with open(result.out_dir / "assignments.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 96  # noise images are listed too, never dropped
+    ids = {int(r["cluster"]) for r in rows}
+    assert ids == set(result.labels.tolist())
+    assert result.k >= 6

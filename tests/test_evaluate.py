@@ -1,0 +1,70 @@
+"""imgclust evaluate: scores against sub-folders, on the demo photos (real model, real images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from imgclust.cli import app
+from imgclust.config import ClusterConfig
+from imgclust.evaluate import evaluate, group_of, purity, score
+
+
+def test_purity_by_contingency() -> None:
+    truth = np.array(["a", "a", "a", "b", "b", "c"])
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    # cluster 0: 2 of a; cluster 1: 2 of b (majority) → 4 of 6
+    assert purity(truth, labels) == pytest.approx(4 / 6)
+
+
+def test_score_of_identical_and_permuted_labels_is_one() -> None:
+    truth = ["x", "x", "y", "y", "z"]
+    s = score(truth, np.array([2, 2, 0, 0, 1]))
+    assert (s.nmi, s.ari, s.purity) == pytest.approx((1.0, 1.0, 1.0))
+    worse = score(truth, np.array([0, 1, 0, 1, 0]))
+    assert worse.nmi < 0.5 and worse.ari < 0.5
+
+
+def test_group_is_first_folder_below_root(tmp_path: Path) -> None:
+    assert group_of(str(tmp_path / "cats" / "sub" / "a.jpg"), tmp_path) == "cats"
+    assert group_of(str(tmp_path / "loose.jpg"), tmp_path) == ""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("evalcache")
+
+
+def test_evaluate_demo_recovers_its_scenes(demo_photos: Path, cache: Path) -> None:
+    result = evaluate(demo_photos, cache_dir=cache)
+    assert result.n_images == 96  # 12 scenes x 8; the corrupt file and loose files are skipped
+    assert result.n_groups == 12 and result.k == 12
+    # Variants of one photo are near-duplicates: the clusters must match the folders well.
+    assert result.scores.nmi > 0.9
+    assert result.scores.purity > 0.85
+
+
+@pytest.mark.parametrize("algorithm", ["agglomerative", "hdbscan"])
+def test_other_algorithms_score_on_demo(demo_photos: Path, cache: Path, algorithm: str) -> None:
+    k = None if algorithm == "agglomerative" else 0
+    result = evaluate(demo_photos, k=k, cluster=ClusterConfig(algorithm=algorithm), cache_dir=cache)
+    assert result.scores.nmi > 0.8
+
+
+def test_cli_evaluate_prints_scores(demo_photos: Path, cache: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["evaluate", str(demo_photos), "--k", "12", "--cache", str(cache)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "NMI" in res.output and "purity" in res.output and "clusters 12" in res.output
+
+
+def test_cli_evaluate_rejects_bad_k(demo_photos: Path, cache: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["evaluate", str(demo_photos), "--k", "many", "--cache", str(cache)]
+    )
+    assert res.exit_code == 2
+    assert "auto" in res.output
