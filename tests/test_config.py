@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclust.config import load_config
+from imgclust.config import EmbedConfig, RunConfig, load_config
 from imgclust.exceptions import ConfigError
 
 
@@ -40,3 +40,10 @@ def test_unknown_option_in_file(tmp_path: Path) -> None:
 def test_bad_values(tmp_path: Path, overrides: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError):
         load_config((tmp_path,), tmp_path, overrides=overrides)
+
+
+def test_decode_timeout_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="decode timeout"):
+        RunConfig(inputs=(tmp_path,), out=tmp_path, embed=EmbedConfig(decode_timeout=0))
+    cfg = load_config((tmp_path,), tmp_path, overrides={"embed": {"decode_timeout": 2.5}})
+    assert cfg.embed.decode_timeout == 2.5
