@@ -1,3 +1,4 @@
+# ruff: noqa: B023, E501, RUF028, SIM105  (bench script: lambdas run within their loop; wide table rows)
 """Cluster quality on the shared labelled photo sets: imgclust's settings vs the baselines.
 
 Run by hand (minutes; embeddings are cached per dataset)::
