@@ -15,7 +15,6 @@ from imgclust.assign import assign_folder
 from imgclust.similar import find_similar
 from imgclust.state import FLAT_MAX, build_index, load_clustering, read_index
 
-
 SCENES = ("coffee", "chelsea", "astronaut", "camera", "rocket")
 
 
