@@ -12,9 +12,10 @@ from PIL import Image, ImageOps
 
 from imgclust import InputError, cluster_folder
 from imgclust.assign import assign_folder
-from imgclust.demo import DEMO_SOURCES
 from imgclust.similar import find_similar
 from imgclust.state import FLAT_MAX, build_index, load_clustering, read_index
+
+SCENES = ("coffee", "chelsea", "astronaut", "camera", "rocket")
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -25,9 +26,10 @@ def _rows(path: Path) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def clustered(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = tmp_path_factory.mktemp("coll") / "photos"
-    shutil.copytree(demo_photos, photos)
+    for scene in SCENES:
+        shutil.copytree(demo_photos / scene, photos / scene)
     out = tmp_path_factory.mktemp("out")
-    cluster_folder([photos], out=out, k=len(DEMO_SOURCES), workers=1)
+    cluster_folder([photos], out=out, k=len(SCENES), workers=0)
     return out
 
 
@@ -35,7 +37,7 @@ def test_run_saves_model_and_index(clustered: Path) -> None:
     saved = load_clustering(clustered / ".imgclust")
     rows = _rows(clustered / "assignments.csv")
     assert sorted(saved.paths) == sorted(rows)
-    assert saved.centroids.shape[0] == len(saved.names) == len(DEMO_SOURCES)
+    assert saved.centroids.shape[0] == len(saved.names) == len(SCENES)
     for path, label, out in zip(saved.paths, saved.labels, saved.outliers, strict=True):
         assert rows[path]["cluster"] == str(label)
         assert rows[path]["outlier"] == str(int(out))
