@@ -1,6 +1,8 @@
 """What is clustered: the stored logits/embeddings turned into the chosen feature space.
 
 * ``embedding``: the pooled penultimate embedding, L2-normalised (the default; see README).
+* ``embedding-centred``: the L2-normalised embedding minus the collection's mean, then
+  L2-normalised again (what every photo shares is taken out before comparing directions).
 * ``logits``: the 1000 ImageNet logits as they are.
 * ``scores``: softmax class scores, as in the original method.
 * ``sqrt-scores``: square root of the scores (Hellinger); rows have unit L2 norm.
@@ -31,6 +33,9 @@ def make_features(kind: str, *, logits: np.ndarray, embedding: np.ndarray) -> np
     """Build the float32 feature matrix of ``kind`` (see the module docstring)."""
     if kind == "embedding":
         return l2_normalize(embedding)
+    if kind == "embedding-centred":
+        e = l2_normalize(embedding)
+        return l2_normalize(e - e.mean(axis=0, dtype=np.float64).astype(np.float32))
     if kind == "logits":
         return logits.astype(np.float32)
     if kind == "scores":
@@ -42,4 +47,4 @@ def make_features(kind: str, *, logits: np.ndarray, embedding: np.ndarray) -> np
 
 def is_normalized(kind: str) -> bool:
     """Whether rows of ``kind`` lie on the unit sphere (then k-means is spherical)."""
-    return kind in ("embedding", "sqrt-scores")
+    return kind in ("embedding", "embedding-centred", "sqrt-scores")
