@@ -82,3 +82,15 @@ def test_run_with_each_algorithm_exports_every_image(
     ids = {int(r["cluster"]) for r in rows}
     assert ids == set(result.labels.tolist())
     assert result.k >= 6
+
+
+def test_centred_embedding_is_unit_rows_around_zero() -> None:
+    from imgclust.cluster import make_features
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(50, 8)).astype(np.float32) + 5.0  # a shared offset
+    feats = make_features("embedding-centred", logits=emb, embedding=emb)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
+    plain = make_features("embedding", logits=emb, embedding=emb)
+    # the shared direction dominates the plain embedding, not the centred one
+    assert abs(feats.mean(axis=0)).max() < abs(plain.mean(axis=0)).max()

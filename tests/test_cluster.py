@@ -55,3 +55,16 @@ def test_feature_kinds() -> None:
     h = make_features("sqrt-scores", logits=logits, embedding=emb)
     np.testing.assert_allclose(np.linalg.norm(h, axis=1), 1, rtol=1e-5)
     assert softmax(logits).argmax(1).tolist() == logits.argmax(1).tolist()
+
+
+def test_lowmem_features_match_in_memory_for_every_kind() -> None:
+    from imgclust.cluster import make_features_lowmem
+    from imgclust.config import FEATURE_KINDS
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(50, 1000)).astype(np.float16)
+    emb = rng.normal(size=(50, 1280)).astype(np.float16)
+    for kind in FEATURE_KINDS:
+        full = make_features(kind, logits=logits, embedding=emb)
+        chunked = make_features_lowmem(kind, logits=logits, embedding=emb, rows=7)
+        np.testing.assert_allclose(chunked, full, atol=2e-3, err_msg=kind)

@@ -16,8 +16,14 @@ import tomllib
 
 from .exceptions import ConfigError
 
-FeatureKind = Literal["embedding", "logits", "scores", "sqrt-scores"]
-FEATURE_KINDS: tuple[str, ...] = ("embedding", "logits", "scores", "sqrt-scores")
+FeatureKind = Literal["embedding", "embedding-centred", "logits", "scores", "sqrt-scores"]
+FEATURE_KINDS: tuple[str, ...] = (
+    "embedding",
+    "embedding-centred",
+    "logits",
+    "scores",
+    "sqrt-scores",
+)
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
 ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan")
