@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .cluster import make_features
+from .cluster.kmeans import nearest_centroids
 from .describe import ClusterSummary, rank_members
 from .embed import Embedder
 from .exceptions import InputError
@@ -100,7 +101,7 @@ def assign_folder(
         feats = make_features(
             saved.features, logits=stored["logits"], embedding=stored["embedding"]
         )
-        labels, distances = nearest_centroid(saved.centroids, feats)
+        labels, distances = nearest_centroids(saved.centroids, feats)
         outliers = distances > saved.fences[labels]
         logits = stored["logits"].astype(np.float32)
         scores = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -152,16 +153,6 @@ def assign_folder(
         names=list(saved.names),
         report=report,
     )
-
-
-def nearest_centroid(centroids: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster id, Euclidean distance) of the nearest centroid of each row."""
-    import faiss
-
-    index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    sq, idx = index.search(np.ascontiguousarray(feats, dtype=np.float32), 1)
-    return idx[:, 0].astype(np.int64), np.sqrt(np.maximum(sq[:, 0], 0.0)).astype(np.float32)
 
 
 def report_data(saved: SavedClustering) -> ReportData:

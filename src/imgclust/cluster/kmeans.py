@@ -132,15 +132,23 @@ class KMeans:
         return self._assign(_as_features(X))
 
     def _assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
+        return nearest_centroids(self.cluster_centers_, x)
 
-        index = faiss.IndexFlatL2(self.cluster_centers_.shape[1])
-        index.add(self.cluster_centers_)
-        labels = np.empty(len(x), dtype=np.int64)
-        dist = np.empty(len(x), dtype=np.float32)
-        for start in range(0, len(x), _ASSIGN_ROWS):
-            part = np.ascontiguousarray(x[start : start + _ASSIGN_ROWS], dtype=np.float32)
-            sq, idx = index.search(part, 1)
-            labels[start : start + len(part)] = idx[:, 0]
-            dist[start : start + len(part)] = np.sqrt(np.maximum(sq[:, 0], 0.0))
-        return labels, dist
+
+def nearest_centroids(centroids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, Euclidean distance) of the nearest centroid of each row of ``x``.
+
+    Rows are converted to float32 a chunk at a time, so float16 input needs no full copy.
+    """
+    import faiss
+
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    labels = np.empty(len(x), dtype=np.int64)
+    dist = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), _ASSIGN_ROWS):
+        part = np.ascontiguousarray(x[start : start + _ASSIGN_ROWS], dtype=np.float32)
+        sq, idx = index.search(part, 1)
+        labels[start : start + len(part)] = idx[:, 0]
+        dist[start : start + len(part)] = np.sqrt(np.maximum(sq[:, 0], 0.0))
+    return labels, dist
