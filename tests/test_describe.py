@@ -66,3 +66,11 @@ def test_outlier_fence_flags_the_far_tail() -> None:
     t = outlier_thresholds(labels, dist, 2)
     assert (dist[labels == 0] > t[0]).tolist() == [False] * 7 + [True]
     assert np.isinf(t[1])
+
+
+def test_top_class_ids_match_a_full_sort() -> None:
+    from imgclust.describe import top_class_ids
+
+    scores = np.random.default_rng(0).random((200, 1000))
+    expected = np.argsort(-scores, axis=1)[:, :3]
+    assert (top_class_ids(scores, 3) == expected).all()

@@ -21,6 +21,7 @@ from .describe import (
     outlier_thresholds,
     rank_members,
     relabel_by_size,
+    top_class_ids,
     top_classes,
 )
 from .embed import Embedder
@@ -220,10 +221,10 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         scores = softmax(stored["logits"])
         class_names = imagenet_class_names()
         clusters = describe(labels, distances, feats, scores, class_names, seed=config.cluster.seed)
-        image_tops = top_classes(scores, class_names, n=3)
+        top_ids = top_class_ids(scores, 3)
+        image_tops = top_classes(scores, class_names, ids=top_ids)
 
     with _timed(timings, "save"):
-        top_ids = np.argsort(-scores, axis=1)[:, :3]
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
         layout = fit_layout(feats, centroids, labels, distances)
         coords = layout.place(feats, centroids, labels, distances)
