@@ -16,7 +16,7 @@ import numpy as np
 
 from .cluster import make_features
 from .cluster.kmeans import nearest_centroids
-from .describe import ClusterSummary, rank_members
+from .describe import ClusterSummary, rank_members, top_class_ids
 from .embed import Embedder
 from .exceptions import InputError
 from .models import imagenet_class_names
@@ -106,7 +106,7 @@ def assign_folder(
         logits = stored["logits"].astype(np.float32)
         scores = np.exp(logits - logits.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
-        top_ids = np.argsort(-scores, axis=1)[:, :3]
+        top_ids = top_class_ids(scores, 3)
         index.add(np.ascontiguousarray(feats, dtype=np.float32))
         new_xy = None
         if saved.layout is not None and saved.coords is not None:
