@@ -224,7 +224,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         top_ids = top_class_ids(scores, 3)
         image_tops = top_classes(scores, class_names, ids=top_ids)
 
-    with _timed(timings, "save"):
+    with _timed(timings, "layout"):
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
         layout = fit_layout(feats, centroids, labels, distances)
         coords = layout.place(feats, centroids, labels, distances)
@@ -248,7 +248,6 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             coords=coords,
             layout=layout,
         )
-        save_clustering(out / MARKER_DIR, saved, feats)
 
     data = ReportData(
         paths=paths,
@@ -269,6 +268,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         prog.start("thumbnails", shown)
         index = write_report(out, data, config.report, on_progress=prog.advance)
         prog.finish()
+    with _timed(timings, "save"):
+        # Last: assign/similar must never see a clustering the report on disk does not show.
+        save_clustering(out / MARKER_DIR, saved, feats)
 
     result = RunResult(
         out_dir=out,
