@@ -91,6 +91,12 @@ def _summary(result: Any) -> None:
         f"[bold]{result.k}[/] clusters ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
+    for old, parts in getattr(result, "refined", {}).items():
+        if len(parts) > 1:
+            ids = ", ".join(f"#{p}" for p in parts)
+            console.print(f"  cluster #{old} of the last report is now clusters {ids}")
+        else:
+            console.print(f"  cluster #{old} could not be split; it is #{parts[0]} now")
     if getattr(result, "n_new", None):
         noun = "image" if result.n_new == 1 else "images"
         console.print(f"  re-clustered: {result.n_new:,} new {noun} since the last run")
@@ -158,6 +164,17 @@ def run(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
+    refine: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Split this cluster of OUT's current report again (repeatable); the other "
+            "clusters keep their images. Needs the same photos as that run."
+        ),
+    ] = None,
+    refine_k: Annotated[
+        str | None,
+        typer.Option(help="Parts per refined cluster: a number, or 'auto' [default: auto]."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
     ] = None,
@@ -165,9 +182,11 @@ def run(
 ) -> None:
     """Cluster the photos in INPUTS and write an HTML gallery and CSVs to OUT.
 
-    Example: imgclust run ~/Pictures --out clusters --k 50
+    Example: imgclust run ~/Pictures --out clusters --k 50; then split cluster 7 of that
+    report: imgclust run ~/Pictures --out clusters --refine 7
     """
     from .config import load_config
+    from .exceptions import ConfigError
     from .pipeline import run as run_pipeline
 
     overrides: dict[str, dict[str, Any]] = {
@@ -184,6 +203,18 @@ def run(
     }
     try:
         overrides["cluster"]["k"] = _parse_k(k)
+        if refine:
+            given = [n for n, v in (("k", k), ("algorithm", algorithm), ("features", features),
+                                    ("model", model)) if v is not None]  # fmt: skip
+            if given:
+                raise ConfigError(
+                    f"--refine keeps OUT's clustering (its model, features and other "
+                    f"clusters); drop --{given[0]}"
+                )
+            overrides["cluster"]["refine"] = tuple(refine)
+        elif refine_k is not None:
+            raise ConfigError("--refine-k needs --refine CLUSTER")
+        overrides["cluster"]["refine_k"] = _parse_k(refine_k, "--refine-k")
         cfg = load_config(tuple(inputs), out, config_file=config, overrides=overrides)
         if quiet:
             result = run_pipeline(cfg)
@@ -394,7 +425,7 @@ def evaluate(
     )
 
 
-def _parse_k(k: str | None) -> int | None:
+def _parse_k(k: str | None, option: str = "--k") -> int | None:
     """None → the number of groups; 'auto' → 0 (chosen from the data); else a number >= 1."""
     from .exceptions import ConfigError
 
@@ -405,9 +436,9 @@ def _parse_k(k: str | None) -> int | None:
     try:
         value = int(k)
     except ValueError:
-        raise ConfigError(f"--k must be a number or 'auto', got {k!r}") from None
+        raise ConfigError(f"{option} must be a number or 'auto', got {k!r}") from None
     if value < 1:
-        raise ConfigError(f"--k must be at least 1, got {value}")
+        raise ConfigError(f"{option} must be at least 1, got {value}")
     return value
 
 

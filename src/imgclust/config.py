@@ -57,6 +57,8 @@ class ClusterConfig:
     features: str = "embedding"
     algorithm: str = "kmeans"
     seed: int = 0
+    refine: tuple[int, ...] = ()  # split these clusters of OUT's saved clustering again
+    refine_k: int = 0  # sub-clusters per refined cluster; 0: chosen from its members
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ class RunConfig:
             raise ConfigError(
                 f"unknown algorithm {self.cluster.algorithm!r}; choose one of "
                 + ", ".join(ALGORITHMS)
+            )
+        if self.cluster.refine_k < 0:
+            raise ConfigError(
+                f"refine_k must be at least 1 (or 0: auto), got {self.cluster.refine_k}"
             )
         if self.embed.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
@@ -155,6 +161,8 @@ def load_config(
         )
         if section == "store" and merged.get("cache_dir") is not None:
             merged["cache_dir"] = Path(merged["cache_dir"])
+        if section == "cluster" and "refine" in merged:
+            merged["refine"] = tuple(merged["refine"])
         try:
             stages[section] = _build(cls, merged, section)
         except TypeError as exc:

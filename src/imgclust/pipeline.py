@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from .cluster import make_clusterer, make_features_lowmem, softmax
+from .cluster import SplitClusters, make_clusterer, make_features_lowmem, softmax
 from .config import RunConfig
 from .describe import (
     ClusterSummary,
@@ -25,14 +25,20 @@ from .describe import (
     top_classes,
 )
 from .embed import Embedder
-from .exceptions import InputError, OutputError
+from .exceptions import ConfigError, InputError, OutputError
 from .models import imagenet_class_names
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
 from .report.layout import fit_layout
 from .scan import Rejection, scan
-from .state import SavedClustering, centroids_by_label, save_clustering, saved_paths
-from .store import FeatureStore
+from .state import (
+    SavedClustering,
+    centroids_by_label,
+    load_clustering,
+    save_clustering,
+    saved_paths,
+)
+from .store import FeatureStore, Lookup
 
 #: The marker folder that makes a folder an imgclust output folder (safe to write into).
 MARKER_DIR = ".imgclust"
@@ -79,6 +85,8 @@ class RunResult:
         timings: seconds per stage.
         n_new: images that were not in the previous run's clustering (the folder grew and
             was re-clustered); ``None`` on a first run.
+        refined: with ``--refine``: each split cluster's id in the previous report → the ids
+            of its parts in this one.
     """
 
     out_dir: Path
@@ -95,6 +103,7 @@ class RunResult:
     features: str
     timings: dict[str, float] = field(default_factory=dict)
     n_new: int | None = None
+    refined: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -156,8 +165,15 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     prog: Progress = progress or _Silent()
     timings: dict[str, float] = {}
     out = config.out.resolve()
+    # --refine splits clusters of the clustering the report in OUT shows: same model,
+    # features and store as that run, and the same images (checked after the scan).
+    base = load_clustering(out / MARKER_DIR) if config.cluster.refine else None
     prepare_out_dir(out)
     store_dir = config.store_dir.resolve()
+    model_name, feature_kind = config.embed.model, config.cluster.features
+    if base is not None:
+        model_name, feature_kind = base.model, base.features
+        store_dir = Path(base.store_dir)
 
     with _timed(timings, "scan"):
         prog.start("scan")
@@ -168,7 +184,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         prog.finish()
 
     embedder = Embedder(
-        config.embed.model,
+        model_name,
         batch_size=config.embed.batch_size,
         device=config.embed.device,
         workers=config.embed.workers,
@@ -178,6 +194,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
         lookup = store.lookup(records)
+        if base is not None:
+            _check_refinable(base, lookup, config)
         rejected = list(found.rejected) + lookup.rejected
         n_embedded = 0
         with _timed(timings, "embed"):
@@ -204,11 +222,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     with _timed(timings, "cluster"):
         prog.start("cluster")
         feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
-            config.cluster.features, logits=stored["logits"], embedding=stored["embedding"]
+            feature_kind, logits=stored["logits"], embedding=stored["embedding"]
         )
-        model = make_clusterer(
-            config.cluster.algorithm, config.cluster.k or None, random_state=config.cluster.seed
-        ).fit(feats)
+        model = _clusterer(config, base).fit(feats)
         labels = relabel_by_size(model.labels_, paths)
         distances = model.distances_
         ranks = rank_members(labels, distances)
@@ -230,7 +246,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         coords = layout.place(feats, centroids, labels, distances)
         saved = SavedClustering(
             model=spec.name,
-            features=config.cluster.features,
+            features=feature_kind,
             store_dir=str(store_dir),
             centroids=centroids,
             fences=fences,
@@ -258,7 +274,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         clusters=clusters,
         rejected=sorted(rejected, key=lambda r: r.path),
         model=spec.name,
-        features=config.cluster.features,
+        features=feature_kind,
         outliers=outliers,
         coords=coords,
     )
@@ -284,12 +300,67 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         n_cached=len(paths) - n_embedded,
         report=index,
         model=spec.name,
-        features=config.cluster.features,
+        features=feature_kind,
         timings=timings,
         n_new=None if previous is None else len(set(paths) - previous),
+        refined=_refined_ids(model, labels),
     )
     _write_run_info(out, config, result)
     return result
+
+
+def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -> None:
+    """Refuse ``--refine`` when the images differ from the clustering OUT's report shows.
+
+    Cluster ids name clusters of that report; re-clustering a grown folder first would
+    renumber them, and the split would hit a cluster the user never chose.
+    """
+    now = set(lookup.found) | {r.path for r in lookup.todo}
+    before = set(base.paths)
+    n_new = len(now - before - {r.path for r in base.rejected})
+    n_gone = len(before - now)
+    n_changed = sum(r.path in before for r in lookup.todo)
+    if n_new or n_gone or n_changed:
+        folders = " ".join(str(p) for p in config.inputs)
+        raise InputError(
+            f"the photos differ from the clustering in {config.out} ({n_new} new, {n_gone} "
+            f"gone, {n_changed} changed images), so its cluster ids may no longer mean what "
+            f"its report shows; run `imgclust run {folders} --out {config.out}` first, then "
+            "--refine by the ids of the new report"
+        )
+    labels = np.asarray(base.labels)
+    sizes = np.bincount(labels[labels >= 0], minlength=len(base.names))
+    for cid in config.cluster.refine:
+        if not 0 <= cid < len(sizes):
+            raise ConfigError(
+                f"--refine {cid}: {config.out} has clusters 0 to {len(sizes) - 1}; "
+                "use an id its report shows"
+            )
+        if sizes[cid] < 2:
+            raise ConfigError(f"--refine {cid}: cluster {cid} has one image; nothing to split")
+
+
+def _clusterer(config: RunConfig, base: SavedClustering | None) -> Any:
+    """The run's clusterer, or, with ``--refine``, the saved clustering with clusters split."""
+    c = config.cluster
+    if base is None:
+        return make_clusterer(c.algorithm, c.k or None, random_state=c.seed)
+    return SplitClusters(
+        base.labels,
+        base.centroids,
+        base.distances,
+        c.refine,
+        n_clusters=c.refine_k or None,
+        random_state=c.seed,
+    )
+
+
+def _refined_ids(model: Any, labels: np.ndarray) -> dict[int, list[int]]:
+    """Split cluster (old id) → its parts' ids after renumbering by size."""
+    if not isinstance(model, SplitClusters):
+        return {}
+    new_id = dict(zip(model.labels_.tolist(), labels.tolist(), strict=True))
+    return {old: sorted(new_id[p] for p in parts) for old, parts in model.parts_.items()}
 
 
 def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:

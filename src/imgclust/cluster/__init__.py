@@ -4,6 +4,7 @@ from .factory import ALGORITHMS, make_clusterer
 from .features import is_normalized, make_features, make_features_lowmem, softmax
 from .kmeans import KMeans
 from .others import HDBSCAN, Agglomerative
+from .refine import SplitClusters
 from .select import AutoKMeans, choose_k
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Agglomerative",
     "AutoKMeans",
     "KMeans",
+    "SplitClusters",
     "choose_k",
     "is_normalized",
     "make_clusterer",
