@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from imgclust.cluster import HDBSCAN, Agglomerative, AutoKMeans, choose_k, make_clusterer
+from imgclust.cluster.select import CRITERIA, candidate_ks, knn_edges, modularity
 from imgclust.config import ClusterConfig, RunConfig, StoreConfig
 from imgclust.pipeline import run
 
@@ -47,11 +48,43 @@ def test_hdbscan_keeps_noise_as_minus_one() -> None:
     assert model.distances_[-1] > 100  # to the nearest centre
 
 
-def test_choose_k_finds_the_blob_count() -> None:
-    x, _ = _blobs(k=5)
-    k, scores = choose_k(x)
-    assert k == 5
+@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("n_blobs", [3, 5, 12, 21])
+def test_choose_k_finds_the_blob_count(criterion: str, n_blobs: int) -> None:
+    x, _ = _blobs(n_per=30, k=n_blobs)
+    k, scores = choose_k(x, criterion=criterion)
+    assert k == n_blobs
     assert all(scores[k] >= s for s in scores.values())
+
+
+def _blob_pairs(seed: int) -> np.ndarray:
+    """Six blobs in three pairs: close within a pair, far between pairs."""
+    rng = np.random.default_rng(seed)
+    groups = rng.normal(size=(3, 32)) * 12
+    centers = np.vstack([g + rng.normal(size=(2, 32)) * 3 for g in groups])
+    return np.vstack([c + rng.normal(size=(60, 32)) for c in centers]).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_modularity_sees_the_blobs_where_silhouette_sees_the_pairs(seed: int) -> None:
+    # What made silhouette choose 3 clusters for 6 photo scenes (bench/results/quality.md).
+    x = _blob_pairs(seed)
+    assert choose_k(x, criterion="silhouette", random_state=seed)[0] == 3
+    assert choose_k(x, criterion="modularity", random_state=seed)[0] == 6
+
+
+def test_modularity_of_two_separate_cliques() -> None:
+    # Two 5-cliques without links between them: Q = 1 - 2 * (1/2)^2 = 0.5 when split,
+    # 0 as one cluster.
+    x = np.vstack([np.zeros((5, 2)), np.full((5, 2), 100.0)]).astype(np.float32)
+    edges = knn_edges(x, n_neighbors=4)
+    assert modularity(edges, np.repeat([0, 1], 5)) == pytest.approx(0.5)
+    assert modularity(edges, np.zeros(10, dtype=np.int64)) == pytest.approx(0.0)
+
+
+def test_candidate_ks_are_dense_for_small_k() -> None:
+    ks = candidate_ks(3000)
+    assert ks[:15] == list(range(2, 17)) and ks[-1] == int(2 * np.sqrt(3000))
 
 
 def test_unknown_algorithm_is_refused() -> None:

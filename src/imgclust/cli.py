@@ -114,7 +114,10 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report and CSVs.")],
     k: Annotated[
         str | None,
-        typer.Option(help="Number of clusters, or 'auto' [default: 100, or fewer images]."),
+        typer.Option(
+            help="Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample) "
+            "[default: 100, or fewer images]."
+        ),
     ] = None,
     algorithm: Annotated[
         str | None,

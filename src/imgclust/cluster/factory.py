@@ -15,7 +15,7 @@ __all__ = ["ALGORITHMS", "make_clusterer"]
 def make_clusterer(algorithm: str, n_clusters: int | None, *, random_state: int = 0) -> Any:
     """The clusterer ``algorithm`` with ``n_clusters`` (``None``: chosen from the data).
 
-    * ``kmeans``: :class:`KMeans`; ``None`` → :class:`AutoKMeans` (silhouette on a sample).
+    * ``kmeans``: :class:`KMeans`; ``None`` → :class:`AutoKMeans` (modularity on a sample).
     * ``agglomerative``: Ward with k; ``None`` → average linkage cut at a cosine distance.
     * ``hdbscan``: k is not used; noise images get label ``-1``.
     """
