@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclust.cluster import HDBSCAN, Agglomerative, AutoKMeans, choose_k, make_clusterer
+from imgclust.cluster import (
+    HDBSCAN,
+    Agglomerative,
+    AutoKMeans,
+    Spectral,
+    choose_k,
+    make_clusterer,
+)
 from imgclust.cluster.select import CRITERIA, candidate_ks, knn_edges, modularity
 from imgclust.config import ClusterConfig, RunConfig, StoreConfig
 from imgclust.pipeline import run
@@ -23,7 +30,14 @@ def _blobs(n_per: int = 40, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.n
 
 @pytest.mark.parametrize(
     "model",
-    [Agglomerative(4), Agglomerative(None, distance_threshold=0.3), HDBSCAN(), AutoKMeans()],
+    [
+        Agglomerative(4),
+        Agglomerative(None, distance_threshold=0.3),
+        HDBSCAN(),
+        AutoKMeans(),
+        Spectral(4),
+        Spectral(None),
+    ],
 )
 def test_estimators_recover_separated_blobs(model: object) -> None:
     from sklearn.metrics import adjusted_rand_score
@@ -87,6 +101,17 @@ def test_candidate_ks_are_dense_for_small_k() -> None:
     assert ks[:15] == list(range(2, 17)) and ks[-1] == int(2 * np.sqrt(3000))
 
 
+def test_spectral_keeps_rings_whole_where_kmeans_cuts_them() -> None:
+    # Two concentric rings: neighbourhoods connect each ring, centres cannot separate them.
+    from sklearn.datasets import make_circles
+    from sklearn.metrics import adjusted_rand_score
+
+    x, truth = make_circles(400, factor=0.4, noise=0.03, random_state=0)
+    x = x.astype(np.float32)
+    assert adjusted_rand_score(truth, Spectral(2).fit(x).labels_) > 0.95
+    assert adjusted_rand_score(truth, make_clusterer("kmeans", 2).fit(x).labels_) < 0.2
+
+
 def test_unknown_algorithm_is_refused() -> None:
     with pytest.raises(ValueError, match="kmeans"):
         make_clusterer("dbscan", 3)
@@ -97,7 +122,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> StoreConfig:
     return StoreConfig(cache_dir=tmp_path_factory.mktemp("store"))  # embed the demo once
 
 
-@pytest.mark.parametrize("algorithm,k", [("hdbscan", 0), ("agglomerative", 0), ("kmeans", 0)])
+@pytest.mark.parametrize(
+    "algorithm,k", [("hdbscan", 0), ("agglomerative", 0), ("kmeans", 0), ("spectral", 0)]
+)
 def test_run_with_each_algorithm_exports_every_image(
     demo_photos: Path, tmp_path: Path, store: StoreConfig, algorithm: str, k: int
 ) -> None:

@@ -122,8 +122,9 @@ def run(
     algorithm: Annotated[
         str | None,
         typer.Option(
-            help="kmeans (default), agglomerative (Ward with k; average linkage with --k auto) "
-            "or hdbscan (k unused; unclustered images listed apart)."
+            help="kmeans (default), agglomerative (Ward with k; average linkage with --k auto), "
+            "hdbscan (k unused; unclustered images listed apart) or spectral (kNN graph; "
+            "up to a few 10k images)."
         ),
     ] = None,
     features: Annotated[
@@ -388,7 +389,7 @@ def evaluate(
         str | None, typer.Option(help="embedding (default), logits, scores or sqrt-scores.")
     ] = None,
     algorithm: Annotated[
-        str | None, typer.Option(help="kmeans (default), agglomerative or hdbscan.")
+        str | None, typer.Option(help="kmeans (default), agglomerative, hdbscan or spectral.")
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name [default: efficientnet_lite0].")

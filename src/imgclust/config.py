@@ -26,7 +26,7 @@ FEATURE_KINDS: tuple[str, ...] = (
 )
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
-ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan")
+ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan", "spectral")
 
 
 @dataclass(frozen=True)

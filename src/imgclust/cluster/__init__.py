@@ -3,7 +3,7 @@
 from .factory import ALGORITHMS, make_clusterer
 from .features import is_normalized, make_features, make_features_lowmem, softmax
 from .kmeans import KMeans
-from .others import HDBSCAN, Agglomerative
+from .others import HDBSCAN, Agglomerative, Spectral
 from .refine import SplitClusters
 from .select import AutoKMeans, choose_k
 
@@ -13,6 +13,7 @@ __all__ = [
     "Agglomerative",
     "AutoKMeans",
     "KMeans",
+    "Spectral",
     "SplitClusters",
     "choose_k",
     "is_normalized",

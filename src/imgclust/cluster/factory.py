@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config import ALGORITHMS
 from .kmeans import KMeans
-from .others import HDBSCAN, Agglomerative
+from .others import HDBSCAN, Agglomerative, Spectral
 from .select import AutoKMeans
 
 __all__ = ["ALGORITHMS", "make_clusterer"]
@@ -18,6 +18,7 @@ def make_clusterer(algorithm: str, n_clusters: int | None, *, random_state: int 
     * ``kmeans``: :class:`KMeans`; ``None`` → :class:`AutoKMeans` (modularity on a sample).
     * ``agglomerative``: Ward with k; ``None`` → average linkage cut at a cosine distance.
     * ``hdbscan``: k is not used; noise images get label ``-1``.
+    * ``spectral``: spectral clustering of the kNN graph; ``None`` → k chosen as for k-means.
     """
     if algorithm == "kmeans":
         if n_clusters is None:
@@ -27,4 +28,6 @@ def make_clusterer(algorithm: str, n_clusters: int | None, *, random_state: int 
         return Agglomerative(n_clusters)
     if algorithm == "hdbscan":
         return HDBSCAN()
+    if algorithm == "spectral":
+        return Spectral(n_clusters, random_state=random_state)
     raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")

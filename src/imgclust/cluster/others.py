@@ -1,12 +1,13 @@
-"""Agglomerative clustering and HDBSCAN behind the same estimator contract as :class:`KMeans`.
+"""Agglomerative, HDBSCAN and spectral clustering behind the contract of :class:`KMeans`.
 
 Both come from scikit-learn; these wrappers add what the pipeline reads from every
 clusterer: ``cluster_centers_`` (member means) and ``distances_`` (each image's distance to
 its own cluster's centre). HDBSCAN's noise keeps label ``-1`` (the report's "unclustered"
 group); a noise image's distance is to the nearest centre.
 
-Both need all pairwise distances (memory and time grow with n²): use them on collections of
-a few ten thousand images at most; k-means is the one that scales.
+Agglomerative and HDBSCAN need all pairwise distances (memory and time grow with n²);
+spectral clustering needs a sparse kNN graph and its leading eigenvectors. Use them on
+collections of a few ten thousand images at most; k-means is the one that scales.
 """
 
 from __future__ import annotations
@@ -106,6 +107,65 @@ class HDBSCAN:
         else:
             labels = _SkHDBSCAN(min_cluster_size=self.min_cluster_size, copy=True).fit_predict(x)
         self.labels_ = labels.astype(np.int64)
+        self.cluster_centers_, self.distances_ = centers_and_distances(x, self.labels_)
+        self.n_clusters_ = len(self.cluster_centers_)
+        return self
+
+
+class Spectral:
+    """Spectral clustering of the symmetric k-nearest-neighbour graph (scikit-learn).
+
+    Follows the neighbourhoods of images rather than distances to a centre, so elongated or
+    curved groups (one object seen from all sides) stay whole. Labels come from the
+    eigenvectors by QR pivoting (``cluster_qr``): deterministic, no k-means restarts.
+
+    Args:
+        n_clusters: k; ``None`` chooses it by :func:`~imgclust.cluster.select.choose_k`.
+        n_neighbors: neighbours per image in the graph.
+        random_state: seed of the eigen-solver's start vector.
+
+    Attributes:
+        labels_, cluster_centers_, distances_, n_clusters_: as :class:`KMeans`.
+    """
+
+    def __init__(
+        self, n_clusters: int | None = 100, *, n_neighbors: int = 10, random_state: int = 0
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray) -> Spectral:
+        """Cluster the rows of ``X``."""
+        import warnings
+
+        from sklearn.cluster import SpectralClustering
+
+        from .select import choose_k
+
+        x = np.ascontiguousarray(X, dtype=np.float32)
+        if len(x) == 0:
+            raise ValueError("cannot cluster zero points")
+        k = self.n_clusters
+        if k is None:
+            k, _ = choose_k(x, random_state=self.random_state)
+        k = min(k, len(x))
+        if k < 2 or len(x) <= self.n_neighbors:
+            labels = np.arange(len(x)) if k == len(x) else np.zeros(len(x), dtype=np.int64)
+        else:
+            model = SpectralClustering(
+                k,
+                affinity="nearest_neighbors",
+                n_neighbors=self.n_neighbors,
+                assign_labels="cluster_qr",
+                random_state=self.random_state,
+            )
+            with warnings.catch_warnings():
+                # A graph in several pieces is expected (well-separated groups); it still works.
+                warnings.filterwarnings("ignore", "Graph is not fully connected")
+                labels = model.fit_predict(x)
+        _, self.labels_ = np.unique(labels, return_inverse=True)  # ids 0..k-1, none empty
+        self.labels_ = self.labels_.astype(np.int64)
         self.cluster_centers_, self.distances_ = centers_and_distances(x, self.labels_)
         self.n_clusters_ = len(self.cluster_centers_)
         return self
