@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, Decoded, decode
+from .decode import DEFAULT_MAX_PIXELS, Decoded, ThumbTarget, decode
 from .models import get_spec
 from .models.runtime import Runtime, create_runtime
 from .models.spec import ModelSpec
@@ -98,6 +98,8 @@ class Embedder:
         decode_timeout: seconds one file may take to decode before it is rejected (only
             with ``workers`` > 0: a decode in this process cannot be interrupted).
         runtime: ``"auto"``, ``"torch"`` or ``"openvino"`` (see :mod:`imgclust.models.runtime`).
+        thumbnails: if given, the decode workers also leave each image's gallery thumbnail
+            there, from the pixels they decoded anyway (the report then reuses them).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Embedder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
         runtime: str = "auto",
+        thumbnails: ThumbTarget | None = None,
     ) -> None:
         self.model_name = model
         self.spec: ModelSpec = get_spec(model)
@@ -119,6 +122,7 @@ class Embedder:
         self.max_pixels = max_pixels
         self.decode_timeout = decode_timeout
         self.runtime = runtime
+        self.thumbnails = thumbnails
         self._module: Runtime | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -181,7 +185,10 @@ class Embedder:
     ) -> Iterator[list[tuple[int, Decoded]]]:
         """``(index, Decoded)`` pairs in input order, ``batch_size`` at a time."""
         decode_fn = functools.partial(
-            decode, preprocess=self.spec.preprocess, max_pixels=self.max_pixels
+            decode,
+            preprocess=self.spec.preprocess,
+            max_pixels=self.max_pixels,
+            thumb=self.thumbnails,
         )
         paths = (r.path for r in records)
         if self.workers:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .cluster import feature_source, finish_features, make_clusterer, row_features
 from .config import RunConfig
+from .decode import ThumbTarget
 from .describe import (
     ClusterSummary,
     class_statistics,
@@ -179,6 +180,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         workers=config.embed.workers,
         decode_timeout=config.embed.decode_timeout,
         runtime=config.embed.runtime,
+        # Every image gets a thumbnail (member pages show them all): made while decoding,
+        # the report need not decode each photo a second time.
+        thumbnails=ThumbTarget(str(out), config.report.thumb_size),
     )
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
