@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 from imgclust import InputError, cluster_folder
 from imgclust.assign import assign_folder
 from imgclust.similar import find_similar
-from imgclust.state import FLAT_MAX, build_index, load_clustering, read_index
+from imgclust.state import build_index, feature_index, load_clustering, read_index
 
 SCENES = ("coffee", "chelsea", "astronaut", "camera", "rocket")
 
@@ -103,9 +103,18 @@ def test_run_on_grown_folder_says_it_reclustered(demo_photos: Path, tmp_path: Pa
     assert second.n_new == len(list((photos / "rocket").glob("*.jpg")))
 
 
-def test_index_kind_follows_size() -> None:
-    small = build_index(np.random.default_rng(0).random((50, 8), dtype=np.float32))
-    assert type(small).__name__ == "IndexFlatL2" and FLAT_MAX >= 100_000
+def test_index_storage_is_the_feature_matrix_and_search_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    feats = rng.random((500, 16), dtype=np.float32).astype(np.float16)
+    index, storage = feature_index(len(feats), 16)
+    storage[:] = feats  # what a run does: the store's rows go straight into the index
+    queries = feats[[3, 77, 499]].astype(np.float32)
+    dist, rows = index.search(queries, 5)
+    exact = ((queries[:, None, :] - feats[None].astype(np.float32)) ** 2).sum(-1)
+    assert (rows == np.argsort(exact, axis=1, kind="stable")[:, :5]).all()
+    assert np.allclose(dist, np.sort(exact, axis=1)[:, :5], atol=1e-3)
+    assert (index.reconstruct(77) == feats[77].astype(np.float32)).all()
+    assert build_index(feats).ntotal == 500
 
 
 def test_assign_without_a_run_says_what_to_do(tmp_path: Path) -> None:

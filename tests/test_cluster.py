@@ -68,3 +68,28 @@ def test_lowmem_features_match_in_memory_for_every_kind() -> None:
         full = make_features(kind, logits=logits, embedding=emb)
         chunked = make_features_lowmem(kind, logits=logits, embedding=emb, rows=7)
         np.testing.assert_allclose(chunked, full, atol=2e-3, err_msg=kind)
+
+
+def test_kmeans_plusplus_seeds_as_well_as_scikit_learn() -> None:
+    from sklearn.cluster import kmeans_plusplus as sk_seed
+    from sklearn.datasets import make_blobs
+
+    from imgclust.cluster.kmeans import kmeans_plusplus
+
+    x, y = make_blobs(n_samples=3000, centers=40, n_features=32, cluster_std=1.0, random_state=3)
+    x = x.astype(np.float32)
+
+    def potential(centres: np.ndarray) -> float:
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+        return float(d.min(axis=1).sum())
+
+    ours = [potential(kmeans_plusplus(x, 40, seed=s)) for s in range(5)]
+    theirs = [potential(sk_seed(x, 40, random_state=s)[0]) for s in range(5)]
+    assert np.mean(ours) <= 1.1 * np.mean(theirs)
+    # Well separated blobs: the greedy seeding puts a centre in (nearly) every one.
+    centres = kmeans_plusplus(x, 40, seed=0)
+    hit = {int(y[((x - c) ** 2).sum(1).argmin()]) for c in centres}
+    assert len(hit) >= 38
+    # Duplicate points only: no division by zero, k centres all the same.
+    same = np.ones((10, 4), np.float32)
+    assert (kmeans_plusplus(same, 3, seed=0) == 1).all()

@@ -212,3 +212,28 @@ def test_decode_never_raises_on_mutated_files(
     else:
         assert out.reason is None
         assert out.array.shape == SHAPE and out.array.dtype == np.uint8
+
+
+def test_decode_leaves_the_gallery_thumbnail_the_report_reuses(
+    big_jpeg: str, tmp_path: Path
+) -> None:
+    from imgclust.decode import ThumbTarget, thumb_relpath
+    from imgclust.report.thumbs import make_thumbnails
+
+    out = decode(big_jpeg, PRE, thumb=ThumbTarget(str(tmp_path), 160))
+    assert out.array is not None
+    thumb = tmp_path / thumb_relpath(big_jpeg, 160)
+    reference = tmp_path / "reference.jpg"
+    assert make_thumbnail(big_jpeg, str(reference), max_side=160)
+    with Image.open(thumb) as made, Image.open(reference) as ref:
+        assert made.size == ref.size and max(made.size) == 160
+        diff = np.abs(np.asarray(made, np.int16) - np.asarray(ref, np.int16)).mean()
+        assert diff < 4  # the same picture (decoded at another DCT scale)
+    stamp = thumb.stat().st_mtime_ns
+    made_now = make_thumbnails(tmp_path, [big_jpeg], size=160, workers=1)
+    assert made_now == {big_jpeg: thumb_relpath(big_jpeg, 160)}
+    assert thumb.stat().st_mtime_ns == stamp  # reused, not decoded again
+    # An unwritable target never costs the image: it decodes, without a thumbnail.
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    assert decode(big_jpeg, PRE, thumb=ThumbTarget(str(blocked), 160)).array is not None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from imgclust.describe import (
+    class_statistics,
     cluster_name,
     describe,
+    mean_scores_by_cluster,
     medoid,
     rank_members,
     relabel_by_size,
@@ -49,7 +51,7 @@ def test_describe_orders_members_and_names() -> None:
     scores = np.full((5, 10), 0.01)
     scores[labels == 0, 2] = 0.9
     scores[labels == 1, 5] = 0.9
-    summaries = describe(labels, dist, feats, scores, NAMES)
+    summaries = describe(labels, dist, feats, mean_scores_by_cluster(scores, labels), NAMES)
     assert [s.cluster_id for s in summaries] == [0, 1]
     assert summaries[0].members.tolist() == [1, 4, 0]
     assert summaries[0].name == "class2" and summaries[1].name == "class5"
@@ -74,3 +76,24 @@ def test_top_class_ids_match_a_full_sort() -> None:
     scores = np.random.default_rng(0).random((200, 1000))
     expected = np.argsort(-scores, axis=1)[:, :3]
     assert (top_class_ids(scores, 3) == expected).all()
+
+
+def test_class_statistics_in_chunks_equal_the_whole_matrix() -> None:
+    from imgclust.cluster import softmax
+    from imgclust.describe import top_class_ids
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(300, 50)).astype(np.float32) * 3
+    labels = rng.integers(-1, 6, size=300)
+    perm = rng.permutation(300)  # chunks in any order, as shards come from the store
+    chunks = [(perm[a : a + 64], logits[perm[a : a + 64]]) for a in range(0, 300, 64)]
+    stats = class_statistics(chunks, labels, top=3)
+    scores = softmax(logits)
+    expected = mean_scores_by_cluster(scores, labels)
+    assert sorted(stats.cluster_scores) == sorted(expected) == list(range(-1, 6))
+    for c, mean in expected.items():
+        assert np.allclose(stats.cluster_scores[c], mean, atol=1e-6)
+    assert (stats.top_ids == top_class_ids(scores, 3)).all()
+    tops = stats.image_top_classes([f"c{i}" for i in range(50)])
+    assert len(tops) == 300 and tops[7][0][0] == f"c{scores[7].argmax()}"
+    assert abs(tops[7][0][1] - scores[7].max()) < 1e-6

@@ -54,6 +54,29 @@ def test_openvino_matches_torch_on_real_photos(
 
 
 @needs_openvino
+def test_openvino_map_keeps_order_and_passes_empty_batches_through(
+    batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    ov = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
+    # Batches of different sizes in flight together, with empty slots between them.
+    slices = [slice(0, 1), None, slice(1, 4), slice(4, 5), None, slice(0, 5), slice(2, 3)]
+    jobs = [(i, None if s is None else batch[s]) for i, s in enumerate(slices)]
+    got = list(ov.map(iter(jobs)))
+    assert [key for key, _ in got] == list(range(len(slices)))
+    ref_logits, ref_emb = torch_features
+    for (_, outputs), s in zip(got, slices, strict=True):
+        if s is None:
+            assert outputs is None
+            continue
+        assert outputs is not None
+        assert np.abs(outputs[0] - ref_logits[s]).max() < 1e-3
+        assert np.abs(outputs[1] - ref_emb[s]).max() < 1e-3
+    # A caller that stops early leaves the runtime usable.
+    next(iter(ov.map(iter(jobs))))
+    assert np.abs(ov(batch)[0] - ref_logits).max() < 1e-3
+
+
+@needs_openvino
 def test_openvino_conversion_is_cached_and_reused(tmp_path: Path, batch: np.ndarray) -> None:
     first = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
     assert first.ir_path.is_file() and first.ir_path.with_suffix(".bin").is_file()

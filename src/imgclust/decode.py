@@ -10,6 +10,7 @@ clipping (16-bit is rescaled, transparency is flattened onto white).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import warnings
@@ -187,8 +188,27 @@ def resize_center_crop(img: Image.Image, preprocess: Preprocess) -> Image.Image:
     return img.resize((side, side), resample, box=box, reducing_gap=3.0)
 
 
-def decode(path: str, preprocess: Preprocess, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode ``path`` into a ``(size, size, 3)`` uint8 model input, or a reason it can't be."""
+@dataclass(frozen=True, slots=True)
+class ThumbTarget:
+    """Where :func:`decode` also leaves a gallery thumbnail: ``folder/thumb_relpath(...)``."""
+
+    folder: str
+    size: int
+
+
+def decode(
+    path: str,
+    preprocess: Preprocess,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    thumb: ThumbTarget | None = None,
+) -> Decoded:
+    """Decode ``path`` into a ``(size, size, 3)`` uint8 model input, or a reason it can't be.
+
+    With ``thumb``, the gallery thumbnail is made from the same decoded pixels (the report
+    then finds it made and does not decode the file a second time). A thumbnail that cannot
+    be written is skipped silently: the report makes it again, and reports a real failure.
+    """
     try:
         img, st = open_rgb(path, min_side=preprocess.resize_size, max_pixels=max_pixels)
         array = np.asarray(resize_center_crop(img, preprocess), dtype=np.uint8)
@@ -196,7 +216,18 @@ def decode(path: str, preprocess: Preprocess, *, max_pixels: int = DEFAULT_MAX_P
         return Decoded(None, str(exc))
     except Exception as exc:  # never let one file stop the run
         return Decoded(None, f"decoder error: {type(exc).__name__}: {exc}")
+    if thumb is not None:
+        with contextlib.suppress(Exception):
+            dest = os.path.join(thumb.folder, thumb_relpath(path, thumb.size))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            save_thumbnail(img, dest, max_side=thumb.size)
     return Decoded(array, None, st.st_size, st.st_mtime_ns)
+
+
+def thumb_relpath(path: str, size: int) -> str:
+    """Where the thumbnail of ``path`` goes, relative to the output folder (``/``-separated)."""
+    digest = hashlib.sha1(os.fsencode(path), usedforsecurity=False).hexdigest()
+    return f"thumbs/{size}/{digest[:2]}/{digest}.jpg"
 
 
 def make_thumbnail(src: str, dest: str, *, max_side: int, quality: int = 80) -> bool:
@@ -208,11 +239,31 @@ def make_thumbnail(src: str, dest: str, *, max_side: int, quality: int = 80) -> 
         img, _ = open_rgb(src, min_side=max_side)
     except DecodeFailure:
         return False
-    img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    tmp = f"{dest}.tmp{os.getpid()}"
-    img.save(tmp, "JPEG", quality=quality, optimize=True)
-    os.replace(tmp, dest)
+    save_thumbnail(img, dest, max_side=max_side, quality=quality)
     return True
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Decoded", "decode", "make_thumbnail", "open_rgb", "to_rgb"]
+def save_thumbnail(img: Image.Image, dest: str, *, max_side: int, quality: int = 80) -> None:
+    """Shrink ``img`` in place to ``max_side`` and write it to ``dest`` as JPEG, atomically."""
+    img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    tmp = f"{dest}.tmp{os.getpid()}"
+    try:
+        img.save(tmp, "JPEG", quality=quality, optimize=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "Decoded",
+    "ThumbTarget",
+    "decode",
+    "make_thumbnail",
+    "open_rgb",
+    "save_thumbnail",
+    "thumb_relpath",
+    "to_rgb",
+]

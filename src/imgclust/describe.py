@@ -6,10 +6,13 @@ A cluster's name is made of the ImageNet classes that dominate its *mean* class-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+
+from .cluster.features import softmax
 
 #: A class joins a cluster's name if its mean score is at least this share of the top class's.
 NAME_SHARE = 0.25
@@ -75,18 +78,110 @@ def top_class_ids(scores: np.ndarray, n: int = 3) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def top_classes(
-    scores: np.ndarray, class_names: Sequence[str], n: int = 3, *, ids: np.ndarray | None = None
-) -> list[tuple[tuple[str, float], ...]]:
-    """The ``n`` strongest classes of each row of ``scores`` as (description, score).
+def top_classes(scores: np.ndarray, class_names: Sequence[str], n: int = 3) -> ImageTopClasses:
+    """The ``n`` strongest classes of each row of ``scores`` as (description, score)."""
+    ids = top_class_ids(scores, n)
+    return ImageTopClasses(ids, np.take_along_axis(scores, ids, axis=1), class_names)
 
-    ``ids`` (from :func:`top_class_ids`) saves computing them again.
+
+class ImageTopClasses(Sequence[tuple[tuple[str, float], ...]]):
+    """Each image's strongest classes as ``((description, score), ...)``, made on access.
+
+    Holds two small ``(n, top)`` arrays instead of a million tuples of tuples.
     """
-    idx = top_class_ids(scores, n) if ids is None else ids
-    return [
-        tuple((class_names[int(j)], float(row[j])) for j in cols)
-        for row, cols in zip(scores, idx, strict=True)
-    ]
+
+    def __init__(self, ids: np.ndarray, scores: np.ndarray, class_names: Sequence[str]) -> None:
+        self.ids, self.scores, self.class_names = ids, scores, class_names
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[tuple[str, float], ...]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[tuple[str, float], ...]]: ...
+
+    def __getitem__(
+        self, i: int | slice
+    ) -> tuple[tuple[str, float], ...] | list[tuple[tuple[str, float], ...]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return tuple(
+            (self.class_names[int(c)], float(s))
+            for c, s in zip(self.ids[i], self.scores[i], strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """What describing needs from the class scores, gathered in one pass over the logits.
+
+    Attributes:
+        cluster_scores: mean softmax class scores of each cluster id (``-1``: noise).
+        top_ids: ``(n, top)`` each image's strongest classes, strongest first.
+        top_scores: ``(n, top)`` their softmax scores.
+    """
+
+    cluster_scores: dict[int, np.ndarray]
+    top_ids: np.ndarray
+    top_scores: np.ndarray
+
+    def image_top_classes(self, class_names: Sequence[str]) -> ImageTopClasses:
+        """Each image's top classes with their descriptions."""
+        return ImageTopClasses(self.top_ids, self.top_scores, class_names)
+
+
+def class_statistics(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, top: int = 3
+) -> ClassStats:
+    """Cluster mean scores and per-image top classes from ``(rows, logits)`` chunks.
+
+    ``rows`` index the images of ``labels``; every image must come once. Only one chunk of
+    softmax scores exists at a time, so a million images never need their 1,000 scores held
+    at once (4 GB in float32).
+    """
+    clusters = np.unique(labels)
+    where = np.searchsorted(clusters, labels)
+    n = len(labels)
+    sums: np.ndarray | None = None
+    top_ids = np.zeros((n, top), dtype=np.int32)
+    top_scores = np.zeros((n, top), dtype=np.float32)
+    for rows, logits in chunks:
+        scores = softmax(logits)
+        if sums is None:
+            sums = np.zeros((len(clusters), scores.shape[1]), dtype=np.float64)
+        ids = top_class_ids(scores, top)
+        top_ids[rows], top_scores[rows] = ids, np.take_along_axis(scores, ids, axis=1)
+        order = np.argsort(where[rows], kind="stable")
+        groups = where[rows][order]
+        starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]
+        sums[groups[starts]] += np.add.reduceat(scores[order], starts, axis=0, dtype=np.float64)
+    sizes = np.bincount(where, minlength=len(clusters))
+    cluster_scores = {
+        int(c): (sums[i] / max(int(sizes[i]), 1)) if sums is not None else np.zeros(0)
+        for i, c in enumerate(clusters)
+    }
+    return ClassStats(cluster_scores, top_ids, top_scores)
+
+
+def mean_scores_by_cluster(scores: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Each cluster id's mean row of ``scores`` held in memory (see :func:`class_statistics`)."""
+    return {
+        int(c): scores[idx].astype(np.float64).mean(axis=0)
+        for c, idx in _members_by_cluster(labels)
+    }
+
+
+def _members_by_cluster(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(cluster id, member indices in ascending order)`` per cluster, one sort for all."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_labels)) + 1]
+    ends = np.r_[starts[1:], len(labels)]
+    for a, b in zip(starts, ends, strict=True):
+        if b > a:
+            yield int(sorted_labels[a]), order[a:b]
 
 
 def rank_members(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
@@ -122,7 +217,7 @@ def describe(
     labels: np.ndarray,
     distances: np.ndarray,
     features: np.ndarray,
-    scores: np.ndarray,
+    cluster_scores: Mapping[int, np.ndarray],
     class_names: Sequence[str],
     *,
     seed: int = 0,
@@ -133,14 +228,14 @@ def describe(
         labels: cluster id per image (``-1`` marks noise, summarised as its own group).
         distances: distance of each image to its cluster centre.
         features: the clustered features (for the medoid).
-        scores: softmax class scores per image, ``(n, n_classes)``.
-        class_names: ImageNet class descriptions, index-aligned with ``scores``.
+        cluster_scores: each cluster id's mean softmax class scores
+            (:func:`class_statistics` or :func:`mean_scores_by_cluster`).
+        class_names: ImageNet class descriptions, index-aligned with the scores.
     """
     summaries = []
-    for cid in np.unique(labels):
-        idx = np.flatnonzero(labels == cid)
+    for cid, idx in _members_by_cluster(labels):
         idx = idx[np.lexsort((idx, distances[idx]))]
-        mean_scores = scores[idx].astype(np.float64).mean(axis=0)
+        mean_scores = cluster_scores[int(cid)]
         tops = tuple(
             (class_names[int(j)], float(mean_scores[j])) for j in np.argsort(-mean_scores)[:5]
         )
@@ -162,9 +257,10 @@ def relabel_by_size(labels: np.ndarray, tiebreak: Sequence[str]) -> np.ndarray:
 
     Negative labels (noise) are kept as they are.
     """
-    ids = [int(c) for c in np.unique(labels) if c >= 0]
-    first_path = {c: min(tiebreak[int(i)] for i in np.flatnonzero(labels == c)) for c in ids}
-    sizes = {c: int((labels == c).sum()) for c in ids}
+    groups = [(c, idx) for c, idx in _members_by_cluster(labels) if c >= 0]
+    ids = [c for c, _ in groups]
+    first_path = {c: min(tiebreak[int(i)] for i in idx) for c, idx in groups}
+    sizes = {c: len(idx) for c, idx in groups}
     order = sorted(ids, key=lambda c: (-sizes[c], first_path[c]))
     mapping = np.full(max(ids, default=-1) + 2, -1, dtype=np.int64)
     for new, old in enumerate(order):
@@ -187,9 +283,9 @@ def outlier_thresholds(labels: np.ndarray, distances: np.ndarray, n_clusters: in
     assigned to cluster ``c`` is an outlier when its distance exceeds ``thresholds[c]``.
     """
     thresholds = np.full(n_clusters, np.inf, dtype=np.float32)
-    for cid in range(n_clusters):
-        d = distances[labels == cid]
-        if len(d) >= MIN_OUTLIER_CLUSTER:
+    for cid, idx in _members_by_cluster(labels):
+        d = distances[idx]
+        if 0 <= cid < n_clusters and len(d) >= MIN_OUTLIER_CLUSTER:
             q1, q3 = np.percentile(d, [25, 75])
             thresholds[cid] = q3 + 1.5 * (q3 - q1)
     return thresholds

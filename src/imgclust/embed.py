@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, Decoded, decode
+from .decode import DEFAULT_MAX_PIXELS, Decoded, ThumbTarget, decode
 from .models import get_spec
 from .models.runtime import Runtime, create_runtime
 from .models.spec import ModelSpec
@@ -62,9 +63,21 @@ def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when a CUDA device is usable, else ``"cpu"``."""
     if device != "auto":
         return device
+    if not _may_have_cuda():
+        return "cpu"  # without importing torch: ~1.5 s of a CPU run's start-up
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _may_have_cuda() -> bool:
+    """False when this machine certainly has no NVIDIA driver (Linux without its device
+    nodes, or macOS); True where only torch can tell."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+    return True
 
 
 def default_workers() -> int:
@@ -85,6 +98,8 @@ class Embedder:
         decode_timeout: seconds one file may take to decode before it is rejected (only
             with ``workers`` > 0: a decode in this process cannot be interrupted).
         runtime: ``"auto"``, ``"torch"`` or ``"openvino"`` (see :mod:`imgclust.models.runtime`).
+        thumbnails: if given, the decode workers also leave each image's gallery thumbnail
+            there, from the pixels they decoded anyway (the report then reuses them).
     """
 
     def __init__(
@@ -97,6 +112,7 @@ class Embedder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
         runtime: str = "auto",
+        thumbnails: ThumbTarget | None = None,
     ) -> None:
         self.model_name = model
         self.spec: ModelSpec = get_spec(model)
@@ -106,6 +122,7 @@ class Embedder:
         self.max_pixels = max_pixels
         self.decode_timeout = decode_timeout
         self.runtime = runtime
+        self.thumbnails = thumbnails
         self._module: Runtime | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -131,15 +148,15 @@ class Embedder:
         on_progress: Callable[[int], None] | None = None,
     ) -> Iterator[FeatureBlock]:
         """Embed ``records`` in order, yielding a :class:`FeatureBlock` per ``block_size``."""
-        self._model()
+        model = self._model()
         block = FeatureBlock()
-        for items in self._decoded_batches(records):
-            good = [(i, arr, out) for i, out in items if (arr := out.array) is not None]
-            if good:
-                logits, emb = self.forward(np.stack([arr for _, arr, _ in good]))
+        # The runtime may keep several batches in flight while the workers decode the next.
+        for (items, good), outputs in model.map(self._model_inputs(records)):
+            if outputs is not None:
+                logits, emb = outputs
                 block.logits.append(logits.astype(STORE_DTYPE))
                 block.embeddings.append(emb.astype(STORE_DTYPE))
-                for i, _, out in good:
+                for i, out in good:
                     block.paths.append(records[i].path)
                     block.sizes.append(out.size)
                     block.mtimes.append(out.mtime_ns)
@@ -154,12 +171,24 @@ class Embedder:
         if block.n_records:
             yield block
 
+    def _model_inputs(
+        self, records: Sequence[FileRecord]
+    ) -> Iterator[tuple[tuple[list[tuple[int, Decoded]], list[tuple[int, Decoded]]], Any]]:
+        """``((batch, its decoded items), stacked input or None)`` per decoded batch."""
+        for items in self._decoded_batches(records):
+            good = [(i, out) for i, out in items if out.array is not None]
+            stacked = np.stack([out.array for _, out in good]) if good else None  # type: ignore[misc]
+            yield (items, good), stacked
+
     def _decoded_batches(
         self, records: Sequence[FileRecord]
     ) -> Iterator[list[tuple[int, Decoded]]]:
         """``(index, Decoded)`` pairs in input order, ``batch_size`` at a time."""
         decode_fn = functools.partial(
-            decode, preprocess=self.spec.preprocess, max_pixels=self.max_pixels
+            decode,
+            preprocess=self.spec.preprocess,
+            max_pixels=self.max_pixels,
+            thumb=self.thumbnails,
         )
         paths = (r.path for r in records)
         if self.workers:

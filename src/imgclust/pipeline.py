@@ -13,16 +13,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .cluster import SplitClusters, make_clusterer, make_features_lowmem, softmax
+from .cluster import SplitClusters, feature_source, finish_features, make_clusterer, row_features
 from .config import RunConfig
+from .decode import ThumbTarget
 from .describe import (
     ClusterSummary,
+    class_statistics,
     describe,
     outlier_thresholds,
     rank_members,
     relabel_by_size,
-    top_class_ids,
-    top_classes,
 )
 from .embed import Embedder
 from .exceptions import ConfigError, InputError, OutputError
@@ -34,6 +34,7 @@ from .scan import Rejection, scan
 from .state import (
     SavedClustering,
     centroids_by_label,
+    feature_index,
     load_clustering,
     save_clustering,
     saved_paths,
@@ -190,6 +191,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         workers=config.embed.workers,
         decode_timeout=config.embed.decode_timeout,
         runtime=config.embed.runtime,
+        # Every image gets a thumbnail (member pages show them all): made while decoding,
+        # the report need not decode each photo a second time.
+        thumbnails=ThumbTarget(str(out), config.report.thumb_size),
     )
     spec = embedder.spec
     with FeatureStore(store_dir, spec.name) as store:
@@ -216,14 +220,25 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
                 f"{len(rejected)} rejected (see the reasons with --verbose or rejected.csv)"
             )
         with _timed(timings, "load"):
-            stored = store.load(paths, final.found, arrays=("logits", "embedding"))
+            # The features go from the store straight into the similarity index's float16
+            # storage, shard by shard, and that one matrix is what is clustered: at a million
+            # images no raw array, float32 copy or second matrix is ever held.
+            kind = feature_kind
+            source = feature_source(kind)
+            width = spec.embedding_dim if source == "embedding" else spec.n_classes
+            similarity_index, feats = feature_index(len(paths), width)
+            store.load(
+                paths,
+                final.found,
+                arrays=(source,),
+                transform=lambda _, rows: row_features(kind, rows),
+                out={source: feats},
+            )
+            finish_features(kind, feats)
 
     previous = saved_paths(out / MARKER_DIR)
     with _timed(timings, "cluster"):
         prog.start("cluster")
-        feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
-            feature_kind, logits=stored["logits"], embedding=stored["embedding"]
-        )
         model = _clusterer(config, base).fit(feats)
         labels = relabel_by_size(model.labels_, paths)
         distances = model.distances_
@@ -234,11 +249,15 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         prog.finish()
 
     with _timed(timings, "describe"):
-        scores = softmax(stored["logits"])
+        # One more pass over the stored logits, a shard at a time: cluster mean scores (the
+        # names) and each image's top classes, never all 1,000 scores of every image at once.
+        with FeatureStore(store_dir, spec.name) as store:
+            stats = class_statistics(store.iter_rows(paths, final.found, "logits"), labels)
         class_names = imagenet_class_names()
-        clusters = describe(labels, distances, feats, scores, class_names, seed=config.cluster.seed)
-        top_ids = top_class_ids(scores, 3)
-        image_tops = top_classes(scores, class_names, ids=top_ids)
+        clusters = describe(
+            labels, distances, feats, stats.cluster_scores, class_names, seed=config.cluster.seed
+        )
+        image_tops = stats.image_top_classes(class_names)
 
     with _timed(timings, "layout"):
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
@@ -257,8 +276,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             labels=labels,
             distances=distances,
             outliers=outliers,
-            top_class_ids=top_ids,
-            top_class_scores=np.take_along_axis(scores, top_ids, axis=1),
+            top_class_ids=stats.top_ids,
+            top_class_scores=stats.top_scores,
             rejected=sorted(rejected, key=lambda r: r.path),
             report=config.report,
             coords=coords,
@@ -286,7 +305,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         prog.finish()
     with _timed(timings, "save"):
         # Last: assign/similar must never see a clustering the report on disk does not show.
-        save_clustering(out / MARKER_DIR, saved, feats)
+        save_clustering(out / MARKER_DIR, saved, similarity_index)
 
     result = RunResult(
         out_dir=out,

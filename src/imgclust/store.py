@@ -230,31 +230,38 @@ class FeatureStore:
         *,
         arrays: Sequence[str],
         transform: Callable[[str, np.ndarray], np.ndarray] | None = None,
+        out: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Read ``arrays`` (``"logits"``, ``"embedding"``) for ``paths``, in that order.
 
         Reads one shard at a time; the result is float16. ``transform(name, rows)``, if given,
         maps each shard's rows before they are placed (same width), so derived features are
-        built without a second full-size copy.
+        built without a second full-size copy. ``out`` may give the arrays to fill (one row per
+        path; e.g. a similarity index's own storage).
         """
+        result: dict[str, np.ndarray] = dict(out or {})
+        for name in arrays:
+            for dst_rows, rows in self.iter_rows(paths, locations, name):
+                if name not in result:
+                    result[name] = np.empty((len(paths), rows.shape[1]), dtype=STORE_DTYPE)
+                result[name][dst_rows] = rows if transform is None else transform(name, rows)
+            result.setdefault(name, np.zeros((0, 0), dtype=STORE_DTYPE))
+        return result
+
+    def iter_rows(
+        self, paths: Sequence[str], locations: dict[str, Location], name: str
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(positions in paths, rows of array name)`` one shard at a time (float16)."""
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for out_row, p in enumerate(paths):
             loc = locations[p]
             by_shard.setdefault(loc.shard, []).append((out_row, loc.row))
-        out: dict[str, np.ndarray] = {}
         for shard, pairs in self._iter_shards(by_shard):
             with np.load(self._shard_path(shard)) as data:
-                for name in arrays:
-                    src = data[name]
-                    if name not in out:
-                        out[name] = np.empty((len(paths), src.shape[1]), dtype=STORE_DTYPE)
-                    dst_rows = np.fromiter((a for a, _ in pairs), dtype=np.int64)
-                    src_rows = np.fromiter((b for _, b in pairs), dtype=np.int64)
-                    rows = src[src_rows]
-                    out[name][dst_rows] = rows if transform is None else transform(name, rows)
-        for name in arrays:
-            out.setdefault(name, np.zeros((0, 0), dtype=STORE_DTYPE))
-        return out
+                src = data[name]
+                dst_rows = np.fromiter((a for a, _ in pairs), dtype=np.int64)
+                src_rows = np.fromiter((b for _, b in pairs), dtype=np.int64)
+                yield dst_rows, src[src_rows]
 
     def _iter_shards(
         self, by_shard: dict[int, list[tuple[int, int]]]

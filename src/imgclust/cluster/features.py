@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import FEATURE_KINDS
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for float16 input."""
@@ -45,6 +47,38 @@ def make_features(kind: str, *, logits: np.ndarray, embedding: np.ndarray) -> np
     raise ValueError(f"unknown feature kind {kind!r}")
 
 
+def feature_source(kind: str) -> str:
+    """The stored array ``kind`` is made from: ``"embedding"`` or ``"logits"``."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}")
+    return "embedding" if kind in ("embedding", "embedding-centred") else "logits"
+
+
+def row_features(kind: str, rows: np.ndarray) -> np.ndarray:
+    """``kind``'s features of some rows of its :func:`feature_source` (float32).
+
+    Exact for every kind but ``embedding-centred``, which also needs the collection's mean:
+    here its rows are only normalised, and :func:`finish_features` centres them.
+    """
+    if kind == "embedding-centred":
+        return l2_normalize(rows)
+    return make_features(kind, logits=rows, embedding=rows)
+
+
+def finish_features(kind: str, features: np.ndarray, *, rows: int = 65536) -> None:
+    """Complete, in place, a matrix filled by :func:`row_features` (centring, if ``kind``
+    needs it), ``rows`` at a time: no second full-size copy."""
+    if kind != "embedding-centred":
+        return
+    total = np.zeros(features.shape[1], dtype=np.float64)
+    for start in range(0, len(features), rows):
+        total += features[start : start + rows].sum(axis=0, dtype=np.float64)
+    mean = (total / max(len(features), 1)).astype(np.float32)
+    for start in range(0, len(features), rows):
+        part = slice(start, start + rows)
+        features[part] = l2_normalize(features[part].astype(np.float32) - mean)
+
+
 def make_features_lowmem(
     kind: str, *, logits: np.ndarray, embedding: np.ndarray, rows: int = 65536
 ) -> np.ndarray:
@@ -52,25 +86,14 @@ def make_features_lowmem(
 
     Half the memory of the float32 result and never a whole float32 copy: what keeps a
     million-image run within a few GB. Clusters do not change (features are stored as
-    float16 already).
+    float16 already). A run streams the store straight into such a matrix instead (see
+    :func:`row_features`); this is the same for arrays already in memory.
     """
-    uses_embedding = kind in ("embedding", "embedding-centred")
-    source = embedding if uses_embedding else logits
-    n, width = source.shape
-    out = np.empty((n, width), dtype=np.float16)
-    if kind == "embedding-centred":
-        # The collection's mean direction, accumulated chunk by chunk, then removed from each.
-        total = np.zeros(width, dtype=np.float64)
-        for start in range(0, n, rows):
-            total += l2_normalize(embedding[start : start + rows]).sum(axis=0, dtype=np.float64)
-        mean = (total / max(n, 1)).astype(np.float32)
-        for start in range(0, n, rows):
-            part = slice(start, start + rows)
-            out[part] = l2_normalize(l2_normalize(embedding[part]) - mean)
-        return out
-    for start in range(0, n, rows):
-        part = slice(start, start + rows)
-        out[part] = make_features(kind, logits=logits[part], embedding=embedding[part])
+    source = embedding if feature_source(kind) == "embedding" else logits
+    out = np.empty(source.shape, dtype=np.float16)
+    for start in range(0, len(source), rows):
+        out[start : start + rows] = row_features(kind, source[start : start + rows])
+    finish_features(kind, out, rows=rows)
     return out
 
 

@@ -12,9 +12,12 @@ torch module in eval mode with weights loaded. Built in:
 
 from __future__ import annotations
 
+import csv
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError, ModelUnavailableError
@@ -201,8 +204,30 @@ def _timm_spec(arch: str) -> ModelSpec:
 
 
 def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class descriptions, index-aligned with the class scores."""
+    """The 1,000 ImageNet-1k class descriptions, index-aligned with the class scores.
+
+    Read from the text files timm ships, without importing timm (and so torch): the names
+    are needed after embedding, when a run with a cached OpenVINO model has no other use
+    for torch. Falls back to timm's own reader if the files moved.
+    """
+    spec = importlib.util.find_spec("timm")  # finds the package without running it
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        info = Path(folder) / "data" / "_info"
+        try:
+            synsets = (info / "imagenet_synsets.txt").read_text("utf-8").splitlines()
+            lemmas = dict(
+                csv.reader(
+                    (info / "imagenet_synset_to_lemma.txt").read_text("utf-8").splitlines(),
+                    delimiter="\t",
+                )
+            )
+            names = [lemmas[s] for s in synsets]
+        except (OSError, KeyError, ValueError):
+            continue
+        if len(names) == 1000:
+            return names
     from timm.data import ImageNetInfo
 
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
+    imagenet = ImageNetInfo()
+    return [imagenet.index_to_description(i) for i in range(1000)]

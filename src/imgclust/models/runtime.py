@@ -21,8 +21,9 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -35,8 +36,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Bumped when the exported graph changes, so stale cached conversions are not reused.
 _GRAPH_VERSION = 1
+
+
+#: One batch's outputs: (logits, embeddings), float32.
+Outputs = tuple[np.ndarray, np.ndarray]
 
 
 class Runtime(Protocol):
@@ -44,8 +51,25 @@ class Runtime(Protocol):
 
     name: str
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, batch: np.ndarray) -> Outputs:
         """Run one batch."""
+
+    def map(
+        self, jobs: Iterable[tuple[T, np.ndarray | None]]
+    ) -> Iterator[tuple[T, Outputs | None]]:
+        """Run a stream of ``(key, batch)`` jobs, yielding ``(key, outputs)`` in input order.
+
+        A runtime may keep several batches in flight; a ``None`` batch passes through with
+        ``None`` outputs (in order).
+        """
+
+
+def map_in_order(
+    run: Callable[[np.ndarray], Outputs], jobs: Iterable[tuple[T, np.ndarray | None]]
+) -> Iterator[tuple[T, Outputs | None]]:
+    """:meth:`Runtime.map` for a runtime that runs one batch at a time."""
+    for key, batch in jobs:
+        yield key, None if batch is None else run(batch)
 
 
 def openvino_available() -> bool:
@@ -134,6 +158,12 @@ class TorchRuntime:
         x = torch.from_numpy(batch)
         return self.run_tensor(x)
 
+    def map(
+        self, jobs: Iterable[tuple[T, np.ndarray | None]]
+    ) -> Iterator[tuple[T, Outputs | None]]:
+        """Run ``(key, batch)`` jobs one at a time, in order."""
+        return map_in_order(self, jobs)
+
     def run_tensor(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Run a uint8 NHWC tensor (on any device; moved to ours without blocking)."""
         import torch
@@ -176,11 +206,20 @@ class OpenVinoRuntime:
         if ir is None:
             ir = self._convert(ov, model, size)
             self._save(ov, ir, folder)
-        # LATENCY: one stream using every core, the best fit for one batch at a time. f32:
-        # OpenVINO may otherwise pick bf16 on its own, which moves logits by ~0.3.
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        # THROUGHPUT: several streams, each on its own cores, fed by several requests in
+        # flight (see map). On a laptop the decode workers share the cores with the model: a
+        # one-stream (LATENCY) model waits at every layer for its slowest thread, so one
+        # preempted thread stalls all of them, while separate streams slow down one at a time.
+        # f32: OpenVINO may otherwise pick bf16 on its own, which moves logits by ~0.3.
+        config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
+        if folder.is_dir():  # OpenVINO's own cache of the compiled model: ~0.3 s a run
+            with contextlib.suppress(Exception):
+                core.set_property({"CACHE_DIR": str(folder / "compiled")})
         self.compiled = core.compile_model(ir, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self.n_requests = max(
+            1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        )
+        self._queue = ov.AsyncInferQueue(self.compiled, self.n_requests)
 
     def _read_cached(self, core: Any) -> Any:
         if not self.ir_path.is_file():
@@ -222,8 +261,52 @@ class OpenVinoRuntime:
             with contextlib.suppress(NameError):
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run one uint8 NHWC batch."""
-        result = self.request.infer([np.ascontiguousarray(batch)], share_inputs=True)
-        logits, pooled = (np.asarray(result[out]) for out in self.compiled.outputs)
-        return logits.astype(np.float32, copy=True), pooled.astype(np.float32, copy=True)
+    def __call__(self, batch: np.ndarray) -> Outputs:
+        """Run one uint8 NHWC batch, split across the streams."""
+        parts = np.array_split(batch, min(self.n_requests, len(batch))) if len(batch) else [batch]
+        outs = [out for _, out in self.map(enumerate(parts))]
+        return (
+            np.concatenate([o[0] for o in outs if o is not None]),
+            np.concatenate([o[1] for o in outs if o is not None]),
+        )
+
+    def map(
+        self, jobs: Iterable[tuple[T, np.ndarray | None]]
+    ) -> Iterator[tuple[T, Outputs | None]]:
+        """Keep up to ``n_requests`` batches in flight; yield ``(key, outputs)`` in order."""
+        done: dict[int, Outputs] = {}
+        errors: list[BaseException] = []
+
+        def finished(request: Any, seq: int) -> None:  # runs on an OpenVINO thread
+            try:
+                logits, pooled = (
+                    np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(2)
+                )
+                done[seq] = (logits, pooled)
+            except BaseException as exc:  # raised in the caller's thread below
+                errors.append(exc)
+
+        self._queue.set_callback(finished)
+        pending: list[tuple[int, T, bool]] = []  # (seq, key, ran the model), in input order
+        try:
+            for seq, (key, batch) in enumerate(jobs):
+                if batch is not None:
+                    # start_async waits for a free request; the arrays are copied in.
+                    self._queue.start_async([np.ascontiguousarray(batch)], seq)
+                pending.append((seq, key, batch is not None))
+                while pending and (not pending[0][2] or pending[0][0] in done):
+                    yield self._pop(pending, done, errors)
+            self._queue.wait_all()
+            while pending:
+                yield self._pop(pending, done, errors)
+        finally:
+            self._queue.wait_all()  # a caller that stops early leaves no request running
+
+    @staticmethod
+    def _pop(
+        pending: list[tuple[int, T, bool]], done: dict[int, Outputs], errors: list[BaseException]
+    ) -> tuple[T, Outputs | None]:
+        if errors:
+            raise errors[0]
+        seq, key, ran = pending.pop(0)
+        return key, done.pop(seq) if ran else None

@@ -2,14 +2,15 @@
 
 A thumbnail lives at ``thumbs/<size>/<ab>/<sha1 of the path bytes>.jpg`` under the output
 folder, so changing the thumbnail size never serves stale pictures. It is remade only when
-the source is newer. A source that cannot be read simply has no thumbnail (the page shows a
-placeholder); a thumbnail that cannot be *written* is the output folder's fault and raises.
+the source is newer, so those the decode workers already made while embedding
+(:class:`imgclust.decode.ThumbTarget`) are reused as they are. A source that cannot be
+read simply has no thumbnail (the page shows a placeholder); a thumbnail that cannot be
+*written* is the output folder's fault and raises.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple
 
+from ..decode import thumb_relpath
 from ._io import ensure_dir, output_error
 
 #: Fewer thumbnails than this to make are made in this process: a pool would cost more.
@@ -33,12 +35,6 @@ class _Outcome(NamedTuple):
     dest: str
     ok: bool
     write_error: OSError | None
-
-
-def thumb_relpath(path: str, size: int) -> str:
-    """Where the thumbnail of ``path`` goes, relative to the output folder (``/``-separated)."""
-    digest = hashlib.sha1(os.fsencode(path), usedforsecurity=False).hexdigest()
-    return f"thumbs/{size}/{digest[:2]}/{digest}.jpg"
 
 
 def make_thumbnails(
