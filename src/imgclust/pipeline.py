@@ -27,11 +27,12 @@ from .describe import (
 from .embed import Embedder
 from .exceptions import InputError, OutputError
 from .models import imagenet_class_names
+from .neardup import near_duplicates
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
 from .report.layout import fit_layout
 from .scan import Rejection, scan
-from .state import SavedClustering, centroids_by_label, save_clustering, saved_paths
+from .state import SavedClustering, centroids_by_label, save_clustering, saved_inventory
 from .store import FeatureStore
 
 #: The marker folder that makes a folder an imgclust output folder (safe to write into).
@@ -79,6 +80,9 @@ class RunResult:
         timings: seconds per stage.
         n_new: images that were not in the previous run's clustering (the folder grew and
             was re-clustered); ``None`` on a first run.
+        assigned_inputs: folders/files added to OUT by ``imgclust assign`` that lie outside
+            ``inputs``; scanned too, so their photos stay in the collection.
+        assigned_missing: such folders/files that no longer exist (their photos are gone).
     """
 
     out_dir: Path
@@ -95,6 +99,8 @@ class RunResult:
     features: str
     timings: dict[str, float] = field(default_factory=dict)
     n_new: int | None = None
+    assigned_inputs: list[str] = field(default_factory=list)
+    assigned_missing: list[str] = field(default_factory=list)
 
     @property
     def k(self) -> int:
@@ -158,10 +164,12 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     out = config.out.resolve()
     prepare_out_dir(out)
     store_dir = config.store_dir.resolve()
+    previous = saved_inventory(out / MARKER_DIR)
+    assigned, missing = _assigned_inputs(config, [] if previous is None else previous[1])
 
     with _timed(timings, "scan"):
         prog.start("scan")
-        found = scan(config.inputs)
+        found = scan([*config.inputs, *map(Path, assigned)])
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
         own = [str(out), str(store_dir)]
         records = [r for r in found.records if not _is_inside(r.path, own)]
@@ -200,7 +208,6 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         with _timed(timings, "load"):
             stored = store.load(paths, final.found, arrays=("logits", "embedding"))
 
-    previous = saved_paths(out / MARKER_DIR)
     with _timed(timings, "cluster"):
         prog.start("cluster")
         feats = make_features_lowmem(  # float16, built in chunks: bounded memory at 1M
@@ -223,6 +230,11 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         clusters = describe(labels, distances, feats, scores, class_names, seed=config.cluster.seed)
         top_ids = top_class_ids(scores, 3)
         image_tops = top_classes(scores, class_names, ids=top_ids)
+
+    with _timed(timings, "duplicates"):
+        duplicate_of = near_duplicates(
+            stored["embedding"], labels, distances, threshold=config.report.dup_threshold
+        )
 
     with _timed(timings, "layout"):
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
@@ -247,6 +259,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             report=config.report,
             coords=coords,
             layout=layout,
+            duplicate_of=duplicate_of,
+            assigned_inputs=assigned,
         )
 
     data = ReportData(
@@ -261,6 +275,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         features=config.cluster.features,
         outliers=outliers,
         coords=coords,
+        duplicate_of=duplicate_of,
     )
     with _timed(timings, "report"):
         write_exports(out, data)
@@ -286,10 +301,20 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         model=spec.name,
         features=config.cluster.features,
         timings=timings,
-        n_new=None if previous is None else len(set(paths) - previous),
+        n_new=None if previous is None else len(set(paths) - previous[0]),
+        assigned_inputs=assigned,
+        assigned_missing=missing,
     )
     _write_run_info(out, config, result)
     return result
+
+
+def _assigned_inputs(config: RunConfig, remembered: list[str]) -> tuple[list[str], list[str]]:
+    """Of the inputs ``assign`` added to OUT, those the run must scan besides its own inputs
+    (not inside them), and those that no longer exist."""
+    own = [str(Path(p).resolve()) for p in config.inputs]
+    extra = [p for p in dict.fromkeys(remembered) if not _is_inside(p, own)]
+    return [p for p in extra if os.path.exists(p)], [p for p in extra if not os.path.exists(p)]
 
 
 def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
