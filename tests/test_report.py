@@ -293,6 +293,7 @@ def test_assignments_csv_one_row_per_image_in_cluster_then_rank_order(
         "outlier",
         "cluster_name",
         "top_classes",
+        "duplicate_of",
     ]
     assert sorted(r["path"] for r in rows) == sorted(data.paths)  # non-UTF-8 name round-trips
     keys = [(int(r["cluster"]), int(r["rank"])) for r in rows]
