@@ -1,4 +1,4 @@
-"""Near-duplicate groups: known groups on small data, exact and HNSW search alike."""
+"""Near-duplicate groups: known groups on small data, exact and inverted-file search alike."""
 
 from __future__ import annotations
 
@@ -55,14 +55,15 @@ def test_groups_do_not_chain_beyond_the_threshold_of_their_leader() -> None:
     assert (dup == -1).sum() > 1
 
 
-def test_large_clusters_use_hnsw_and_find_the_same_groups(
+def test_large_clusters_use_an_inverted_file_and_find_the_same_groups(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    x = _bursts(200, 3, noise=0.02, seed=3)
+    x = _bursts(400, 3, noise=0.02, seed=3)
     labels = np.zeros(len(x), np.int64)
     distances = np.random.default_rng(4).random(len(x))
     exact = near_duplicates(x, labels, distances, threshold=0.05)
     monkeypatch.setattr(neardup, "EXACT_MAX", 100)
+    monkeypatch.setattr(neardup, "LIST_SIZE", 40)  # 30 lists
     approx = near_duplicates(x, labels, distances, threshold=0.05)
-    assert (exact >= 0).sum() == 400
+    assert (exact >= 0).sum() == 800
     assert (approx == exact).mean() > 0.99

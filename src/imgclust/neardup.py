@@ -7,9 +7,12 @@ centroid that is not yet in a group leads one and takes every ungrouped member w
 threshold of it. A group's spread is therefore bounded by the threshold around its leader
 (no chains of small steps that end far away), and the leader is what the report shows.
 
-Neighbours come from faiss: an exact range search up to :data:`EXACT_MAX` members per
-cluster, an HNSW graph (the :data:`KNN` nearest) beyond. Memory follows the matches found,
-never the square of a cluster's size.
+Neighbours come from a faiss range search: exact up to :data:`EXACT_MAX` members per
+cluster; beyond, an inverted file (about :data:`LIST_SIZE` members a list, :data:`N_PROBE`
+lists searched), so a 100k cluster costs seconds, not the n² of the exact search. Near
+duplicates are so close that they share a list or a neighbouring one; memory follows the
+matches found, never the square of a cluster's size. (An HNSW graph was slower to build
+here and missed copies: measured in docs/notes-issue-5.md.)
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import numpy as np
 
 from .config import DUP_THRESHOLD as DEFAULT_THRESHOLD
 
-#: Clusters up to this size are searched exactly; larger ones through an HNSW graph.
-EXACT_MAX = 20_000
-#: Neighbours looked at per image in a large cluster (a bigger group is split).
-KNN = 32
+#: Clusters up to this size are searched exactly; larger ones through an inverted file.
+EXACT_MAX = 5_000
+#: Members per inverted list of a large cluster, and lists searched per image.
+LIST_SIZE = 1_000
+N_PROBE = 3
 
 
 def near_duplicates(
@@ -71,18 +75,16 @@ def _neighbours(x: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.nd
     index: Any
     if len(x) <= EXACT_MAX:
         index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x)
-        lims, sims, ids = index.range_search(x, min_similarity)
-        keep = sims >= min_similarity
     else:
-        index = faiss.IndexHNSWFlat(x.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 40
-        index.add(x)
-        index.hnsw.efSearch = 2 * KNN
-        sims2, ids2 = index.search(x, KNN)
-        keep2 = (sims2 >= min_similarity) & (ids2 >= 0)
-        lims = np.concatenate([[0], np.cumsum(keep2.sum(axis=1))])
-        ids, keep = ids2[keep2], np.ones(int(lims[-1]), bool)
+        quantizer = faiss.IndexFlatIP(x.shape[1])
+        index = faiss.IndexIVFFlat(
+            quantizer, x.shape[1], len(x) // LIST_SIZE, faiss.METRIC_INNER_PRODUCT
+        )
+        index.train(x)
+        index.nprobe = N_PROBE
+    index.add(x)
+    lims, sims, ids = index.range_search(x, min_similarity)
+    keep = sims >= min_similarity
     if not keep.all():  # drop results just under the radius (float rounding in faiss)
         rows = np.repeat(np.arange(len(x)), np.diff(lims))[keep]
         lims = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(x)))])
@@ -116,4 +118,4 @@ def group_sizes(duplicate_of: np.ndarray) -> np.ndarray:
     return counts
 
 
-__all__ = ["DEFAULT_THRESHOLD", "EXACT_MAX", "KNN", "group_sizes", "near_duplicates"]
+__all__ = ["DEFAULT_THRESHOLD", "EXACT_MAX", "group_sizes", "near_duplicates"]

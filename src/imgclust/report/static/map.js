@@ -68,6 +68,7 @@
           }
         }
         ctx.putImageData(img, 0, 0);
+        stats.inView = inView.length;  // THUMB_VIEW + 1: more than that
         stats.thumbsDrawn = inView.length <= THUMB_VIEW ? drawThumbs(inView, w, h) : 0;
         if (selected >= 0) {
           ctx.strokeStyle = "#fff";
@@ -83,7 +84,8 @@
     // thumbnails, when few points are in view
     var thumbNames = {};  // cluster id -> thumbnail paths by rank (null: none), or "loading"
     var cache = new Map();  // image -> Image element, oldest first
-    var loading = 0, stats = { thumbsDrawn: 0, loaded: 0, maxLoading: 0 };
+    var loading = 0, stats = { inView: 0, thumbsDrawn: 0, loading: 0, loaded: 0,
+                                 maxLoading: 0 };
     function thumbOf(p) {
       var id = labels[p], names = thumbNames[id];
       if (names === undefined && window.imgclustLoadMembers) {
@@ -97,8 +99,11 @@
       var im = new Image();
       im.decoding = "async";
       loading += 1;
+      stats.loading = loading;
       stats.maxLoading = Math.max(stats.maxLoading, loading);
-      im.onload = im.onerror = function () { loading -= 1; stats.loaded += 1; draw(); };
+      im.onload = im.onerror = function () {
+        loading -= 1; stats.loading = loading; stats.loaded += 1; draw();
+      };
       im.src = src;
       cache.set(p, im);
       if (cache.size > CACHE_MAX) {
