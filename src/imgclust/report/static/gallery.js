@@ -1,6 +1,7 @@
 /* imgclust gallery: filter and sort the index, select images or clusters, download the
-   selection as CSV or a list of paths. Plain JavaScript, no library, works from file://
-   (cluster member lists are loaded as <script> files, never with fetch). */
+   selection as CSV or a list of paths, expand collapsed near-duplicates. Plain JavaScript, no
+   library, works from file:// (cluster member lists are loaded as <script> files, never with
+   fetch; the map loads its thumbnail names the same way, through imgclustLoadMembers). */
 (function () {
   "use strict";
   var members = {};  // cluster id -> {paths, thumbs}, from members-N.js
