@@ -1,9 +1,11 @@
 """How long a 100k-image report takes to write and to open in headless Chromium.
 
-Synthetic: 100,000 images in 100 clusters of 1280-d features (the files do not exist, so
-tiles show placeholders; thumbnail work is not what is measured here). Prints the time to
-write the report, to open index.html and map.html (load event, first map frame), and the
-cost of a filter keystroke, a map pan redraw and a click lookup.
+Synthetic: 100,000 images in 100 clusters of 1280-d features. The files do not exist (tiles
+show placeholders), except 300 neighbours on the map of the largest cluster's first member:
+small JPEGs, so the map has real thumbnails to draw when zoomed in there. Prints the time to write
+the report, to open index.html and map.html (load event, first map frame), and the cost of a
+filter keystroke, a map pan redraw, a click lookup, and of zooming in until thumbnails are
+drawn (time until all in view are drawn, and a pan redraw with them).
 
     PYTHONPATH=src python bench/bench_report_100k.py [N]
 """
@@ -23,8 +25,10 @@ from imgclust.describe import ClusterSummary, rank_members
 from imgclust.report import ReportData, write_report
 from imgclust.report.layout import fit_layout
 
+N_REAL = 300
 
-def synthetic(n: int, k: int = 100, d: int = 1280) -> ReportData:
+
+def synthetic(n: int, photos: Path, k: int = 100, d: int = 1280) -> ReportData:
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(k, d)).astype(np.float32)
     labels = np.sort(rng.zipf(1.3, n) % k).astype(np.int64)
@@ -42,8 +46,18 @@ def synthetic(n: int, k: int = 100, d: int = 1280) -> ReportData:
         clusters.append(
             ClusterSummary(int(cid), f"cluster {cid}", tops, idx, distances[idx], int(idx[0]))
         )
+    paths = [f"/nonexistent/photos/{i // 1000:03d}/img-{i:07d}.jpg" for i in range(n)]
+    from PIL import Image
+
+    photos.mkdir(parents=True, exist_ok=True)
+    centre = coords[max(clusters, key=lambda c: c.size).members[0]]
+    near = np.argsort(np.linalg.norm(coords - centre, axis=1))[:N_REAL]  # on the map
+    for rank, i in enumerate(near.tolist()):
+        paths[i] = str(photos / f"real-{rank:03d}.jpg")
+        colour = tuple(int(v) for v in rng.integers(40, 230, 3))
+        Image.new("RGB", (96, 72), colour).save(paths[i])
     return ReportData(
-        paths=[f"/nonexistent/photos/{i // 1000:03d}/img-{i:07d}.jpg" for i in range(n)],
+        paths=paths,
         labels=labels,
         ranks=rank_members(labels, distances),
         distances=distances,
@@ -59,8 +73,8 @@ def synthetic(n: int, k: int = 100, d: int = 1280) -> ReportData:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    data = synthetic(n)
     out = Path(tempfile.mkdtemp(prefix="imgclust-bench-"))
+    data = synthetic(n, out / "photos")
     try:
         t = time.perf_counter()
         write_report(out, data, ReportConfig(), workers=2)
@@ -104,6 +118,44 @@ def main() -> None:
                   return (performance.now() - t0) / 100; }"""
             )
             print(f"click lookup: {lookup:.2f} ms")
+            first = next(i for i, p in enumerate(data.paths) if p.endswith("real-000.jpg"))
+            zoom = page.evaluate(
+                """([px, py]) => new Promise(done => {
+                  const api = imgclustMapApi, v = api.view, c = document.getElementById('map');
+                  const t0 = performance.now();
+                  let f = 1;
+                  (function step() {
+                    const s = api.stats, settled = s.loading === 0 && s.loaded > 0;
+                    if ((s.inView > 0 && s.inView <= 400 && settled && s.thumbsDrawn > 0 &&
+                         s.thumbsDrawn >= s.loaded) || performance.now() - t0 > 30000)
+                      return done([performance.now() - t0, f, s.inView, s.thumbsDrawn,
+                                   s.maxLoading]);
+                    if (api.stats.inView > 400 || api.stats.inView === 0) {
+                      f *= 1.5; v.scale = v.base * f;
+                      v.x = c.clientWidth / 2 - px * v.scale;
+                      v.y = c.clientHeight / 2 - py * v.scale;
+                      api.draw();
+                    }
+                    setTimeout(step, 16);
+                  })();
+                })""",
+                [float(c) for c in data.coords[first]],
+            )
+            print(f"zoom to thumbnails: {zoom[0]:.0f} ms to x{zoom[1]:.0f}, {zoom[2]} points "
+                  f"in view, {zoom[3]} thumbnails drawn, <= {zoom[4]} loading at once")  # fmt: skip
+            frame = page.evaluate(
+                """() => new Promise(done => {
+                  const before = window.imgclustMapDrawn, t0 = performance.now();
+                  imgclustMapApi.view.x += 40;
+                  imgclustMapApi.draw();
+                  (function wait() {
+                    if (window.imgclustMapDrawn > before) done(performance.now() - t0);
+                    else requestAnimationFrame(wait);
+                  })();
+                })"""
+            )
+            print(f"map pan redraw with thumbnails: {frame:.0f} ms "
+                  f"({page.evaluate('imgclustMapApi.stats.thumbsDrawn')} drawn)")  # fmt: skip
             browser.close()
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -43,11 +43,14 @@ def report(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     ranks = np.empty(n, np.int64)
     for c in clusters:
         ranks[c.members] = np.arange(c.size)
+    duplicate_of = np.full(n, -1)
+    duplicate_of[clusters[1].members[[2, 5]]] = clusters[1].members[0]  # 2 collapse under rank 0
     data = ReportData(
         paths=big, labels=labels, ranks=ranks, distances=distances,
         image_top_classes=[(("espresso", 0.9),)] * n, clusters=clusters, rejected=[],
         model="efficientnet_lite0", features="embedding", outliers=outliers,
         coords=np.c_[labels * 10.0, np.zeros(n)] + rng.normal(size=(n, 2)),
+        duplicate_of=duplicate_of,
     )  # fmt: skip
     out = tmp_path_factory.mktemp("browser")
     write_report(out, data, ReportConfig(thumb_size=64, clusters_per_page=2, thumbs_per_row=20))
@@ -158,4 +161,53 @@ def test_map_draws_pans_zooms_and_click_opens_the_image(browser, report) -> None
     page.wait_for_load_state("load")
     anchor = href.split("#")[1]
     assert page.evaluate(f"document.getElementById('{anchor}').getBoundingClientRect().top") >= 0
+    assert errors == []
+
+
+def test_near_duplicates_collapse_into_a_tile_whose_badge_expands(browser, report) -> None:  # type: ignore[no-untyped-def]
+    out, data = report
+    members = data.clusters[1].members
+    page, errors = _open(browser, (out / "cluster-1-1.html").as_uri())
+    assert page.locator(".tile").count() == len(members)  # all there, two collapsed
+    assert page.locator(".tile:visible").count() == len(members) - 2
+    badge = page.locator("#row1-0 .dup-badge")
+    assert badge.inner_text() == "+2" and badge.get_attribute("aria-expanded") == "false"
+    _shot(page, "members-collapsed")
+    badge.click()
+    assert page.locator(".tile:visible").count() == len(members)
+    assert page.locator(".tile.dup:visible").count() == 2
+    order = page.eval_on_selector_all(".tile:visible", "ts => ts.map(t => t.id)")
+    assert order[:3] == ["row1-0", "row1-2", "row1-5"]  # the group sits together, leader first
+    assert badge.get_attribute("aria-expanded") == "true"
+    _shot(page, "members-expanded")
+    badge.click()
+    assert page.locator(".tile:visible").count() == len(members) - 2
+    # a link to a collapsed image (from the map, say) opens its group
+    page.goto((out / "cluster-1-1.html").as_uri() + "#row1-5")
+    page.wait_for_load_state("load")
+    assert page.locator("#row1-5").is_visible()
+    assert errors == []
+
+
+def test_map_draws_thumbnails_when_few_points_are_in_view(browser, report) -> None:  # type: ignore[no-untyped-def]
+    out, data = report
+    page, errors = _open(browser, (out / "map.html").as_uri())
+    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 20", timeout=20_000)
+    stats = page.evaluate("imgclustMapApi.stats")
+    assert stats["maxLoading"] <= 12  # the cap on images in flight
+    n_real = sum(1 for p in data.paths if Path(p).exists())
+    assert stats["thumbsDrawn"] <= n_real  # placeholders (no thumbnail) stay dots
+    _shot(page, "map-thumbnails")
+    # zoom into cluster 2: fewer points in view, bigger thumbnails, still drawn from cache
+    x, y = page.evaluate(
+        """() => { const v = imgclustMapApi.view;
+        const r = document.getElementById('map').getBoundingClientRect();
+        return [20 * v.scale + v.x + r.left, v.y + r.top]; }"""
+    )
+    page.mouse.move(x, y)
+    for _ in range(4):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(60)
+    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 8")
+    _shot(page, "map-thumbnails-zoomed")
     assert errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,50 @@ def test_bad_option_value_is_a_clear_error(tmp_path: Path) -> None:
 def test_models_lists_the_offline_default() -> None:
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0 and "efficientnet_lite0" in result.output
+
+
+def _assignments(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "assignments.csv", newline="") as fh:
+        return {r["path"]: r for r in csv.DictReader(fh)}
+
+
+def test_photos_added_by_assign_stay_in_the_next_run(demo_photos: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    out, new = tmp_path / "out", tmp_path / "elsewhere" / "new"
+    folders = [str(demo_photos / "coffee"), str(demo_photos / "moon")]
+    base = [*folders, "--out", str(out), "--quiet", "--workers", "0"]
+    assert runner.invoke(app, ["run", *base, "--k", "2"]).exit_code == 0
+    new.mkdir(parents=True)
+    for src in sorted((demo_photos / "chelsea").glob("*.jpg"))[:3]:
+        (new / src.name).write_bytes(src.read_bytes())
+    original = sorted((demo_photos / "coffee").glob("*.jpg"))[0]
+    resaved = new / "coffee-resaved.jpg"
+    with Image.open(original) as im:
+        im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(resaved, quality=90)
+
+    assign = ["assign", str(new), "--into", str(out), "--quiet", "--workers", "0"]
+    added = runner.invoke(app, assign)
+    assert added.exit_code == 0, added.output
+    assert "4 new images assigned" in added.output and "remembered" in added.output
+
+    rerun = runner.invoke(app, ["run", *base, "--k", "3"])
+    assert rerun.exit_code == 0, rerun.output
+    text = " ".join(rerun.output.split())
+    assert "also clustered 1 input(s) added earlier with `imgclust assign`" in text
+    assert str(new.resolve()) in text.replace(" ", "")
+    rows = _assignments(out)
+    assert {str(p) for p in new.iterdir()} <= set(rows) and len(rows) == 16 + 4
+
+    def leader(path: str) -> str:
+        return rows[path]["duplicate_of"] or path
+
+    assert leader(str(resaved)) == leader(str(original))  # a resized re-save: one tile
+
+    shutil.rmtree(new)
+    gone = runner.invoke(app, ["run", *base, "--k", "2", "--dup-threshold", "0"])
+    assert gone.exit_code == 0, gone.output
+    text = " ".join(gone.output.split())
+    assert "dropped" in text and "no longer exists" in text
+    rows = _assignments(out)
+    assert len(rows) == 16 and all(r["duplicate_of"] == "" for r in rows.values())

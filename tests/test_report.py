@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import dataclasses
 import os
 import re
 import urllib.parse
@@ -293,6 +295,7 @@ def test_assignments_csv_one_row_per_image_in_cluster_then_rank_order(
         "outlier",
         "cluster_name",
         "top_classes",
+        "duplicate_of",
     ]
     assert sorted(r["path"] for r in rows) == sorted(data.paths)  # non-UTF-8 name round-trips
     keys = [(int(r["cluster"]), int(r["rank"])) for r in rows]
@@ -431,3 +434,57 @@ def test_unwritable_output_raises_output_error(tmp_path: Path, blocker: str) -> 
     finally:
         if out.exists():
             out.chmod(0o700)
+
+
+def test_near_duplicates_collapse_under_their_leader(tmp_path: Path) -> None:
+    """Cluster 0 holds 7 images; ranks 1 and 4 are near-duplicates of rank 0, rank 3 of 2."""
+    paths = _make_images(tmp_path / "photos", 9)
+    data = _make_data(paths, [0] * 7 + [1] * 2)
+    by_rank = {int(data.ranks[i]): i for i in data.clusters[0].members}
+    dup = np.full(len(paths), -1)
+    dup[[by_rank[1], by_rank[4]]] = by_rank[0]
+    dup[by_rank[3]] = by_rank[2]
+    data = dataclasses.replace(data, duplicate_of=dup)
+    config = ReportConfig(thumb_size=64, thumbs_per_row=2, strip_size=2)
+    out = tmp_path / "out"
+    write_report(out, data, config, workers=1)
+    write_exports(out, data)
+
+    page = (out / "cluster-0-1.html").read_text("utf-8")
+    figures = {a["id"]: a["class"].split() for t, a in _tags(out / "cluster-0-1.html")
+               if t == "figure"}  # fmt: skip
+    assert len(figures) == 7  # every member is on the page, with its anchor
+    assert {i for i, c in figures.items() if "dup" in c} == {"row0-1", "row0-3", "row0-4"}
+    badges = re.findall(r'<button type="button" class="dup-badge"[^>]*>\+(\d+)</button>', page)
+    assert badges == ["2", "1"]
+    # the row shows leaders only (ranks 0 and 2): 2 tiles stand for 5 images, 2 more remain
+    row = _ids(out / "clusters-001.html")
+    assert {"row0-0", "row0-2"} <= row and not {"row0-1", "row0-3"} & row
+    assert "+2 more: all members" in (out / "clusters-001.html").read_text("utf-8")
+    with open(out / "assignments.csv", newline="", encoding="utf-8") as f:
+        rows = {r["path"]: r["duplicate_of"] for r in csv.DictReader(f)}
+    assert rows[paths[by_rank[4]]] == paths[by_rank[0]] and rows[paths[by_rank[0]]] == ""
+
+
+def test_a_group_stays_on_its_leaders_member_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgclust.report import html
+
+    monkeypatch.setattr(html, "MEMBERS_PER_PAGE", 2)
+    paths = [str(tmp_path / f"missing-{i}.jpg") for i in range(5)]
+    data = _make_data(paths, [0] * 5)
+    by_rank = {int(data.ranks[i]): i for i in data.clusters[0].members}
+    dup = np.full(5, -1)
+    dup[by_rank[3]] = by_rank[1]  # rank 3 rides with rank 1 on page 1
+    coords = np.zeros((5, 2))
+    data = dataclasses.replace(data, duplicate_of=dup, coords=coords)
+    write_report(tmp_path / "out", data, ReportConfig(), workers=1)
+    assert {"row0-0", "row0-1", "row0-3"} == _ids(tmp_path / "out" / "cluster-0-1.html") & {
+        f"row0-{r}" for r in range(5)
+    }
+    assert {"row0-2", "row0-4"} <= _ids(tmp_path / "out" / "cluster-0-2.html")
+    script = (tmp_path / "out" / "map-data.js").read_text("ascii")
+    pages = np.frombuffer(base64.b64decode(script.split('"')[-2]), "<i4")  # last array
+    expected = np.array([1 if int(data.ranks[i]) in (0, 1, 3) else 2 for i in range(5)])
+    assert pages.tolist() == expected.tolist()

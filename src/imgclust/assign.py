@@ -4,7 +4,8 @@
 (through the run's feature store), puts each in the cluster of its nearest saved centroid with
 its distance and outlier flag (the cluster's saved fence), and rewrites the exports, the
 report, the similarity index and ``model.npz`` with the grown collection. Cluster names,
-centroids and fences stay as the run made them.
+centroids and fences stay as the run made them. The folders given are remembered in
+``model.npz``, so a later ``imgclust run`` into the same output folder scans them too.
 """
 
 from __future__ import annotations
@@ -132,6 +133,14 @@ def assign_folder(
         coords=None
         if saved.coords is None or new_xy is None
         else np.concatenate([saved.coords, new_xy]),
+        # new photos are not grouped as near-duplicates until the next run
+        duplicate_of=None
+        if saved.duplicate_of is None
+        else np.concatenate([saved.duplicate_of, np.full(len(new_paths), -1, np.int64)]),
+        # remembered so that the next `imgclust run OUT` scans them too
+        assigned_inputs=list(
+            dict.fromkeys([*saved.assigned_inputs, *(str(Path(p).resolve()) for p in inputs)])
+        ),
     )
     data = report_data(grown)
     write_exports(out, data)
@@ -140,6 +149,7 @@ def assign_folder(
     prog.finish()
     if new_paths:
         write_index(marker, index)
+    if new_paths or grown.assigned_inputs != list(saved.assigned_inputs):
         save_clustering_meta(marker, grown)
     return AssignResult(
         out_dir=out,
@@ -192,4 +202,5 @@ def report_data(saved: SavedClustering) -> ReportData:
         features=saved.features,
         outliers=np.asarray(saved.outliers),
         coords=saved.coords,
+        duplicate_of=saved.duplicate_of,
     )

@@ -102,6 +102,17 @@ def _summary(result: Any) -> None:
         console.print(f"  re-clustered: {result.n_new:,} new {noun} since the last run")
     if result.rejected:
         console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
+    assigned = getattr(result, "assigned_inputs", [])
+    if assigned:
+        console.print(
+            f"  also clustered {len(assigned)} input(s) added earlier with `imgclust assign`: "
+            + ", ".join(assigned)
+        )
+    for path in getattr(result, "assigned_missing", []):
+        console.print(
+            f"  [yellow]dropped[/] {path} (added with `imgclust assign`): it no longer exists; "
+            "assign its photos again to keep them"
+        )
     console.print(f"  assignments: {result.out_dir / 'assignments.csv'}")
     console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
 
@@ -179,6 +190,13 @@ def run(
         str | None,
         typer.Option(help="Parts per refined cluster: a number, or 'auto' [default: auto]."),
     ] = None,
+    dup_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Cosine distance under which photos of a cluster are near-duplicates, shown "
+            "as one tile (0: off) [default: 0.1]."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options win over it.")
     ] = None,
@@ -204,6 +222,7 @@ def run(
         },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"features": features, "seed": seed, "algorithm": algorithm},
+        "report": {"dup_threshold": dup_threshold},
     }
     try:
         overrides["cluster"]["k"] = _parse_k(k)
@@ -343,6 +362,9 @@ def assign(
     ):
         flag = " [yellow]outlier[/]" if out else ""
         console.print(f"  #{label} {result.names[label]}  {dist:.3f}{flag}  {path}", markup=True)
+    console.print(
+        f"  remembered in {into}: `imgclust run ... --out {into}` will cluster these photos too"
+    )
     console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
 
 

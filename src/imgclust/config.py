@@ -27,6 +27,9 @@ FEATURE_KINDS: tuple[str, ...] = (
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
 ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan", "spectral")
+#: Cosine distance below which two images of a cluster are collapsed into one tile (re-saves,
+#: resizes, small crops, bursts); measured in docs/notes-issue-5.md.
+DUP_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class ReportConfig:
     clusters_per_page: int = 25
     thumbs_per_row: int = 120  # thumbnails shown per cluster row; the rest are in the CSV
     strip_size: int = 8  # thumbnails per cluster on the index page
+    dup_threshold: float = DUP_THRESHOLD  # near-duplicate grouping; 0 turns it off
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,11 @@ class RunConfig:
             )
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
+        if not 0 <= self.report.dup_threshold < 1:
+            raise ConfigError(
+                "the near-duplicate threshold is a cosine distance in [0, 1) (0: off), "
+                f"got {self.report.dup_threshold}"
+            )
 
     @property
     def store_dir(self) -> Path:

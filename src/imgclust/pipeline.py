@@ -27,6 +27,7 @@ from .describe import (
 from .embed import Embedder
 from .exceptions import ConfigError, InputError, OutputError
 from .models import imagenet_class_names
+from .neardup import near_duplicates
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
 from .report.layout import fit_layout
@@ -37,7 +38,7 @@ from .state import (
     feature_index,
     load_clustering,
     save_clustering,
-    saved_paths,
+    saved_inventory,
 )
 from .store import FeatureStore, Lookup
 
@@ -88,6 +89,9 @@ class RunResult:
             was re-clustered); ``None`` on a first run.
         refined: with ``--refine``: each split cluster's id in the previous report → the ids
             of its parts in this one.
+        assigned_inputs: folders/files added to OUT by ``imgclust assign`` that lie outside
+            ``inputs``; scanned too, so their photos stay in the collection.
+        assigned_missing: such folders/files that no longer exist (their photos are gone).
     """
 
     out_dir: Path
@@ -105,6 +109,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     n_new: int | None = None
     refined: dict[int, list[int]] = field(default_factory=dict)
+    assigned_inputs: list[str] = field(default_factory=list)
+    assigned_missing: list[str] = field(default_factory=list)
 
     @property
     def k(self) -> int:
@@ -175,10 +181,12 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     if base is not None:
         model_name, feature_kind = base.model, base.features
         store_dir = Path(base.store_dir)
+    previous = saved_inventory(out / MARKER_DIR)
+    assigned, missing = _assigned_inputs(config, [] if previous is None else previous[1])
 
     with _timed(timings, "scan"):
         prog.start("scan")
-        found = scan(config.inputs)
+        found = scan([*config.inputs, *map(Path, assigned)])
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
         own = [str(out), str(store_dir)]
         records = [r for r in found.records if not _is_inside(r.path, own)]
@@ -236,7 +244,6 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             )
             finish_features(kind, feats)
 
-    previous = saved_paths(out / MARKER_DIR)
     with _timed(timings, "cluster"):
         prog.start("cluster")
         model = _clusterer(config, base).fit(feats)
@@ -258,6 +265,18 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             labels, distances, feats, stats.cluster_scores, class_names, seed=config.cluster.seed
         )
         image_tops = stats.image_top_classes(class_names)
+
+    with _timed(timings, "duplicates"):
+        # Judged on the L2-normalised embedding: by default the clustered matrix itself;
+        # other feature kinds read the embedding from the store (one more matrix in memory).
+        embedding = feats
+        if feature_kind != "embedding":
+            with FeatureStore(store_dir, spec.name) as store:
+                embedding = store.load(paths, final.found, arrays=("embedding",))["embedding"]
+        duplicate_of = near_duplicates(
+            embedding, labels, distances, threshold=config.report.dup_threshold
+        )
+        del embedding
 
     with _timed(timings, "layout"):
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
@@ -282,6 +301,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             report=config.report,
             coords=coords,
             layout=layout,
+            duplicate_of=duplicate_of,
+            assigned_inputs=assigned,
         )
 
     data = ReportData(
@@ -296,6 +317,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         features=feature_kind,
         outliers=outliers,
         coords=coords,
+        duplicate_of=duplicate_of,
     )
     with _timed(timings, "report"):
         write_exports(out, data)
@@ -321,8 +343,10 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         model=spec.name,
         features=feature_kind,
         timings=timings,
-        n_new=None if previous is None else len(set(paths) - previous),
+        n_new=None if previous is None else len(set(paths) - previous[0]),
         refined=_refined_ids(model, labels),
+        assigned_inputs=assigned,
+        assigned_missing=missing,
     )
     _write_run_info(out, config, result)
     return result
@@ -380,6 +404,14 @@ def _refined_ids(model: Any, labels: np.ndarray) -> dict[int, list[int]]:
         return {}
     new_id = dict(zip(model.labels_.tolist(), labels.tolist(), strict=True))
     return {old: sorted(new_id[p] for p in parts) for old, parts in model.parts_.items()}
+
+
+def _assigned_inputs(config: RunConfig, remembered: list[str]) -> tuple[list[str], list[str]]:
+    """Of the inputs ``assign`` added to OUT, those the run must scan besides its own inputs
+    (not inside them), and those that no longer exist."""
+    own = [str(Path(p).resolve()) for p in config.inputs]
+    extra = [p for p in dict.fromkeys(remembered) if not _is_inside(p, own)]
+    return [p for p in extra if os.path.exists(p)], [p for p in extra if not os.path.exists(p)]
 
 
 def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:

@@ -64,6 +64,8 @@ class SavedClustering:
     report: ReportConfig
     coords: np.ndarray | None = None  # (n, 2) map positions
     layout: MapLayout | None = None  # places images added later on the same map
+    duplicate_of: np.ndarray | None = None  # (n,) near-duplicate group leader, or -1
+    assigned_inputs: Sequence[str] = ()  # folders/files added by `assign`; `run` rescans them
 
 
 def centroids_by_label(
@@ -103,6 +105,7 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "paths": list(saved.paths),
         "rejected": [[r.path, r.reason] for r in saved.rejected],
         "report": asdict(saved.report),
+        "assigned_inputs": list(saved.assigned_inputs),
     }
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), dtype=np.uint8)
     arrays: dict[str, np.ndarray] = {
@@ -116,6 +119,8 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "top_class_ids": np.asarray(saved.top_class_ids, np.int32),
         "top_class_scores": np.asarray(saved.top_class_scores, np.float32),
     }
+    if saved.duplicate_of is not None:
+        arrays["duplicate_of"] = np.asarray(saved.duplicate_of, np.int64)
     if saved.coords is not None and saved.layout is not None:
         arrays["coords"] = np.asarray(saved.coords, np.float32)
         for name in ("centres", "radii", "basis", "scale"):
@@ -166,15 +171,19 @@ def load_clustering(marker_dir: Path) -> SavedClustering:
         )
         if "map_centres" in arrays
         else None,
+        duplicate_of=arrays.get("duplicate_of"),
+        assigned_inputs=meta.get("assigned_inputs", []),
     )
 
 
-def saved_paths(marker_dir: Path) -> set[str] | None:
-    """The images of the last saved clustering, or ``None`` when there is none."""
+def saved_inventory(marker_dir: Path) -> tuple[set[str], list[str]] | None:
+    """The images of the last saved clustering and the inputs ``assign`` added to it, or
+    ``None`` when there is none."""
     try:
-        return set(load_clustering(marker_dir).paths)
+        saved = load_clustering(marker_dir)
     except InputError:
         return None
+    return set(saved.paths), list(saved.assigned_inputs)
 
 
 def feature_index(n: int, dim: int) -> tuple[Any, np.ndarray]:

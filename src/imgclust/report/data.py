@@ -31,6 +31,8 @@ class ReportData:
         outliers: per image, whether it lies beyond its cluster's outlier fence
             (:func:`imgclust.describe.outlier_thresholds`); ``None`` when not computed.
         coords: ``(n, 2)`` map positions (:mod:`imgclust.report.layout`); ``None``: no map.
+        duplicate_of: per image, the index of the near-duplicate group's leader it is shown
+            under, or -1 (:func:`imgclust.neardup.near_duplicates`); ``None``: no grouping.
     """
 
     paths: Sequence[str]
@@ -44,10 +46,12 @@ class ReportData:
     features: str
     outliers: np.ndarray | None = None
     coords: np.ndarray | None = None
+    duplicate_of: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
-        for name in ("labels", "ranks", "distances", "image_top_classes", "outliers", "coords"):
+        for name in ("labels", "ranks", "distances", "image_top_classes", "outliers", "coords",
+                     "duplicate_of"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"ReportData.{name} has {len(value)} rows, not {n}")

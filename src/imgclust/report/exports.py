@@ -1,5 +1,8 @@
 """CSV exports of a run: ``assignments.csv``, ``clusters.csv`` and ``rejected.csv``.
 
+``assignments.csv``'s ``duplicate_of`` column names the photo a near-duplicate is shown under
+in the gallery (its group's leader), empty for every other photo.
+
 Each file is UTF-8 and written atomically. File names that are not valid UTF-8 are written
 back as their original bytes (``errors="surrogateescape"``), so reading a CSV with the same
 error handler gives paths that open the same files.
@@ -19,6 +22,7 @@ from .data import ReportData
 
 ASSIGNMENT_COLUMNS = (
     "path", "cluster", "rank", "distance", "outlier", "cluster_name", "top_classes",
+    "duplicate_of",
 )  # fmt: skip
 CLUSTER_COLUMNS = ("cluster", "size", "name", "medoid", "top_classes")
 REJECTED_COLUMNS = ("path", "reason")
@@ -64,6 +68,7 @@ def _assignment_rows(data: ReportData) -> Iterable[list[object]]:
     labels = np.asarray(data.labels)
     ranks = np.asarray(data.ranks)
     outliers = np.zeros(len(labels), bool) if data.outliers is None else np.asarray(data.outliers)
+    dups = np.full(len(labels), -1) if data.duplicate_of is None else np.asarray(data.duplicate_of)
     for i in np.lexsort((np.arange(len(labels)), ranks, labels)):
         label = int(labels[i])
         yield [
@@ -74,6 +79,7 @@ def _assignment_rows(data: ReportData) -> Iterable[list[object]]:
             int(bool(outliers[i])),
             names.get(label, ""),
             format_classes(data.image_top_classes[i]),
+            data.paths[dups[i]] if dups[i] >= 0 else "",
         ]
 
 

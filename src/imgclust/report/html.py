@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..config import ReportConfig
 from ..describe import ClusterSummary, short_name
 from ..scan import display_path
@@ -43,6 +45,15 @@ class _Tile:
     thumb: str | None  # thumbnail path relative to the page; None: a placeholder is shown
     name: str  # printable file name
     tooltip: str
+    n_dups: int = 0  # near-duplicates shown under this tile (collapsed behind its badge)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A tile and the near-duplicates collapsed behind it (most groups have none)."""
+
+    tile: _Tile
+    dups: tuple[_Tile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,9 @@ def write_report(
     thumbs = make_thumbnails(
         out_dir, shown, size=config.thumb_size, workers=workers, on_progress=on_progress
     )
+    groups = {c.cluster_id: _groups(c.members, data.duplicate_of) for c in clusters}
     rows = [
-        _row(c, data, thumbs, page_name(pos // per_page + 1), n_row, n_strip)
+        _row(c, groups[c.cluster_id], data, thumbs, page_name(pos // per_page + 1), n_row, n_strip)
         for pos, c in enumerate(clusters)
     ]
     pages = [rows[start : start + per_page] for start in range(0, len(rows), per_page)]
@@ -132,8 +144,11 @@ def write_report(
     for name in ("style.css", "gallery.js"):
         atomic_write_text(out_dir / name, (_HERE / "static" / name).read_text("utf-8"))
     written = set()
+    member_page = np.zeros(len(data.paths), dtype=np.int32)  # each image's page, 1-based
     for c, r in zip(clusters, rows, strict=True):
-        written |= _write_member_pages(env, out_dir, common, c, r, data, thumbs)
+        written |= _write_member_pages(
+            env, out_dir, common, c, r, groups[c.cluster_id], data, thumbs, member_page
+        )
     for number, page_rows in enumerate(pages, start=1):
         _render(
             env,
@@ -165,15 +180,30 @@ def write_report(
         has_map=data.coords is not None and len(data.paths) > 0,
     )
     if data.coords is not None and len(data.paths):
-        _write_map(env, out_dir, common, data, clusters)
+        _write_map(env, out_dir, common, data, clusters, member_page, config.thumb_size)
         written |= {"map.html", "map-data.js"}
     written |= {page_name(n) for n in range(1, len(pages) + 1)}
     _remove_stale(out_dir, written, data)
     return index
 
 
+def _groups(members: np.ndarray, duplicate_of: np.ndarray | None) -> list[list[int]]:
+    """A cluster's members as near-duplicate groups, ``[leader, *followers]``, nearest first."""
+    if duplicate_of is None:
+        return [[int(i)] for i in members]
+    groups: dict[int, list[int]] = {}
+    for i in members.tolist():
+        leader = int(duplicate_of[i])
+        if leader >= 0 and leader in groups:  # leaders come first: they are nearer
+            groups[leader].append(i)
+        else:
+            groups[i] = [i]
+    return list(groups.values())
+
+
 def _row(
     cluster: ClusterSummary,
+    groups: list[list[int]],
     data: ReportData,
     thumbs: Mapping[str, str],
     page: str,
@@ -182,10 +212,11 @@ def _row(
 ) -> _Row:
     anchor = f"row{cluster.cluster_id}"
     tiles = tuple(
-        _tile(int(i), anchor, data, thumbs) for i in cluster.members[: max(n_row, n_strip)]
+        _tile(g[0], anchor, data, thumbs, n_dups=len(g) - 1) for g in groups[: max(n_row, n_strip)]
     )
     outliers = data.outliers
     words = " ".join([cluster.name] + [d for d, _ in cluster.top_classes]).lower()
+    n_in_row = sum(1 + t.n_dups for t in tiles[:n_row])
     return _Row(
         cluster_id=cluster.cluster_id,
         anchor=anchor,
@@ -195,13 +226,15 @@ def _row(
         top_classes=cluster.top_classes,
         tiles=tiles[:n_row],
         strip=tiles[:n_strip],
-        n_more=cluster.size - min(n_row, cluster.size),
+        n_more=cluster.size - n_in_row,
         words=words,
         n_outliers=0 if outliers is None else int(outliers[cluster.members].sum()),
     )
 
 
-def _tile(index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, str]) -> _Tile:
+def _tile(
+    index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, str], n_dups: int = 0
+) -> _Tile:
     path = data.paths[index]
     rank = int(data.ranks[index])
     folder, name = os.path.split(display_path(path))
@@ -210,6 +243,8 @@ def _tile(index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, st
     outlier = data.outliers is not None and bool(data.outliers[index])
     if outlier:
         tooltip += "\noutlier: beyond the cluster's typical distance"
+    if n_dups:
+        tooltip += f"\n{n_dups} near-duplicate{'s' if n_dups > 1 else ''} collapsed under this tile"
     return _Tile(
         anchor=f"{row_anchor}-{rank}",
         path=display_path(path),
@@ -218,6 +253,7 @@ def _tile(index: int, row_anchor: str, data: ReportData, thumbs: Mapping[str, st
         thumb=thumbs.get(path),
         name=name,
         tooltip=f"{tooltip.rstrip()}\n{folder}",
+        n_dups=n_dups,
     )
 
 
@@ -227,17 +263,23 @@ def _write_member_pages(
     common: Mapping[str, Any],
     cluster: ClusterSummary,
     row: _Row,
+    groups: list[list[int]],
     data: ReportData,
     thumbs: Mapping[str, str],
+    member_page: np.ndarray,
 ) -> set[str]:
-    """All members of one cluster, nearest first, :data:`MEMBERS_PER_PAGE` to a page; and
-    ``members-N.js``, the member paths the index loads when a whole cluster is selected."""
+    """All members of one cluster, nearest first, :data:`MEMBERS_PER_PAGE` tiles to a page (a
+    tile's near-duplicates ride along on its page); and ``members-N.js``, the member paths
+    and thumbnails, loaded by the index when a whole cluster is selected and by the map.
+
+    ``member_page`` receives the page number of each member."""
     anchor = f"row{cluster.cluster_id}"
-    members = cluster.members
-    n_pages = max(1, -(-len(members) // MEMBERS_PER_PAGE))
+    n_pages = max(1, -(-len(groups) // MEMBERS_PER_PAGE))
     names = set()
     for number in range(1, n_pages + 1):
-        chunk = members[(number - 1) * MEMBERS_PER_PAGE : number * MEMBERS_PER_PAGE]
+        chunk = groups[(number - 1) * MEMBERS_PER_PAGE : number * MEMBERS_PER_PAGE]
+        for g in chunk:
+            member_page[g] = number
         name = member_page_name(cluster.cluster_id, number)
         _render(
             env,
@@ -245,16 +287,24 @@ def _write_member_pages(
             out_dir / name,
             common,
             row=row,
-            tiles=[_tile(int(i), anchor, data, thumbs) for i in chunk],
-            first_rank=(number - 1) * MEMBERS_PER_PAGE,
+            groups=[
+                _Group(
+                    _tile(g[0], anchor, data, thumbs, n_dups=len(g) - 1),
+                    tuple(_tile(i, anchor, data, thumbs) for i in g[1:]),
+                )
+                for g in chunk
+            ],
+            first_rank=int(data.ranks[chunk[0][0]]) if chunk else 0,
+            last_rank=int(data.ranks[chunk[-1][0]]) if chunk else 0,
             page=number,
             n_member_pages=n_pages,
             prev=member_page_name(cluster.cluster_id, number - 1) if number > 1 else None,
             next=member_page_name(cluster.cluster_id, number + 1) if number < n_pages else None,
         )
         names.add(name)
-    paths = [display_path(data.paths[int(i)]) for i in members]
-    script = f"imgclustMembers({cluster.cluster_id}, {_js_json(paths)});\n"
+    paths = [display_path(data.paths[int(i)]) for i in cluster.members]
+    pics = [thumbs.get(data.paths[int(i)]) for i in cluster.members]
+    script = f"imgclustMembers({cluster.cluster_id}, {_js_json(paths)}, {_js_json(pics)});\n"
     atomic_write_text(out_dir / f"members-{cluster.cluster_id}.js", script)
     names.add(f"members-{cluster.cluster_id}.js")
     return names
@@ -266,19 +316,21 @@ def _write_map(
     common: Mapping[str, Any],
     data: ReportData,
     clusters: list[ClusterSummary],
+    member_page: np.ndarray,
+    thumb_size: int,
 ) -> None:
-    """``map.html`` and ``map-data.js``: every image's position, cluster and rank, packed as
-    base64 typed arrays (12 bytes an image: 100k images are 1.6 MB of script)."""
+    """``map.html`` and ``map-data.js``: every image's position, cluster, rank and member
+    page, packed as base64 typed arrays (16 bytes an image: 100k images are 2.1 MB of
+    script). Thumbnails are not listed here: the map loads ``members-N.js`` of the clusters
+    in view when zoomed in far enough to draw them."""
     import base64
-
-    import numpy as np
 
     xy = np.asarray(data.coords, dtype=np.float32)
     labels = np.asarray(data.labels, dtype=np.int32)
     ranks = np.asarray(data.ranks, dtype=np.int32)
     meta = {
         "n": len(xy),
-        "perPage": MEMBERS_PER_PAGE,
+        "thumbSize": thumb_size,
         "clusters": {str(c.cluster_id): [c.name, c.size] for c in clusters},
     }
 
@@ -289,7 +341,7 @@ def _write_map(
 
     script = (
         f'imgclustMap({_js_json(meta)}, "{b64(xy.reshape(-1))}", '
-        f'"{b64(labels)}", "{b64(ranks)}");\n'
+        f'"{b64(labels)}", "{b64(ranks)}", "{b64(np.asarray(member_page, np.int32))}");\n'
     )
     atomic_write_text(out_dir / "map-data.js", script)
     atomic_write_text(out_dir / "map.js", (_HERE / "static" / "map.js").read_text("utf-8"))

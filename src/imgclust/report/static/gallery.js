@@ -1,25 +1,56 @@
 /* imgclust gallery: filter and sort the index, select images or clusters, download the
-   selection as CSV or a list of paths. Plain JavaScript, no library, works from file://
-   (cluster member lists are loaded as <script> files, never with fetch). */
+   selection as CSV or a list of paths, expand collapsed near-duplicates. Plain JavaScript, no
+   library, works from file:// (cluster member lists are loaded as <script> files, never with
+   fetch; the map loads its thumbnail names the same way, through imgclustLoadMembers). */
 (function () {
   "use strict";
-  var members = {};
+  var members = {};  // cluster id -> {paths, thumbs}, from members-N.js
   var waiting = {};
-  window.imgclustMembers = function (id, paths) {
-    members[id] = paths;
-    if (waiting[id]) { waiting[id](); delete waiting[id]; }
+  window.imgclustMembers = function (id, paths, thumbs) {
+    members[id] = { paths: paths, thumbs: thumbs || [] };
+    (waiting[id] || []).forEach(function (done) { done(members[id]); });
+    delete waiting[id];
   };
 
-  function loadMembers(id) {
+  // members-N.js of cluster `id`, loaded once by a <script> tag (fetch fails on file://)
+  function loadCluster(id) {
     return new Promise(function (resolve, reject) {
       if (members[id]) { resolve(members[id]); return; }
-      waiting[id] = function () { resolve(members[id]); };
+      if (waiting[id]) { waiting[id].push(resolve); return; }
+      waiting[id] = [resolve];
       var s = document.createElement("script");
       s.src = "members-" + id + ".js";
-      s.onerror = function () { reject(new Error("cannot load " + s.src)); };
+      s.onerror = function () { delete waiting[id]; reject(new Error("cannot load " + s.src)); };
       document.head.appendChild(s);
     });
   }
+  window.imgclustLoadMembers = loadCluster;
+  function loadMembers(id) { return loadCluster(id).then(function (m) { return m.paths; }); }
+
+  // near-duplicates: the badge expands its group; a link to a collapsed tile opens its group
+  function openGroup(group, open) {
+    group.classList.toggle("open", open);
+    var badge = group.querySelector(".dup-badge");
+    var n = group.querySelectorAll(".tile.dup").length;
+    badge.setAttribute("aria-expanded", String(open));
+    badge.textContent = (open ? "\u2212" : "+") + n;
+  }
+  document.addEventListener("click", function (ev) {
+    var badge = ev.target.closest && ev.target.closest("button.dup-badge");
+    if (!badge) { return; }
+    var group = badge.closest(".dup-group");
+    openGroup(group, !group.classList.contains("open"));
+  });
+  function revealTarget() {
+    var el = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    var group = el && el.classList.contains("dup") && el.closest(".dup-group");
+    if (group && !group.classList.contains("open")) {
+      openGroup(group, true);
+      el.scrollIntoView();
+    }
+  }
+  window.addEventListener("hashchange", revealTarget);
+  revealTarget();
 
   function download(name, text, type) {
     var url = URL.createObjectURL(new Blob([text], { type: type }));

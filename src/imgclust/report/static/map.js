@@ -1,7 +1,10 @@
 /* imgclust map: every image a point on a canvas, coloured by cluster. Plain JavaScript.
    Points are written straight into an ImageData buffer (no per-point canvas calls), so a
    frame of 100k points costs a few milliseconds; redraws are batched per animation frame.
-   Clicks find the nearest point through a uniform grid built once. */
+   Clicks find the nearest point through a uniform grid built once. Zoomed in until at most
+   THUMB_VIEW points are in view, points become thumbnails: the thumbnail names come from the
+   clusters' members-N.js (loaded once, by gallery.js), at most IN_FLIGHT images load at a
+   time (only those still in view), and at most CACHE_MAX are kept. */
 (function () {
   "use strict";
   function decode(b64, Type) {
@@ -17,9 +20,11 @@
     return rgb.map(function (v) { return Math.round((v + m) * 255); });
   }
 
-  window.imgclustMap = function (meta, xyB64, labelB64, rankB64) {
+  var THUMB_VIEW = 400, IN_FLIGHT = 12, CACHE_MAX = 1000;
+
+  window.imgclustMap = function (meta, xyB64, labelB64, rankB64, pageB64) {
     var xy = decode(xyB64, Float32Array), labels = decode(labelB64, Int32Array);
-    var ranks = decode(rankB64, Int32Array), n = meta.n;
+    var ranks = decode(rankB64, Int32Array), pages = decode(pageB64, Int32Array), n = meta.n;
     var canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
     var info = document.getElementById("map-info");
     var minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity, i;
@@ -48,10 +53,12 @@
         var w = canvas.width = canvas.clientWidth, h = canvas.height = canvas.clientHeight;
         var img = ctx.createImageData(w, h), px = img.data;
         var r = (n <= 2000 ? 5 : n <= 20000 ? 3 : 1) + (view.scale > 6 * view.base ? 2 : 0);
+        var inView = [];
         for (var j = 0; j < n; j++) {
           var sx = Math.round(xy[2 * j] * view.scale + view.x - r / 2);
           var sy = Math.round(xy[2 * j + 1] * view.scale + view.y - r / 2);
           if (sx < 0 || sy < 0 || sx >= w - r || sy >= h - r) { continue; }
+          if (inView.length <= THUMB_VIEW) { inView.push(j); }
           var c = palette[labels[j]] || [200, 200, 200];
           for (var dy = 0; dy < r; dy++) {
             for (var dx = 0; dx < r; dx++) {
@@ -61,6 +68,8 @@
           }
         }
         ctx.putImageData(img, 0, 0);
+        stats.inView = inView.length;  // THUMB_VIEW + 1: more than that
+        stats.thumbsDrawn = inView.length <= THUMB_VIEW ? drawThumbs(inView, w, h) : 0;
         if (selected >= 0) {
           ctx.strokeStyle = "#fff";
           ctx.lineWidth = 2;
@@ -72,6 +81,63 @@
         window.imgclustMapDrawn = (window.imgclustMapDrawn || 0) + 1;
       });
     }
+    // thumbnails, when few points are in view
+    var thumbNames = {};  // cluster id -> thumbnail paths by rank (null: none), or "loading"
+    var cache = new Map();  // image -> Image element, oldest first
+    var loading = 0, stats = { inView: 0, thumbsDrawn: 0, loading: 0, loaded: 0,
+                                 maxLoading: 0 };
+    function thumbOf(p) {
+      var id = labels[p], names = thumbNames[id];
+      if (names === undefined && window.imgclustLoadMembers) {
+        thumbNames[id] = "loading";
+        window.imgclustLoadMembers(id).then(function (m) { thumbNames[id] = m.thumbs; draw(); },
+                                            function () { thumbNames[id] = []; });
+      }
+      return names && names !== "loading" ? names[ranks[p]] : null;
+    }
+    function request(p, src) {
+      var im = new Image();
+      im.decoding = "async";
+      loading += 1;
+      stats.loading = loading;
+      stats.maxLoading = Math.max(stats.maxLoading, loading);
+      im.onload = im.onerror = function () {
+        loading -= 1; stats.loading = loading; stats.loaded += 1; draw();
+      };
+      im.src = src;
+      cache.set(p, im);
+      if (cache.size > CACHE_MAX) {
+        for (var key of cache.keys()) {
+          if (cache.get(key).complete) { cache.delete(key); break; }
+        }
+      }
+    }
+    function drawThumbs(inView, w, h) {
+      var side = Math.max(24, Math.min(meta.thumbSize, 0.9 * Math.sqrt(w * h / inView.length)));
+      var drawn = 0, wanted = [];
+      inView.sort(function (a, b) { return ranks[b] - ranks[a]; });  // nearest the centre on top
+      inView.forEach(function (p) {
+        var src = thumbOf(p);
+        if (!src) { return; }
+        var im = cache.get(p);
+        if (!im) { wanted.push([p, src]); return; }
+        if (!im.complete || !im.naturalWidth) { return; }
+        cache.delete(p); cache.set(p, im);  // most recently used last
+        var f = side / Math.max(im.naturalWidth, im.naturalHeight);
+        var tw = im.naturalWidth * f, th = im.naturalHeight * f;
+        var cx = xy[2 * p] * view.scale + view.x, cy = xy[2 * p + 1] * view.scale + view.y;
+        ctx.drawImage(im, cx - tw / 2, cy - th / 2, tw, th);
+        ctx.strokeStyle = "rgb(" + (palette[labels[p]] || [200, 200, 200]).join(",") + ")";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(cx - tw / 2, cy - th / 2, tw, th);
+        drawn += 1;
+      });
+      for (var k = wanted.length - 1; k >= 0 && loading < IN_FLIGHT; k--) {  // nearest first
+        request(wanted[k][0], wanted[k][1]);
+      }
+      return drawn;
+    }
+
     // a uniform grid over data space for nearest-point lookups
     var G = Math.max(1, Math.round(Math.sqrt(n / 4))), cells = new Map();
     var gw = (maxX - minX) / G || 1, gh = (maxY - minY) / G || 1;
@@ -102,7 +168,7 @@
       draw();
       if (p < 0) { info.hidden = true; return; }
       var id = labels[p], c = meta.clusters[id], rank = ranks[p];
-      var page = "cluster-" + id + "-" + (Math.floor(rank / meta.perPage) + 1) + ".html";
+      var page = "cluster-" + id + "-" + pages[p] + ".html";
       info.hidden = false;
       info.textContent = "";
       var title = document.createElement("b");
@@ -143,7 +209,8 @@
     }, { passive: false });
     document.getElementById("map-reset").addEventListener("click", reset);
     window.addEventListener("resize", draw);
-    window.imgclustMapApi = { view: view, nearest: nearest, show: show, n: n };
+    window.imgclustMapApi = { view: view, nearest: nearest, show: show, n: n, stats: stats,
+                              draw: draw };
     reset();
   };
 }());
