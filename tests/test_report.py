@@ -488,3 +488,23 @@ def test_a_group_stays_on_its_leaders_member_page(
     pages = np.frombuffer(base64.b64decode(script.split('"')[-2]), "<i4")  # last array
     expected = np.array([1 if int(data.ranks[i]) in (0, 1, 3) else 2 for i in range(5)])
     assert pages.tolist() == expected.tolist()
+
+
+def test_map_layout_places_in_chunks_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgclust.report import layout as layout_module
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(1000, 16)).astype(np.float16)
+    centroids = rng.normal(size=(7, 16)).astype(np.float32)
+    labels = rng.integers(0, 7, 1000)
+    dist = np.linalg.norm(feats.astype(np.float32) - centroids[labels], axis=1)
+    fitted = layout_module.fit_layout(feats, centroids, labels, dist)
+    whole = fitted.place(feats, centroids, labels, dist)
+    monkeypatch.setattr(layout_module, "_PLACE_ROWS", 64)  # bounded memory: many chunks
+    assert np.array_equal(fitted.place(feats, centroids, labels, dist), whole)
+    # Discs do not overlap and every image lies inside its cluster's disc.
+    gaps = np.linalg.norm(fitted.centres[:, None] - fitted.centres[None], axis=2)
+    need = fitted.radii[:, None] + fitted.radii[None]
+    assert (gaps[np.triu_indices(7, 1)] >= need[np.triu_indices(7, 1)] * 0.99).all()
+    inside = np.linalg.norm(whole - fitted.centres[labels], axis=1)
+    assert (inside <= fitted.radii[labels] * 1.001).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +85,8 @@ class RunResult:
         n_embedded: images embedded by this run (the rest came from the store).
         n_cached: images whose features came from the store.
         report: path of ``index.html``.
-        timings: seconds per stage.
+        timings: seconds per stage, and (where the OS tells) the process's peak resident
+            memory in GiB at the end of each stage (``<stage>_peak_rss_gib``).
         n_new: images that were not in the previous run's clustering (the folder grew and
             was re-clustered); ``None`` on a first run.
         refined: with ``--refine``: each split cluster's id in the previous report → the ids
@@ -154,6 +156,18 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     timings[stage] = round(time.perf_counter() - start, 3)
+    peak = _peak_rss_gib()
+    if peak is not None:  # the process's peak so far: the stage where it jumps used it
+        timings[f"{stage}_peak_rss_gib"] = round(peak, 2)
+
+
+def _peak_rss_gib() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / (2**30 if sys.platform == "darwin" else 2**20)  # macOS counts bytes
 
 
 def _is_inside(path: str, folders: list[str]) -> bool:

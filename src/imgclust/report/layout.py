@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 _PUSH_ITERATIONS = 200
+#: Images placed at a time (bounded memory at a million images).
+_PLACE_ROWS = 32768
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,16 @@ class MapLayout:
         labels: np.ndarray,
         distances: np.ndarray,
     ) -> np.ndarray:
-        """(n, 2) float32 positions of images of the given clusters."""
-        offsets = features.astype(np.float32) - centroids[labels]
-        direction = offsets @ self.basis
+        """(n, 2) float32 positions of images of the given clusters.
+
+        Works ``_PLACE_ROWS`` images at a time: a float32 copy of a million 1280-d rows
+        (and of their centroids) would be 10 GB.
+        """
+        direction = np.empty((len(features), 2), dtype=np.float64)
+        for start in range(0, len(features), _PLACE_ROWS):
+            part = slice(start, start + _PLACE_ROWS)
+            offsets = features[part].astype(np.float32) - centroids[labels[part]]
+            direction[part] = offsets @ self.basis
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         direction = np.where(norm > 1e-12, direction / np.maximum(norm, 1e-12), [[1.0, 0.0]])
         reach = np.minimum(distances / self.scale[labels], 1.0) * self.radii[labels]
@@ -68,8 +77,10 @@ def fit_layout(
     offsets = features[sample].astype(np.float64) - centroids[labels[sample]]
     basis = _top_axes(offsets - offsets.mean(axis=0))
     scale = np.ones(k)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
     for cid in range(k):
-        d = distances[labels == cid]
+        d = distances[order[bounds[cid] : bounds[cid + 1]]]
         if len(d):
             scale[cid] = max(float(np.percentile(d, 99)), 1e-6)
     return MapLayout(
@@ -95,6 +106,7 @@ def _top_axes(x: np.ndarray, iterations: int = 12) -> np.ndarray:
 def _push_apart(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Move discs apart along the line between their centres until none overlap."""
     p = centres.copy()
+    rng = np.random.default_rng(1)
     for _ in range(_PUSH_ITERATIONS):
         delta = p[:, None, :] - p[None, :, :]
         dist = np.linalg.norm(delta, axis=2)
@@ -105,11 +117,10 @@ def _push_apart(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
         overlap = np.maximum(overlap, 0)
         overlap = overlap + overlap.T
         safe = np.where(dist > 1e-9, dist, 1.0)
-        unit = np.where(
-            dist[..., None] > 1e-9,
-            delta / safe[..., None],
-            np.random.default_rng(1).normal(size=delta.shape),
-        )
+        unit = delta / safe[..., None]
+        same = np.argwhere(dist <= 1e-9)  # coinciding centres: push apart in a random direction
+        if len(same):
+            unit[same[:, 0], same[:, 1]] = rng.normal(size=(len(same), 2))
         p += (
             0.5
             * (unit * overlap[..., None]).sum(axis=1)
