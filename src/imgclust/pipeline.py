@@ -233,6 +233,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
                     store.write(block, spec.n_classes, spec.embedding_dim)
                     n_embedded += len(block.paths)
                 prog.finish()
+        del lookup  # a second path → location table of the whole collection otherwise
         final = store.lookup(records)
         rejected = list(found.rejected) + final.rejected
         paths = sorted(final.found)

@@ -72,10 +72,11 @@ def centroids_by_label(
     centers: np.ndarray, raw_labels: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
     """Reorder a clusterer's centroids to follow relabelled cluster ids."""
-    out = np.zeros((int(labels.max()) + 1, centers.shape[1]), dtype=np.float32)
     keep = labels >= 0
-    out[labels[keep]] = centers[raw_labels[keep]]
-    return out
+    # Which raw cluster each new id was (n-sized integer arrays, never an (n, d) gather).
+    raw_of = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+    raw_of[labels[keep]] = raw_labels[keep]
+    return np.asarray(centers, dtype=np.float32)[raw_of]
 
 
 def save_clustering(marker_dir: Path, saved: SavedClustering, index: Any) -> None:

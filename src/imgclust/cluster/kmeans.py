@@ -27,7 +27,7 @@ _LLOYD_FLOP_BUDGET = 1e13
 #: Most float32 training sample we hold (1 GiB): a million points never train all at once.
 _TRAIN_BYTES = 1 << 30
 #: Rows converted to float32 and assigned at a time, so float16 input stays float16.
-_ASSIGN_ROWS = 32768
+_ASSIGN_ROWS = 16384
 
 
 def _as_features(X: np.ndarray) -> np.ndarray:
