@@ -252,22 +252,15 @@ class FeatureStore:
         self, paths: Sequence[str], locations: dict[str, Location], name: str
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions in paths, rows of array name)`` one shard at a time (float16)."""
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for out_row, p in enumerate(paths):
-            loc = locations[p]
-            by_shard.setdefault(loc.shard, []).append((out_row, loc.row))
-        for shard, pairs in self._iter_shards(by_shard):
-            with np.load(self._shard_path(shard)) as data:
-                src = data[name]
-                dst_rows = np.fromiter((a for a, _ in pairs), dtype=np.int64)
-                src_rows = np.fromiter((b for _, b in pairs), dtype=np.int64)
-                yield dst_rows, src[src_rows]
-
-    def _iter_shards(
-        self, by_shard: dict[int, list[tuple[int, int]]]
-    ) -> Iterator[tuple[int, list[tuple[int, int]]]]:
-        for shard in sorted(by_shard):
-            yield shard, by_shard[shard]
+        # Plain integer arrays, not a list of tuples per image (a million of those is ~100 MB).
+        n = len(paths)
+        shards = np.fromiter((locations[p].shard for p in paths), dtype=np.int64, count=n)
+        rows = np.fromiter((locations[p].row for p in paths), dtype=np.int64, count=n)
+        order = np.argsort(shards, kind="stable")
+        bounds = np.flatnonzero(np.diff(shards[order])) + 1
+        for group in np.split(order, bounds) if n else []:
+            with np.load(self._shard_path(int(shards[group[0]]))) as data:
+                yield group, data[name][rows[group]]
 
 
 def _encode_path(path: str) -> str:

@@ -24,8 +24,9 @@ _RESTART_FLOP_BUDGET = 1e12
 #: Lloyd work (2 x points x k x d x iterations) one restart may take: about a minute on 2
 #: cores. A million images into k=1000 then train on ~80 points per centroid, not 160.
 _LLOYD_FLOP_BUDGET = 1e13
-#: Most float32 training sample we hold (1 GiB): a million points never train all at once.
-_TRAIN_BYTES = 1 << 30
+#: Most float32 training sample we hold (256 MiB, ~52k rows of 1280): a million points never
+#: train all at once, and a million-image run stays under 4 GB.
+_TRAIN_BYTES = 1 << 28
 #: Rows converted to float32 and assigned at a time, so float16 input stays float16.
 _ASSIGN_ROWS = 16384
 

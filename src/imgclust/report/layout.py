@@ -20,7 +20,7 @@ import numpy as np
 
 _PUSH_ITERATIONS = 200
 #: Images placed at a time (bounded memory at a million images).
-_PLACE_ROWS = 32768
+_PLACE_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,9 @@ def fit_layout(
     centres = centres / spread * radii.sum() * 0.5
     centres = _push_apart(centres, radii * 1.08)
     sample = np.random.default_rng(0).choice(
-        len(features), min(len(features), 20_000), replace=False
+        len(features), min(len(features), 10_000), replace=False
     )
-    offsets = features[sample].astype(np.float64) - centroids[labels[sample]]
+    offsets = features[sample].astype(np.float32) - centroids[labels[sample]]
     basis = _top_axes(offsets - offsets.mean(axis=0))
     scale = np.ones(k)
     order = np.argsort(labels, kind="stable")
