@@ -273,8 +273,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     with _timed(timings, "describe"):
         # One more pass over the stored logits, a shard at a time: cluster mean scores (the
         # names) and each image's top classes, never all 1,000 scores of every image at once.
-        with FeatureStore(store_dir, spec.name) as store:
-            stats = class_statistics(store.iter_rows(paths, final.found, "logits"), labels)
+        # Finished shards, read without re-opening (and re-indexing) the whole store.
+        rows = FeatureStore(store_dir, spec.name).iter_rows(paths, final.found, "logits")
+        stats = class_statistics(rows, labels)
         class_names = imagenet_class_names()
         clusters = describe(
             labels, distances, feats, stats.cluster_scores, class_names, seed=config.cluster.seed
@@ -286,8 +287,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         # other feature kinds read the embedding from the store (one more matrix in memory).
         embedding = feats
         if feature_kind != "embedding":
-            with FeatureStore(store_dir, spec.name) as store:
-                embedding = store.load(paths, final.found, arrays=("embedding",))["embedding"]
+            stored = FeatureStore(store_dir, spec.name)  # finished shards: no re-open needed
+            embedding = stored.load(paths, final.found, arrays=("embedding",))["embedding"]
         duplicate_of = near_duplicates(
             embedding, labels, distances, threshold=config.report.dup_threshold
         )

@@ -106,10 +106,11 @@ class FeatureStore:
         self._clean_and_index()
 
     def close(self) -> None:
-        """Release the lock."""
+        """Release the lock and the in-memory index (~400 bytes an image)."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self._index, self._rejected, self._shards = {}, {}, []
 
     def _shard_path(self, shard: int) -> Path:
         return self.dir / f"shard-{shard:06d}.npz"
@@ -251,7 +252,11 @@ class FeatureStore:
     def iter_rows(
         self, paths: Sequence[str], locations: dict[str, Location], name: str
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(positions in paths, rows of array name)`` one shard at a time (float16)."""
+        """``(positions in paths, rows of array name)`` one shard at a time (float16).
+
+        Needs no :meth:`open`: ``locations`` (from :meth:`lookup`) name finished shards, which
+        are never rewritten, so they can be read after the store is closed, without its index.
+        """
         # Plain integer arrays, not a list of tuples per image (a million of those is ~100 MB).
         n = len(paths)
         shards = np.fromiter((locations[p].shard for p in paths), dtype=np.int64, count=n)
