@@ -118,3 +118,25 @@ def test_embedder_uses_the_chosen_runtime(
     logits, _ = embedder.forward(batch)
     assert embedder.runtime == "torch"
     assert np.abs(logits - torch_features[0]).max() < 1e-4
+
+
+@needs_openvino
+def test_bf16_is_its_own_feature_space_close_to_fp32(
+    batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from imgclust.models import get_spec, split_precision, with_precision
+
+    name = with_precision(MODEL, "bf16")
+    assert name == f"{MODEL}+bf16" and split_precision(name) == (MODEL, "bf16")
+    assert get_spec(name).precision == "bf16" and get_spec(MODEL).precision == "fp32"
+    assert get_spec(name).preprocess == get_spec(MODEL).preprocess
+    with pytest.raises(ConfigError, match="precision"):
+        with_precision(MODEL, "int4")
+    logits, emb = rt.OpenVinoRuntime(name, cache_dir=tmp_path)(batch)
+    ref_logits, ref_emb = torch_features
+    # Nearly the same classes and directions (exactly the same where the CPU has no bf16:
+    # OpenVINO then computes in fp32). Near ties may swap: bf16's top class is in fp32's top 3.
+    top3 = np.argsort(-ref_logits, axis=1)[:, :3]
+    assert all(t in row for t, row in zip(logits.argmax(1), top3, strict=True))
+    cos = (emb * ref_emb).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref_emb, axis=1)
+    assert cos.min() > 0.98

@@ -178,6 +178,13 @@ def run(
             "torch or openvino [default: auto]."
         ),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Model precision: fp32, or bf16 (~1.8x faster on CPUs with AVX-512 BF16 or "
+            "AMX; features differ slightly, so they are stored apart) [default: fp32]."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
     refine: Annotated[
         list[int] | None,
@@ -219,6 +226,7 @@ def run(
             "device": device,
             "decode_timeout": decode_timeout,
             "runtime": runtime,
+            "precision": precision,
         },
         "store": {"cache_dir": cache, "shard_size": shard_size},
         "cluster": {"features": features, "seed": seed, "algorithm": algorithm},

@@ -27,7 +27,7 @@ from .describe import (
 )
 from .embed import Embedder
 from .exceptions import ConfigError, InputError, OutputError
-from .models import imagenet_class_names
+from .models import imagenet_class_names, with_precision
 from .neardup import near_duplicates
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
@@ -191,7 +191,8 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     base = load_clustering(out / MARKER_DIR) if config.cluster.refine else None
     prepare_out_dir(out)
     store_dir = config.store_dir.resolve()
-    model_name, feature_kind = config.embed.model, config.cluster.features
+    model_name = with_precision(config.embed.model, config.embed.precision)
+    feature_kind = config.cluster.features
     if base is not None:
         model_name, feature_kind = base.model, base.features
         store_dir = Path(base.store_dir)

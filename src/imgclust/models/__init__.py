@@ -2,16 +2,20 @@
 
 from .registry import (
     DEFAULT_MODEL,
+    PRECISIONS,
     create_model,
     get_spec,
     imagenet_class_names,
     list_models,
     register_model,
+    split_precision,
+    with_precision,
 )
 from .spec import ModelSpec, Preprocess
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PRECISIONS",
     "ModelSpec",
     "Preprocess",
     "create_model",
@@ -19,4 +23,6 @@ __all__ = [
     "imagenet_class_names",
     "list_models",
     "register_model",
+    "split_precision",
+    "with_precision",
 ]

@@ -13,6 +13,7 @@ torch module in eval mode with weights loaded. Built in:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -49,13 +50,41 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: Numeric precisions a model can run in. ``NAME+bf16`` names the model run in bfloat16: its
+#: own feature space (stored apart, saved with the clustering, used again by assign/similar).
+PRECISIONS = ("fp32", "bf16")
+
+
+def split_precision(name: str) -> tuple[str, str]:
+    """``"efficientnet_lite0+bf16"`` → ``("efficientnet_lite0", "bf16")``; no suffix: fp32."""
+    base, sep, precision = name.rpartition("+")
+    if sep and precision in PRECISIONS:
+        return base, precision
+    return name, "fp32"
+
+
+def with_precision(name: str, precision: str) -> str:
+    """The model name that runs ``name`` in ``precision``.
+
+    Raises:
+        ConfigError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    base, _ = split_precision(name)
+    return base if precision == "fp32" else f"{base}+{precision}"
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The spec of model ``name``, without loading weights.
+    """The spec of model ``name`` (optionally ``NAME+bf16``), without loading weights.
 
     Raises:
         ConfigError: unknown model name.
         ModelUnavailableError: a ``timm:`` model whose architecture timm does not know.
     """
+    base, precision = split_precision(name)
+    if precision != "fp32":
+        return dataclasses.replace(get_spec(base), name=name, precision=precision)
     if name in _REGISTRY:
         return _REGISTRY[name].spec
     if name.startswith(TIMM_PREFIX):
@@ -73,6 +102,7 @@ def create_model(name: str) -> torch.nn.Module:
         ModelUnavailableError: the weights (or their package) cannot be had; the message
             says how to fix it.
     """
+    name, _ = split_precision(name)  # the same weights whatever the precision
     if name in _REGISTRY:
         return _REGISTRY[name].build()
     spec = get_spec(name)
