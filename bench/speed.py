@@ -81,6 +81,9 @@ def decode_rate(paths: list[Path], workers: int) -> float:
     return len(paths) / elapsed
 
 
+MODEL = "efficientnet_lite0"  # with --precision bf16: "efficientnet_lite0+bf16"
+
+
 def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0) -> float:
     """Model-only img/s on real decoded photos, batches of ``batch_size``."""
     from imgclust.decode import decode
@@ -91,7 +94,7 @@ def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0
     data = Path(str(resources.files("skimage") / "data"))
     arrays = [decode(str(data / s), pre).array for s in SOURCES if (data / s).exists()]
     batch = np.stack([arrays[i % len(arrays)] for i in range(batch_size)])  # type: ignore[misc]
-    model = create_runtime("efficientnet_lite0", runtime=runtime, device=device)
+    model = create_runtime(MODEL, runtime=runtime, device=device)
     model(batch)
     model(batch)
     n, start, cpu = 0, time.perf_counter(), time.process_time()
@@ -120,7 +123,8 @@ def end_to_end(folder: Path, args: argparse.Namespace, runtime: str) -> tuple[fl
     out = Path(tempfile.mkdtemp(prefix="imgclust-bench-"))
     cmd = [sys.executable, "-m", "imgclust.cli", "run", str(folder), "--out", str(out / "o"),
            "--k", "12", "--quiet", "--runtime", runtime, "--device", args.device,
-           "--batch-size", str(args.batch_size), "--cache", str(out / "store")]  # fmt: skip
+           "--batch-size", str(args.batch_size), "--cache", str(out / "store"),
+           "--precision", args.precision]  # fmt: skip
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     code = "import resource,subprocess,sys,json,time;t=time.perf_counter();" \
@@ -206,12 +210,15 @@ def main() -> None:
     parser.add_argument(
         "--runtimes", default=None, help="default: torch,openvino on cpu; torch on cuda"
     )
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--fastdup-python", default=None, help="a python with fastdup installed")
     parser.add_argument("--model-only", action="store_true", help="stop after model-only")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
     args = parser.parse_args()
+    global MODEL
+    MODEL = MODEL if args.precision == "fp32" else f"{MODEL}+{args.precision}"
     runtimes = (args.runtimes or ("torch,openvino" if args.device == "cpu" else "torch")).split(",")
     cores = len(os.sched_getaffinity(0))
     workers = args.workers or min(cores, 16)
@@ -249,7 +256,8 @@ def main() -> None:
 
     if args.out:
         lines = [f"Machine: {desc}", "",
-                 f"Model-only (EfficientNet-Lite0, batch {args.batch_size}, {args.device}): "
+                 f"Model-only (EfficientNet-Lite0, {args.precision}, batch {args.batch_size}, "
+                 f"{args.device}): "
                  + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()), "",
                  "| corpus | n | decode-only img/s | limit img/s | imgclust run img/s | embed "
                  "stage img/s | e2e/limit | peak RSS GiB | fastdup img/s | fastdup RSS GiB |"
