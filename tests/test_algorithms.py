@@ -154,3 +154,20 @@ def test_centred_embedding_is_unit_rows_around_zero() -> None:
     plain = make_features("embedding", logits=emb, embedding=emb)
     # the shared direction dominates the plain embedding, not the centred one
     assert abs(feats.mean(axis=0)).max() < abs(plain.mean(axis=0)).max()
+
+
+def test_auto_is_spectral_for_small_collections_and_kmeans_beyond() -> None:
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    from imgclust.cluster import make_clusterer
+    from imgclust.cluster.factory import AutoAlgorithm
+
+    x, y = make_blobs(n_samples=600, centers=6, n_features=16, cluster_std=1.0, random_state=0)
+    x = x.astype(np.float32)
+    small = make_clusterer("auto", 6).fit(x)
+    assert small.algorithm_ == "spectral"
+    assert adjusted_rand_score(y, small.labels_) > 0.95
+    large = AutoAlgorithm(6, spectral_max=500).fit(x)  # 600 images > 500: k-means
+    assert large.algorithm_ == "kmeans" and adjusted_rand_score(y, large.labels_) > 0.95
+    assert large.cluster_centers_.shape == (6, 16) and large.distances_.shape == (600,)

@@ -133,9 +133,9 @@ def run(
     algorithm: Annotated[
         str | None,
         typer.Option(
-            help="kmeans (default), agglomerative (Ward with k; average linkage with --k auto), "
-            "hdbscan (k unused; unclustered images listed apart) or spectral (kNN graph; "
-            "up to a few 10k images)."
+            help="auto (default: spectral up to 20,000 images, kmeans beyond), kmeans, "
+            "agglomerative (Ward with k; average linkage with --k auto), hdbscan (k unused; "
+            "unclustered images listed apart) or spectral (kNN graph; up to a few 10k images)."
         ),
     ] = None,
     features: Annotated[
@@ -419,7 +419,8 @@ def evaluate(
         str | None, typer.Option(help="embedding (default), logits, scores or sqrt-scores.")
     ] = None,
     algorithm: Annotated[
-        str | None, typer.Option(help="kmeans (default), agglomerative, hdbscan or spectral.")
+        str | None,
+        typer.Option(help="auto (default), kmeans, agglomerative, hdbscan or spectral."),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name [default: efficientnet_lite0].")

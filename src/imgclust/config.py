@@ -28,7 +28,7 @@ FEATURE_KINDS: tuple[str, ...] = (
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
 #: Model precisions (mirrors models.registry.PRECISIONS without importing it).
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-ALGORITHMS: tuple[str, ...] = ("kmeans", "agglomerative", "hdbscan", "spectral")
+ALGORITHMS: tuple[str, ...] = ("auto", "kmeans", "agglomerative", "hdbscan", "spectral")
 #: Cosine distance below which two images of a cluster are collapsed into one tile (re-saves,
 #: resizes, small crops, bursts); measured in docs/notes-issue-5.md.
 DUP_THRESHOLD = 0.1
@@ -61,7 +61,7 @@ class ClusterConfig:
 
     k: int = 100  # 0: chosen from the data (``--k auto``)
     features: str = "embedding"
-    algorithm: str = "kmeans"
+    algorithm: str = "auto"  # spectral up to 20,000 images, k-means beyond (cluster/factory.py)
     seed: int = 0
     refine: tuple[int, ...] = ()  # split these clusters of OUT's saved clustering again
     refine_k: int = 0  # sub-clusters per refined cluster; 0: chosen from its members

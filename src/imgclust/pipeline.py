@@ -89,6 +89,7 @@ class RunResult:
             memory in GiB at the end of each stage (``<stage>_peak_rss_gib``).
         n_new: images that were not in the previous run's clustering (the folder grew and
             was re-clustered); ``None`` on a first run.
+        algorithm: the clustering algorithm that ran (what ``auto`` chose).
         refined: with ``--refine``: each split cluster's id in the previous report → the ids
             of its parts in this one.
         assigned_inputs: folders/files added to OUT by ``imgclust assign`` that lie outside
@@ -110,6 +111,7 @@ class RunResult:
     features: str
     timings: dict[str, float] = field(default_factory=dict)
     n_new: int | None = None
+    algorithm: str = ""
     refined: dict[int, list[int]] = field(default_factory=dict)
     assigned_inputs: list[str] = field(default_factory=list)
     assigned_missing: list[str] = field(default_factory=list)
@@ -263,6 +265,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     with _timed(timings, "cluster"):
         prog.start("cluster")
         model = _clusterer(config, base).fit(feats)
+        algorithm = getattr(model, "algorithm_", config.cluster.algorithm)  # what auto chose
         labels = relabel_by_size(model.labels_, paths)
         distances = model.distances_
         ranks = rank_members(labels, distances)
@@ -361,6 +364,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         features=feature_kind,
         timings=timings,
         n_new=None if previous is None else len(set(paths) - previous[0]),
+        algorithm=algorithm,
         refined=_refined_ids(model, labels),
         assigned_inputs=assigned,
         assigned_missing=missing,
@@ -440,6 +444,7 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "n_embedded": result.n_embedded,
         "n_cached": result.n_cached,
         "k": result.k,
+        "algorithm": result.algorithm,
         "timings": result.timings,
     }
     atomic_write_text(out / MARKER_DIR / "run.json", json.dumps(info, indent=2))
