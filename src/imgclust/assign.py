@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import make_features
+from .cluster import make_features, softmax
 from .cluster.kmeans import nearest_centroids
 from .describe import ClusterSummary, rank_members, top_class_ids
 from .embed import Embedder
@@ -104,9 +104,7 @@ def assign_folder(
         )
         labels, distances = nearest_centroids(saved.centroids, feats)
         outliers = distances > saved.fences[labels]
-        logits = stored["logits"].astype(np.float32)
-        scores = np.exp(logits - logits.max(axis=1, keepdims=True))
-        scores /= scores.sum(axis=1, keepdims=True)
+        scores = softmax(stored["logits"])
         top_ids = top_class_ids(scores, 3)
         index.add(np.ascontiguousarray(feats, dtype=np.float32))
         new_xy = None

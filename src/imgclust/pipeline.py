@@ -225,7 +225,6 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         lookup = store.lookup(records)
         if base is not None:
             _check_refinable(base, lookup, config)
-        rejected = list(found.rejected) + lookup.rejected
         n_embedded = 0
         with _timed(timings, "embed"):
             if lookup.todo:
@@ -298,6 +297,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         )
         del embedding
 
+    rejected = sorted(rejected, key=lambda r: r.path)
     with _timed(timings, "layout"):
         centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
         layout = fit_layout(feats, centroids, labels, distances)
@@ -317,7 +317,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             outliers=outliers,
             top_class_ids=stats.top_ids,
             top_class_scores=stats.top_scores,
-            rejected=sorted(rejected, key=lambda r: r.path),
+            rejected=rejected,
             report=config.report,
             coords=coords,
             layout=layout,
@@ -332,7 +332,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         distances=distances,
         image_top_classes=image_tops,
         clusters=clusters,
-        rejected=sorted(rejected, key=lambda r: r.path),
+        rejected=rejected,
         model=spec.name,
         features=feature_kind,
         outliers=outliers,
