@@ -211,7 +211,7 @@ def main() -> None:
         "--runtimes", default=None, help="default: torch,openvino on cpu; torch on cuda"
     )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16 or int8")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--fastdup-python", default=None, help="a python with fastdup installed")
     parser.add_argument("--model-only", action="store_true", help="stop after model-only")

@@ -171,3 +171,32 @@ def test_auto_is_spectral_for_small_collections_and_kmeans_beyond() -> None:
     large = AutoAlgorithm(6, spectral_max=500).fit(x)  # 600 images > 500: k-means
     assert large.algorithm_ == "kmeans" and adjusted_rand_score(y, large.labels_) > 0.95
     assert large.cluster_centers_.shape == (6, 16) and large.distances_.shape == (600,)
+
+
+@pytest.mark.parametrize("separated", [False, True])
+def test_spectral_gives_scikit_learns_labels(separated: bool) -> None:
+    # Our spectral clustering is scikit-learn's algorithm written out (to skip its ~1 s
+    # import): the same labels on a connected graph and on one in several pieces, where the
+    # eigenvectors of the zero eigenvalue are only defined up to a rotation.
+    import warnings
+
+    from sklearn.cluster import SpectralClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    from imgclust.cluster.spectral import spectral_labels
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(8, 32)) * (6.0 if separated else 0.9)
+    x = (centers[rng.integers(0, 8, 400)] + rng.normal(size=(400, 32))).astype(np.float32)
+    ours = spectral_labels(x, 8, n_neighbors=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = SpectralClustering(
+            8,
+            affinity="nearest_neighbors",
+            n_neighbors=10,
+            assign_labels="cluster_qr",
+            random_state=0,
+        ).fit_predict(x)
+    assert adjusted_rand_score(ours, theirs) == pytest.approx(1.0)
+    assert len(np.unique(ours)) == 8

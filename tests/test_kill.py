@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from imgclust.config import EmbedConfig
+from imgclust.embed import model_for
+from imgclust.store import FeatureStore
+
 pytestmark = pytest.mark.slow  # eleven real runs of the CLI, about a minute on 2 idle cores
 
 SEED = int(os.environ.get("IMGCLUST_KILL_SEED", str(time.time_ns() % 10_000)))
@@ -29,9 +33,10 @@ SHARD = 4
 
 
 def _cmd(photos: Path, out: Path, k: int = 4) -> list[str]:
+    # fp32: the kill delays are tuned to its pace; int8 embeds all 32 photos within them.
     return [sys.executable, "-m", "imgclust.cli", "run", str(photos), "--out", str(out),
             "--k", str(k), "--seed", "7", "--workers", "1", "--batch-size", "4",
-            "--shard-size", str(SHARD), "--quiet"]  # fmt: skip
+            "--shard-size", str(SHARD), "--precision", "fp32", "--quiet"]  # fmt: skip
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -40,7 +45,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _store(out: Path) -> Path:
-    return out / ".imgclust" / "store" / "efficientnet_lite0"
+    return FeatureStore(out / ".imgclust" / "store", model_for(EmbedConfig(precision="fp32"))).dir
 
 
 def _n_stored(out: Path) -> int:

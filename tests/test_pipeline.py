@@ -15,9 +15,11 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
 from imgclust import InputError, OutputError, RunConfig, StoreConfig, cluster_folder
-from imgclust.config import ClusterConfig
+from imgclust.config import ClusterConfig, EmbedConfig
 from imgclust.demo import DEMO_SOURCES
+from imgclust.embed import model_for
 from imgclust.pipeline import run
+from imgclust.store import FeatureStore
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -104,7 +106,8 @@ def test_killed_run_resumes(demo_photos: Path, tmp_path: Path) -> None:
            "--quiet"]  # fmt: skip
     env = dict(os.environ)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    store = out / ".imgclust" / "store" / "efficientnet_lite0"
+    # The default model in the default precision (int8 where OpenVINO and NNCF are here).
+    store = FeatureStore(out / ".imgclust" / "store", model_for(EmbedConfig())).dir
     deadline = time.time() + 120
     while time.time() < deadline and len(list(store.glob("*.done.json"))) < 2:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -120,6 +123,7 @@ def test_killed_run_resumes(demo_photos: Path, tmp_path: Path) -> None:
     resumed = _read_json(out / ".imgclust" / "run.json")
     assert 0 < resumed["n_embedded"] <= 96 - 16 * 2 + 8
     assert resumed["n_cached"] >= 16 * 2 - 8
+    assert resumed["model"] == model_for(EmbedConfig())  # the precision "auto" resolved to
 
 
 def _read_json(path: Path) -> dict:  # type: ignore[type-arg]

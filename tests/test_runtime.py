@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from importlib import resources
 from pathlib import Path
 
@@ -140,3 +141,66 @@ def test_bf16_is_its_own_feature_space_close_to_fp32(
     assert all(t in row for t, row in zip(logits.argmax(1), top3, strict=True))
     cos = (emb * ref_emb).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref_emb, axis=1)
     assert cos.min() > 0.98
+
+
+needs_int8 = pytest.mark.skipif(
+    not (rt.openvino_available() and importlib.util.find_spec("nncf") is not None),
+    reason="openvino or nncf not installed",
+)
+
+
+@needs_int8
+def test_int8_is_calibrated_once_cached_and_close_to_fp32(
+    batch: np.ndarray,
+    torch_features: tuple[np.ndarray, np.ndarray],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from imgclust.models import with_precision
+
+    name = with_precision(MODEL, "int8")
+    first = rt.OpenVinoRuntime(name, cache_dir=tmp_path)
+    assert "Statistics collection" not in "".join(capsys.readouterr())  # NNCF kept quiet
+    cached = list(tmp_path.glob("openvino/*-int8-*/model.xml"))
+    assert len(cached) == 1 and first.ir_path == cached[0]
+    import openvino
+
+    ops = [op.get_type_name() for op in openvino.Core().read_model(cached[0]).get_ops()]
+    assert ops.count("FakeQuantize") > 30  # int8 layers, not the fp32 model again
+    logits, emb = first(batch)
+    ref_logits, ref_emb = torch_features
+    # Measured on the labelled sets: the same clusters (bench/results/quality.md); on these
+    # five photos the top class stays within fp32's top 5 and the embedding's direction holds.
+    top5 = np.argsort(-ref_logits, axis=1)[:, :5]
+    assert all(t in row for t, row in zip(logits.argmax(1), top5, strict=True))
+    cos = (emb * ref_emb).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref_emb, axis=1)
+    assert cos.min() > 0.9 and cos.mean() > 0.95
+    assert np.abs(emb - ref_emb).max() > 1e-3  # really another feature space
+    # The second runtime reads the calibrated model instead of calibrating again.
+    mtime = cached[0].stat().st_mtime_ns
+    again, _ = rt.OpenVinoRuntime(name, cache_dir=tmp_path)(batch)
+    assert cached[0].stat().st_mtime_ns == mtime
+    assert np.allclose(again, logits, atol=1e-4)
+
+
+def test_int8_is_refused_on_torch() -> None:
+    from imgclust.models import with_precision
+
+    with pytest.raises(ConfigError, match="int8"):
+        rt.TorchRuntime(with_precision(MODEL, "int8"), "cpu")
+
+
+def test_auto_precision_is_int8_on_openvino_and_fp32_on_torch() -> None:
+    from imgclust.config import EmbedConfig
+    from imgclust.embed import model_for, resolve_precision
+    from imgclust.models.quantize import int8_available
+
+    on_ov = rt.openvino_available() and int8_available()
+    assert resolve_precision("auto", "auto", "cpu") == ("int8" if on_ov else "fp32")
+    assert resolve_precision("auto", "torch", "cpu") == "fp32"
+    assert resolve_precision("bf16", "auto", "cpu") == "bf16"
+    assert model_for(EmbedConfig(precision="fp32")) == MODEL
+    assert model_for(EmbedConfig(runtime="torch")) == MODEL
+    # A model named with its precision keeps it under auto, and an explicit one replaces it.
+    assert model_for(EmbedConfig(model=f"{MODEL}+bf16")) == f"{MODEL}+bf16"
+    assert model_for(EmbedConfig(model=f"{MODEL}+bf16", precision="fp32")) == MODEL

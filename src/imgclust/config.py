@@ -26,8 +26,9 @@ FEATURE_KINDS: tuple[str, ...] = (
 )
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
-#: Model precisions (mirrors models.registry.PRECISIONS without importing it).
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+#: Model precisions: models.registry.PRECISIONS, and "auto" (int8 where OpenVINO runs the
+#: model on the CPU and NNCF is installed, fp32 otherwise; see embed.model_for).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 ALGORITHMS: tuple[str, ...] = ("auto", "kmeans", "agglomerative", "hdbscan", "spectral")
 #: Cosine distance below which two images of a cluster are collapsed into one tile (re-saves,
 #: resizes, small crops, bursts); measured in docs/notes-issue-5.md.
@@ -44,7 +45,7 @@ class EmbedConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     decode_timeout: float = 30.0  # seconds one file may take to decode before it is rejected
     runtime: str = "auto"  # "auto" (openvino on the CPU when installed), "torch", "openvino"
-    precision: str = "fp32"  # "bf16": ~1.8x faster model on CPUs with AVX-512 BF16/AMX
+    precision: str = "auto"  # int8 on OpenVINO (3x fp32, same clusters), else fp32; or bf16
 
 
 @dataclass(frozen=True)

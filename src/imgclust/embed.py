@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .config import EmbedConfig
 from .decode import DEFAULT_MAX_PIXELS, Decoded, ThumbTarget, decode
-from .models import get_spec
-from .models.runtime import Runtime, create_runtime
+from .models import get_spec, split_precision, with_precision
+from .models.runtime import Runtime, create_runtime, resolve_runtime
 from .models.spec import ModelSpec
 from .scan import FileRecord, Rejection
 from .workers import DEFAULT_DECODE_TIMEOUT, DecodePool
@@ -68,6 +69,33 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str, runtime: str, device: str) -> str:
+    """``"auto"`` → ``"int8"`` where OpenVINO runs the model on the CPU and NNCF (which
+    calibrates it) is installed, ``"fp32"`` otherwise; other precisions as given.
+
+    int8 is the default there because it is ~3x the fp32 model rate with clusters as good
+    (NMI within seed noise on both labelled sets, bench/results/quality.md).
+    """
+    if precision != "auto":
+        return precision
+    from .models.quantize import int8_available
+
+    on_openvino = resolve_runtime(runtime, resolve_device(device)) == "openvino"
+    return "int8" if on_openvino and int8_available() else "fp32"
+
+
+def model_for(embed: EmbedConfig) -> str:
+    """The model name a run embeds with: ``embed.model`` in its resolved precision.
+
+    A model named with a precision (``efficientnet_lite0+bf16``) keeps it under ``auto``.
+    """
+    _, named = split_precision(embed.model)
+    if embed.precision == "auto" and named != "fp32":
+        return embed.model
+    precision = resolve_precision(embed.precision, embed.runtime, embed.device)
+    return with_precision(embed.model, precision)
 
 
 def _may_have_cuda() -> bool:

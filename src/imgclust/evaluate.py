@@ -16,7 +16,7 @@ import numpy as np
 
 from .cluster import make_clusterer, make_features
 from .config import ClusterConfig, EmbedConfig
-from .embed import Embedder
+from .embed import Embedder, model_for
 from .exceptions import InputError
 from .scan import scan
 from .store import FeatureStore
@@ -96,7 +96,11 @@ def load_labelled(
     if not records:
         raise InputError(f"{root} has no images in sub-folders; each sub-folder is a true group")
     embedder = Embedder(
-        embed.model, batch_size=embed.batch_size, device=embed.device, workers=embed.workers
+        model_for(embed),
+        batch_size=embed.batch_size,
+        device=embed.device,
+        workers=embed.workers,
+        runtime=embed.runtime,
     )
     spec = embedder.spec
     start = time.perf_counter()

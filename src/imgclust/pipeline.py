@@ -25,9 +25,9 @@ from .describe import (
     rank_members,
     relabel_by_size,
 )
-from .embed import Embedder
+from .embed import Embedder, model_for
 from .exceptions import ConfigError, InputError, OutputError
-from .models import imagenet_class_names, with_precision
+from .models import imagenet_class_names
 from .neardup import near_duplicates
 from .report import ReportData, write_exports, write_report
 from .report._io import atomic_write_text
@@ -193,7 +193,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     base = load_clustering(out / MARKER_DIR) if config.cluster.refine else None
     prepare_out_dir(out)
     store_dir = config.store_dir.resolve()
-    model_name = with_precision(config.embed.model, config.embed.precision)
+    model_name = model_for(config.embed)
     feature_kind = config.cluster.features
     if base is not None:
         model_name, feature_kind = base.model, base.features
@@ -444,6 +444,7 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "n_embedded": result.n_embedded,
         "n_cached": result.n_cached,
         "k": result.k,
+        "model": result.model,  # with its precision: what "auto" chose
         "algorithm": result.algorithm,
         "timings": result.timings,
     }

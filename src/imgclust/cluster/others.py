@@ -113,7 +113,7 @@ class HDBSCAN:
 
 
 class Spectral:
-    """Spectral clustering of the symmetric k-nearest-neighbour graph (scikit-learn).
+    """Spectral clustering of the symmetric k-nearest-neighbour graph (:mod:`.spectral`).
 
     Follows the neighbourhoods of images rather than distances to a centre, so elongated or
     curved groups (one object seen from all sides) stay whole. Labels come from the
@@ -137,11 +137,8 @@ class Spectral:
 
     def fit(self, X: np.ndarray) -> Spectral:
         """Cluster the rows of ``X``."""
-        import warnings
-
-        from sklearn.cluster import SpectralClustering
-
         from .select import choose_k
+        from .spectral import spectral_labels
 
         x = np.ascontiguousarray(X, dtype=np.float32)
         if len(x) == 0:
@@ -153,17 +150,10 @@ class Spectral:
         if k < 2 or len(x) <= self.n_neighbors:
             labels = np.arange(len(x)) if k == len(x) else np.zeros(len(x), dtype=np.int64)
         else:
-            model = SpectralClustering(
-                k,
-                affinity="nearest_neighbors",
-                n_neighbors=self.n_neighbors,
-                assign_labels="cluster_qr",
-                random_state=self.random_state,
+            # A graph in several pieces (well-separated groups) is expected and works.
+            labels = spectral_labels(
+                x, k, n_neighbors=self.n_neighbors, random_state=self.random_state
             )
-            with warnings.catch_warnings():
-                # A graph in several pieces is expected (well-separated groups); it still works.
-                warnings.filterwarnings("ignore", "Graph is not fully connected")
-                labels = model.fit_predict(x)
         _, self.labels_ = np.unique(labels, return_inverse=True)  # ids 0..k-1, none empty
         self.labels_ = self.labels_.astype(np.int64)
         self.cluster_centers_, self.distances_ = centers_and_distances(x, self.labels_)

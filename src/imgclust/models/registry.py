@@ -50,9 +50,10 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-#: Numeric precisions a model can run in. ``NAME+bf16`` names the model run in bfloat16: its
+#: Numeric precisions a model can run in. ``NAME+bf16`` names the model run in bfloat16,
+#: ``NAME+int8`` the model quantised to int8 (OpenVINO only, see models.quantize): each is its
 #: own feature space (stored apart, saved with the clustering, used again by assign/similar).
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def split_precision(name: str) -> tuple[str, str]:

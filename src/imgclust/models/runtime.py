@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 #: Bumped when the exported graph changes, so stale cached conversions are not reused.
 _GRAPH_VERSION = 1
+#: Bumped when the int8 calibration changes (images, sample count, NNCF settings).
+_CALIBRATION_VERSION = 2
 
 
 #: One batch's outputs: (logits, embeddings), float32.
@@ -145,8 +147,14 @@ class TorchRuntime:
     def __init__(self, model: str, device: str) -> None:
         import torch
 
+        precision = get_spec(model).precision
+        if precision == "int8":
+            raise ConfigError(
+                "--precision int8 runs on the openvino runtime (CPU) only; on "
+                f"{device!r} with torch use fp32 or bf16"
+            )
         self.device = torch.device(device)
-        self.bf16 = get_spec(model).precision == "bf16"
+        self.bf16 = precision == "bf16"
         self.module = _features_module(model).to(self.device)
         self.module = self.module.to(memory_format=torch.channels_last)
 
@@ -203,12 +211,24 @@ class OpenVinoRuntime:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
         key = f"{safe}-ov{ov.__version__.split('-')[0]}-g{_GRAPH_VERSION}"
         folder = (cache_dir or cache_root()) / "openvino" / key
-        self.ir_path = folder / "model.xml"
         core = ov.Core()
-        ir = self._read_cached(core)
+        ir = self._read_cached(core, folder / "model.xml")
         if ir is None:
             ir = self._convert(ov, model, size)
             self._save(ov, ir, folder)
+        if spec.precision == "int8":  # calibrated once, cached beside the fp32 model
+            from .quantize import quantize_int8
+
+            folder = folder.with_name(f"{key}-int8-c{_CALIBRATION_VERSION}")
+            fp32, ir = ir, self._read_cached(core, folder / "model.xml")
+            if ir is None:
+                self._save(ov, quantize_int8(fp32, size), folder)
+                # Read back: the in-memory model compiles to slightly different kernels
+                # (logits ~0.2 apart), so the first run and later ones match only this way.
+                ir = self._read_cached(core, folder / "model.xml")
+                if ir is None:  # not cacheable here: every run calibrates (same images)
+                    ir = quantize_int8(fp32, size)
+        self.ir_path = folder / "model.xml"
         # THROUGHPUT: several streams, each on its own cores, fed by several requests in
         # flight (see map). On a laptop the decode workers share the cores with the model: a
         # one-stream (LATENCY) model waits at every layer for its slowest thread, so one
@@ -216,6 +236,7 @@ class OpenVinoRuntime:
         # f32: OpenVINO may otherwise pick bf16 on its own, which moves logits by ~0.3.
         # bf16 only when asked for (NAME+bf16): ~1.8x faster where the CPU has AVX-512 BF16
         # or AMX, but the features are another space (measured in bench/results/speed-cpu.md).
+        # int8: the quantised layers run in int8 whatever the hint; the rest stays f32.
         precision = "bf16" if spec.precision == "bf16" else "f32"
         config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
         if folder.is_dir():  # OpenVINO's own cache of the compiled model: ~0.3 s a run
@@ -227,13 +248,14 @@ class OpenVinoRuntime:
         )
         self._queue = ov.AsyncInferQueue(self.compiled, self.n_requests)
 
-    def _read_cached(self, core: Any) -> Any:
-        if not self.ir_path.is_file():
+    @staticmethod
+    def _read_cached(core: Any, path: Path) -> Any:
+        if not path.is_file():
             return None
         try:
-            return core.read_model(self.ir_path)
+            return core.read_model(path)
         except Exception as exc:  # a damaged cache entry is rebuilt, never fatal
-            log.warning("ignoring unreadable cached model %s: %s", self.ir_path, exc)
+            log.warning("ignoring unreadable cached model %s: %s", path, exc)
             return None
 
     @staticmethod
