@@ -81,7 +81,7 @@ def decode_rate(paths: list[Path], workers: int) -> float:
     return len(paths) / elapsed
 
 
-MODEL = "efficientnet_lite0"  # with --precision bf16: "efficientnet_lite0+bf16"
+MODEL = "efficientnet_lite0"  # in the resolved --precision: "efficientnet_lite0+int8", ...
 
 
 def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0) -> float:
@@ -94,7 +94,13 @@ def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0
     data = Path(str(resources.files("skimage") / "data"))
     arrays = [decode(str(data / s), pre).array for s in SOURCES if (data / s).exists()]
     batch = np.stack([arrays[i % len(arrays)] for i in range(batch_size)])  # type: ignore[misc]
-    model = create_runtime(MODEL, runtime=runtime, device=device)
+    from imgclust.models import split_precision
+
+    name = MODEL
+    if runtime == "torch" and split_precision(MODEL)[1] == "int8":  # OpenVINO only
+        name = split_precision(MODEL)[0]
+        print("    (torch has no int8 path: torch runs fp32)", flush=True)
+    model = create_runtime(name, runtime=runtime, device=device)
     model(batch)
     model(batch)
     n, start, cpu = 0, time.perf_counter(), time.process_time()
@@ -211,14 +217,20 @@ def main() -> None:
         "--runtimes", default=None, help="default: torch,openvino on cpu; torch on cuda"
     )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16 or int8")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (the run's default), fp32, bf16 or int8"
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--fastdup-python", default=None, help="a python with fastdup installed")
     parser.add_argument("--model-only", action="store_true", help="stop after model-only")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
     args = parser.parse_args()
     global MODEL
-    MODEL = MODEL if args.precision == "fp32" else f"{MODEL}+{args.precision}"
+    from imgclust.config import EmbedConfig
+    from imgclust.embed import model_for
+
+    MODEL = model_for(EmbedConfig(model=MODEL, precision=args.precision, device=args.device))
+    print(f"model {MODEL} (--precision {args.precision})", flush=True)
     runtimes = (args.runtimes or ("torch,openvino" if args.device == "cpu" else "torch")).split(",")
     cores = len(os.sched_getaffinity(0))
     workers = args.workers or min(cores, 16)
@@ -256,7 +268,7 @@ def main() -> None:
 
     if args.out:
         lines = [f"Machine: {desc}", "",
-                 f"Model-only (EfficientNet-Lite0, {args.precision}, batch {args.batch_size}, "
+                 f"Model-only ({MODEL}, --precision {args.precision}, batch {args.batch_size}, "
                  f"{args.device}): "
                  + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()), "",
                  "| corpus | n | decode-only img/s | limit img/s | imgclust run img/s | embed "

@@ -68,3 +68,16 @@ def test_cli_evaluate_rejects_bad_k(demo_photos: Path, cache: Path) -> None:
     )
     assert res.exit_code == 2
     assert "auto" in res.output
+
+
+def test_cli_evaluate_follows_the_precision(demo_photos: Path, cache: Path) -> None:
+    from imgclust.config import EmbedConfig
+    from imgclust.embed import model_for
+    from imgclust.store import FeatureStore
+
+    for precision in ("fp32", None):  # None: the default, as a run resolves it
+        args = ["evaluate", str(demo_photos), "--k", "12", "--cache", str(cache)]
+        res = CliRunner().invoke(app, args + (["--precision", precision] if precision else []))
+        assert res.exit_code == 0, res.output
+        model = model_for(EmbedConfig(precision=precision or "auto"))
+        assert any(FeatureStore(cache, model).dir.glob("*.done.json")), model

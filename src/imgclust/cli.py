@@ -427,6 +427,10 @@ def evaluate(
     model: Annotated[
         str | None, typer.Option(help="Model name [default: efficientnet_lite0].")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="auto (as run: int8 on openvino, else fp32), fp32, bf16 or int8."),
+    ] = None,
     cache: Annotated[
         Path, typer.Option(help="Feature store folder; reuse it to skip embedding.")
     ] = Path(".imgclust-eval-cache"),
@@ -440,7 +444,7 @@ def evaluate(
     from .evaluate import evaluate as run_evaluate
 
     overrides: dict[str, dict[str, Any]] = {
-        "embed": {"model": model},
+        "embed": {"model": model, "precision": precision},
         "cluster": {"features": features, "algorithm": algorithm, "seed": seed},
     }
     try:
