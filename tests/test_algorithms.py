@@ -200,3 +200,23 @@ def test_spectral_gives_scikit_learns_labels(separated: bool) -> None:
         ).fit_predict(x)
     assert adjusted_rand_score(ours, theirs) == pytest.approx(1.0)
     assert len(np.unique(ours)) == 8
+
+
+def test_spectral_centres_directions_only() -> None:
+    # Unit rows (the default embedding) are clustered by the centred cosine; other data by
+    # plain L2 neighbours (the rings test above would fail otherwise).
+    from sklearn.metrics import adjusted_rand_score
+
+    from imgclust.cluster.spectral import centred_directions, spectral_labels
+
+    rng = np.random.default_rng(5)
+    shared = rng.normal(size=64) * 3.0  # what every "photo" has in common
+    groups = rng.normal(size=(5, 64))
+    x = shared + groups[rng.integers(0, 5, 300)] + rng.normal(size=(300, 64)) * 0.8
+    unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    auto = Spectral(5).fit(unit).labels_
+    assert (auto == Spectral(5, centred=True).fit(unit).labels_).all()
+    expected = spectral_labels(centred_directions(unit), 5)
+    assert adjusted_rand_score(auto, expected) == pytest.approx(1.0)
+    raw = x.astype(np.float32)
+    assert (Spectral(5).fit(raw).labels_ == Spectral(5, centred=False).fit(raw).labels_).all()

@@ -120,3 +120,28 @@ def test_index_storage_is_the_feature_matrix_and_search_is_exact() -> None:
 def test_assign_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="imgclust run"):
         assign_folder([tmp_path], tmp_path)
+
+
+def test_centred_features_keep_the_collections_centre(demo_photos: Path, tmp_path: Path) -> None:
+    # `--features embedding-centred`: new photos are centred on the clustered collection's
+    # mean (saved with the clustering), not on their own: one query alone would otherwise
+    # be centred to nothing, and a batch of new photos would move into another space.
+    photos = tmp_path / "photos"
+    for scene in SCENES[:3]:
+        shutil.copytree(demo_photos / scene, photos / scene)
+    out = tmp_path / "out"
+    cluster_folder([photos], out=out, k=3, workers=0, features="embedding-centred")
+    saved = load_clustering(out / ".imgclust")
+    assert saved.feature_centre is not None and saved.feature_centre.shape == (1280,)
+    original = next(p for p in saved.paths if "/chelsea/" in p)
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(original, copy)
+    found = find_similar(copy, out, n=2, device="cpu")
+    assert found.neighbours[0].path == original and found.neighbours[0].distance < 1e-2
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(original, new / "a.jpg")
+    result = assign_folder([new], out, workers=0)
+    row = saved.paths.index(original)
+    assert result.labels.tolist() == [saved.labels[row]]
+    assert abs(float(result.distances[0]) - float(saved.distances[row])) < 1e-2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import make_features, softmax
+from .cluster import softmax
 from .cluster.kmeans import nearest_centroids
 from .describe import ClusterSummary, rank_members, top_class_ids
 from .embed import Embedder
@@ -26,6 +26,7 @@ from .report import ReportData, write_exports, write_report
 from .scan import Rejection, scan
 from .state import (
     SavedClustering,
+    features_of,
     load_clustering,
     read_index,
     save_clustering_meta,
@@ -99,9 +100,7 @@ def assign_folder(
     rejected = [r for r in found.rejected if r.path not in known] + final.rejected
 
     if new_paths:
-        feats = make_features(
-            saved.features, logits=stored["logits"], embedding=stored["embedding"]
-        )
+        feats = features_of(saved, logits=stored["logits"], embedding=stored["embedding"])
         labels, distances = nearest_centroids(saved.centroids, feats)
         outliers = distances > saved.fences[labels]
         scores = softmax(stored["logits"])

@@ -259,7 +259,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
                 transform=lambda _, rows: row_features(kind, rows),
                 out={source: feats},
             )
-            finish_features(kind, feats)
+            feature_centre = finish_features(kind, feats)
 
     with _timed(timings, "cluster"):
         prog.start("cluster")
@@ -323,6 +323,7 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
             layout=layout,
             duplicate_of=duplicate_of,
             assigned_inputs=assigned,
+            feature_centre=feature_centre,
         )
 
     data = ReportData(

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import make_features
 from .embed import Embedder
 from .exceptions import InputError
 from .pipeline import MARKER_DIR
@@ -22,7 +21,7 @@ from .report._io import atomic_write_text
 from .report.html import _environment, file_url
 from .report.thumbs import make_thumbnails
 from .scan import FileRecord, display_path
-from .state import load_clustering, read_index
+from .state import SavedClustering, features_of, load_clustering, read_index
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -
     if row is not None:
         vector = index.reconstruct(row)[None, :]
     else:
-        vector = _embed_one(query, saved.model, saved.features, device)
+        vector = _embed_one(query, saved, device)
     k = min(len(saved.paths), n + (row is not None))
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = max(index.hnsw.efSearch, 2 * k)
@@ -81,18 +80,18 @@ def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -
     return SimilarResult(query, row is not None, neighbours, page)
 
 
-def _embed_one(path: str, model: str, features: str, device: str) -> np.ndarray:
+def _embed_one(path: str, saved: SavedClustering, device: str) -> np.ndarray:
     try:
         st = os.stat(path)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    embedder = Embedder(model, batch_size=1, device=device, workers=0)
+    embedder = Embedder(saved.model, batch_size=1, device=device, workers=0)
     block = embedder([FileRecord(path, st.st_size, st.st_mtime_ns)])
     if block.rejected:
         raise InputError(f"cannot use {path} as a query: {block.rejected[0][1]}")
     spec = embedder.spec
-    return make_features(
-        features,
+    return features_of(
+        saved,
         logits=block.logits_array(spec.n_classes),
         embedding=block.embedding_array(spec.embedding_dim),
     )

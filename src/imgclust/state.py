@@ -66,6 +66,7 @@ class SavedClustering:
     layout: MapLayout | None = None  # places images added later on the same map
     duplicate_of: np.ndarray | None = None  # (n,) near-duplicate group leader, or -1
     assigned_inputs: Sequence[str] = ()  # folders/files added by `assign`; `run` rescans them
+    feature_centre: np.ndarray | None = None  # (d,) the mean `embedding-centred` takes out
 
 
 def centroids_by_label(
@@ -122,6 +123,8 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
     }
     if saved.duplicate_of is not None:
         arrays["duplicate_of"] = np.asarray(saved.duplicate_of, np.int64)
+    if saved.feature_centre is not None:
+        arrays["feature_centre"] = np.asarray(saved.feature_centre, np.float32)
     if saved.coords is not None and saved.layout is not None:
         arrays["coords"] = np.asarray(saved.coords, np.float32)
         for name in ("centres", "radii", "basis", "scale"):
@@ -174,6 +177,26 @@ def load_clustering(marker_dir: Path) -> SavedClustering:
         else None,
         duplicate_of=arrays.get("duplicate_of"),
         assigned_inputs=meta.get("assigned_inputs", []),
+        feature_centre=arrays.get("feature_centre"),
+    )
+
+
+def features_of(saved: SavedClustering, *, logits: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """New images' features in the feature space ``saved`` was clustered in (float32).
+
+    Raises:
+        InputError: the features are centred but the clustering was saved without its
+            centre (by an imgclust that did not keep it).
+    """
+    from .cluster import make_features
+
+    if saved.features == "embedding-centred" and saved.feature_centre is None:
+        raise InputError(
+            "this clustering was saved without the centre of its features; "
+            "run `imgclust run` into it again"
+        )
+    return make_features(
+        saved.features, logits=logits, embedding=embedding, centre=saved.feature_centre
     )
 
 

@@ -31,13 +31,22 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def make_features(kind: str, *, logits: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-    """Build the float32 feature matrix of ``kind`` (see the module docstring)."""
+def make_features(
+    kind: str, *, logits: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None = None
+) -> np.ndarray:
+    """Build the float32 feature matrix of ``kind`` (see the module docstring).
+
+    ``centre``: for ``embedding-centred``, the mean to take out, that of the collection the
+    rows are compared with (a clustered collection's, from its saved state); ``None`` takes
+    these rows' own mean.
+    """
     if kind == "embedding":
         return l2_normalize(embedding)
     if kind == "embedding-centred":
         e = l2_normalize(embedding)
-        return l2_normalize(e - e.mean(axis=0, dtype=np.float64).astype(np.float32))
+        if centre is None:
+            centre = e.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return l2_normalize(e - centre)
     if kind == "logits":
         return logits.astype(np.float32)
     if kind == "scores":
@@ -65,11 +74,15 @@ def row_features(kind: str, rows: np.ndarray) -> np.ndarray:
     return make_features(kind, logits=rows, embedding=rows)
 
 
-def finish_features(kind: str, features: np.ndarray, *, rows: int = 65536) -> None:
+def finish_features(kind: str, features: np.ndarray, *, rows: int = 65536) -> np.ndarray | None:
     """Complete, in place, a matrix filled by :func:`row_features` (centring, if ``kind``
-    needs it), ``rows`` at a time: no second full-size copy."""
+    needs it), ``rows`` at a time: no second full-size copy.
+
+    Returns the centre taken out (float32), which new images need to join this feature
+    space (see :func:`make_features`), or ``None`` when ``kind`` has none.
+    """
     if kind != "embedding-centred":
-        return
+        return None
     total = np.zeros(features.shape[1], dtype=np.float64)
     for start in range(0, len(features), rows):
         total += features[start : start + rows].sum(axis=0, dtype=np.float64)
@@ -77,6 +90,7 @@ def finish_features(kind: str, features: np.ndarray, *, rows: int = 65536) -> No
     for start in range(0, len(features), rows):
         part = slice(start, start + rows)
         features[part] = l2_normalize(features[part].astype(np.float32) - mean)
+    return mean
 
 
 def make_features_lowmem(

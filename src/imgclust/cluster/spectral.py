@@ -14,6 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def centred_directions(x: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, scaled to unit length (float32): L2 distances between them
+    order neighbours by the centred cosine."""
+    c = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(c, dtype=np.float32)
+
+
 def knn_affinity(x: np.ndarray, n_neighbors: int) -> object:
     """``0.5 (C + Cᵀ)`` of the 0/1 kNN connectivity ``C`` (self included), CSR float64."""
     import faiss
