@@ -90,7 +90,7 @@ def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0
     from imgclust.models import get_spec
     from imgclust.models.runtime import create_runtime
 
-    pre = get_spec("efficientnet_lite0").preprocess
+    pre = get_spec(MODEL).preprocess
     data = Path(str(resources.files("skimage") / "data"))
     arrays = [decode(str(data / s), pre).array for s in SOURCES if (data / s).exists()]
     batch = np.stack([arrays[i % len(arrays)] for i in range(batch_size)])  # type: ignore[misc]
