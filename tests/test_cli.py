@@ -105,3 +105,22 @@ def test_photos_added_by_assign_stay_in_the_next_run(demo_photos: Path, tmp_path
     assert "dropped" in text and "no longer exists" in text
     rows = _assignments(out)
     assert len(rows) == 16 and all(r["duplicate_of"] == "" for r in rows.values())
+
+
+def test_progress_rate_is_images_over_the_stages_time() -> None:
+    # Two batches finishing a millisecond apart after 2 s of work: 100 images in 2 s is
+    # 50 img/s, not the 100,000 img/s rich's own speed (between updates) would show.
+    from rich.progress import Progress
+
+    from imgclust.cli import _Rate
+
+    now = [0.0]
+    progress = Progress(get_time=lambda: now[0])
+    task_id = progress.add_task("embed", total=100)
+    now[0] = 1.999
+    progress.advance(task_id, 50)
+    now[0] = 2.0
+    progress.advance(task_id, 50)
+    task = progress.tasks[0]
+    assert task.finished
+    assert _Rate().render(task).plain == "50.0 img/s"

@@ -32,11 +32,18 @@ console = Console(stderr=True)
 
 
 class _Rate(ProgressColumn):
-    """Images per second of the running stage."""
+    """Images per second of the stage since it started.
+
+    Not rich's own speed: that is measured between the first and last progress update,
+    and batches in flight finish in bursts, so two updates a millisecond apart read as
+    tens of thousands of images per second.
+    """
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.1f} img/s" if speed else "", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("")
+        return Text(f"{task.completed / elapsed:,.1f} img/s", style="cyan")
 
 
 class RichProgress:
