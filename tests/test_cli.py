@@ -124,3 +124,20 @@ def test_progress_rate_is_images_over_the_stages_time() -> None:
     task = progress.tasks[0]
     assert task.finished
     assert _Rate().render(task).plain == "50.0 img/s"
+
+
+def test_progress_rate_is_blank_for_one_step_stages_and_blinks() -> None:
+    from rich.progress import Progress
+
+    from imgclust.cli import _Rate
+
+    now = [0.0]
+    progress = Progress(get_time=lambda: now[0])
+    one = progress.add_task("cluster", total=1)
+    blink = progress.add_task("thumbnails", total=96)
+    now[0] = 0.01
+    progress.advance(blink, 96)
+    now[0] = 0.5
+    progress.advance(one, 1)
+    assert _Rate().render(progress.tasks[0]).plain == ""
+    assert _Rate().render(progress.tasks[1]).plain == ""

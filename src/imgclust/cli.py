@@ -41,7 +41,9 @@ class _Rate(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
+        # Stages of one step (scan, model, cluster) count no images; a stage over in a
+        # blink (thumbnails already made) has no rate worth showing.
+        if not elapsed or elapsed < 0.05 or task.completed < 2:
             return Text("")
         return Text(f"{task.completed / elapsed:,.1f} img/s", style="cyan")
 

@@ -158,6 +158,11 @@ class Embedder:
         state["_module"] = None  # the model is rebuilt where the embedder runs
         return state
 
+    def load(self) -> Runtime:
+        """Build the runtime now (a first run converts the model, and for int8 calibrates it:
+        ~25 s, cached) rather than at the first batch."""
+        return self._model()
+
     def _model(self) -> Runtime:
         if self._module is None:
             self.device = resolve_device(self.device)

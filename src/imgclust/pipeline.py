@@ -226,6 +226,13 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         if base is not None:
             _check_refinable(base, lookup, config)
         n_embedded = 0
+        if lookup.todo:
+            with _timed(timings, "model"):
+                # Its own stage: the first run converts (and for int8 calibrates) the model,
+                # which would otherwise look like an embed bar stuck at 0.
+                prog.start("model")
+                embedder.load()
+                prog.finish()
         with _timed(timings, "embed"):
             if lookup.todo:
                 prog.start("embed", len(lookup.todo))
