@@ -22,11 +22,11 @@ class AutoAlgorithm:
     """The default: spectral clustering of the kNN graph up to :data:`SPECTRAL_MAX` images,
     k-means beyond.
 
-    Measured (``bench/results/quality.md``, k = classes): spectral scores NMI 0.762 / 0.991 on
-    intel-scenes-dev / coil100-dev against k-means' 0.751 / 0.962, and takes less time there
-    (0.4 s against 7 s; 16 s for 20,000 images into k=100, about what k-means takes). Its
-    neighbour graph and eigen-solve grow faster than linearly (89 s at 50,000), so larger
-    collections, up to millions, get k-means (train on a sample, assign all).
+    Measured (``bench/results/quality.md``, k = classes, int8 Lite0): spectral scores NMI
+    0.776 / 0.991 on intel-scenes-dev / coil100-dev against k-means' 0.751 / 0.968, in 0.2-0.4 s
+    there; 20,000 synthetic 1280-d points into k=100 take 10 s. Its neighbour graph and
+    eigen-solve grow faster than linearly (49 s at 50,000), so larger collections, up to
+    millions, get k-means (train on a sample, assign all).
 
     Attributes:
         algorithm_: the algorithm that ran (``"spectral"`` or ``"kmeans"``); otherwise the
