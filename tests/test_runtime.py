@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import types
 from importlib import resources
 from pathlib import Path
 
@@ -204,3 +205,18 @@ def test_auto_precision_is_int8_on_openvino_and_fp32_on_torch() -> None:
     # A model named with its precision keeps it under auto, and an explicit one replaces it.
     assert model_for(EmbedConfig(model=f"{MODEL}+bf16")) == f"{MODEL}+bf16"
     assert model_for(EmbedConfig(model=f"{MODEL}+bf16", precision="fp32")) == MODEL
+
+
+def test_int8_models_run_on_the_cpu_even_where_a_gpu_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A collection clustered in int8 on a laptop, then `assign`ed on a GPU machine.
+    import imgclust.embed as embed_mod
+
+    monkeypatch.setattr(embed_mod, "resolve_device", lambda d: "cuda" if d == "auto" else d)
+    built: list[tuple[str, str]] = []
+    fake = types.SimpleNamespace(name="fake")  # no model is built: only where it would run
+    monkeypatch.setattr(
+        embed_mod, "create_runtime", lambda m, runtime, device: built.append((m, device)) or fake
+    )
+    embed_mod.Embedder(f"{MODEL}+int8", device="auto", workers=0).load()
+    embed_mod.Embedder(MODEL, device="auto", workers=0).load()
+    assert built == [(f"{MODEL}+int8", "cpu"), (MODEL, "cuda")]

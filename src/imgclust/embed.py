@@ -165,6 +165,10 @@ class Embedder:
 
     def _model(self) -> Runtime:
         if self._module is None:
+            if self.device == "auto" and split_precision(self.model_name)[1] == "int8":
+                # An int8 collection (clustered on a CPU) stays int8 on a GPU machine too:
+                # `assign`/`similar` must embed in the space it was clustered in.
+                self.device = "cpu"
             self.device = resolve_device(self.device)
             self._module = create_runtime(self.model_name, runtime=self.runtime, device=self.device)
             self.runtime = self._module.name
