@@ -207,7 +207,8 @@ def test_spectral_centres_directions_only() -> None:
     # plain L2 neighbours (the rings test above would fail otherwise).
     from sklearn.metrics import adjusted_rand_score
 
-    from imgclust.cluster.spectral import centred_directions, spectral_labels
+    from imgclust.cluster.features import centre_and_normalize
+    from imgclust.cluster.spectral import spectral_labels
 
     rng = np.random.default_rng(5)
     shared = rng.normal(size=64) * 3.0  # what every "photo" has in common
@@ -216,7 +217,7 @@ def test_spectral_centres_directions_only() -> None:
     unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     auto = Spectral(5).fit(unit).labels_
     assert (auto == Spectral(5, centred=True).fit(unit).labels_).all()
-    expected = spectral_labels(centred_directions(unit), 5)
+    expected = spectral_labels(centre_and_normalize(unit), 5)
     assert adjusted_rand_score(auto, expected) == pytest.approx(1.0)
     raw = x.astype(np.float32)
     assert (Spectral(5).fit(raw).labels_ == Spectral(5, centred=False).fit(raw).labels_).all()

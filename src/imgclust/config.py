@@ -35,6 +35,12 @@ ALGORITHMS: tuple[str, ...] = ("auto", "kmeans", "agglomerative", "hdbscan", "sp
 DUP_THRESHOLD = 0.1
 
 
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming the choices when ``value`` is not one of them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of " + ", ".join(choices))
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """Which model runs, where, and how it is fed."""
@@ -95,16 +101,8 @@ class RunConfig:
             raise ConfigError("give at least one folder or image to cluster")
         if self.cluster.k < 0:
             raise ConfigError(f"k must be at least 1 (or 0: auto), got {self.cluster.k}")
-        if self.cluster.features not in FEATURE_KINDS:
-            raise ConfigError(
-                f"unknown features {self.cluster.features!r}; choose one of "
-                + ", ".join(FEATURE_KINDS)
-            )
-        if self.cluster.algorithm not in ALGORITHMS:
-            raise ConfigError(
-                f"unknown algorithm {self.cluster.algorithm!r}; choose one of "
-                + ", ".join(ALGORITHMS)
-            )
+        _check_choice("features", self.cluster.features, FEATURE_KINDS)
+        _check_choice("algorithm", self.cluster.algorithm, ALGORITHMS)
         if self.cluster.refine_k < 0:
             raise ConfigError(
                 f"refine_k must be at least 1 (or 0: auto), got {self.cluster.refine_k}"
@@ -113,15 +111,8 @@ class RunConfig:
             raise ConfigError("batch size must be at least 1")
         if self.embed.decode_timeout <= 0:
             raise ConfigError("the decode timeout must be a positive number of seconds")
-        if self.embed.precision not in PRECISIONS:
-            raise ConfigError(
-                f"unknown precision {self.embed.precision!r}; choose one of "
-                + ", ".join(PRECISIONS)
-            )
-        if self.embed.runtime not in RUNTIMES:
-            raise ConfigError(
-                f"unknown runtime {self.embed.runtime!r}; choose one of " + ", ".join(RUNTIMES)
-            )
+        _check_choice("precision", self.embed.precision, PRECISIONS)
+        _check_choice("runtime", self.embed.runtime, RUNTIMES)
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
         if not 0 <= self.report.dup_threshold < 1:

@@ -31,6 +31,13 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def centre_and_normalize(x: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """Rows minus ``centre`` (default: their own mean), scaled to unit L2 norm, float32."""
+    if centre is None:
+        centre = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return l2_normalize(x.astype(np.float32) - centre)
+
+
 def make_features(
     kind: str, *, logits: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None = None
 ) -> np.ndarray:
@@ -43,10 +50,7 @@ def make_features(
     if kind == "embedding":
         return l2_normalize(embedding)
     if kind == "embedding-centred":
-        e = l2_normalize(embedding)
-        if centre is None:
-            centre = e.mean(axis=0, dtype=np.float64).astype(np.float32)
-        return l2_normalize(e - centre)
+        return centre_and_normalize(l2_normalize(embedding), centre)
     if kind == "logits":
         return logits.astype(np.float32)
     if kind == "scores":
@@ -89,7 +93,7 @@ def finish_features(kind: str, features: np.ndarray, *, rows: int = 65536) -> np
     mean = (total / max(len(features), 1)).astype(np.float32)
     for start in range(0, len(features), rows):
         part = slice(start, start + rows)
-        features[part] = l2_normalize(features[part].astype(np.float32) - mean)
+        features[part] = centre_and_normalize(features[part], mean)
     return mean
 
 

@@ -155,8 +155,9 @@ class Spectral:
 
     def fit(self, X: np.ndarray) -> Spectral:
         """Cluster the rows of ``X``."""
+        from .features import centre_and_normalize
         from .select import choose_k
-        from .spectral import centred_directions, spectral_labels
+        from .spectral import spectral_labels
 
         x = np.ascontiguousarray(X, dtype=np.float32)
         if len(x) == 0:
@@ -172,7 +173,7 @@ class Spectral:
             centred = self.centred
             if centred is None:
                 centred = bool(np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-2))
-            graph_x = centred_directions(x) if centred else x
+            graph_x = centre_and_normalize(x) if centred else x
             labels = spectral_labels(
                 graph_x, k, n_neighbors=self.n_neighbors, random_state=self.random_state
             )

@@ -44,14 +44,13 @@ def candidate_ks(n: int, *, n_geometric: int = 8) -> list[int]:
 
 def knn_edges(x: np.ndarray, n_neighbors: int = _GRAPH_NEIGHBOURS) -> tuple[np.ndarray, ...]:
     """Both directions of every edge of the symmetric ``n_neighbors``-nearest-neighbour graph."""
-    import faiss
     from scipy.sparse import coo_matrix
+
+    from .spectral import nearest_neighbours
 
     n = len(x)
     nn = min(n_neighbors, n - 1)
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
-    _, idx = index.search(x, nn + 1)
+    idx = nearest_neighbours(x, nn + 1)
     rows = np.repeat(np.arange(n), nn + 1)
     cols = idx.ravel()
     keep = (cols >= 0) & (cols != rows)

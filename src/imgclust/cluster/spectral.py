@@ -14,25 +14,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def centred_directions(x: np.ndarray) -> np.ndarray:
-    """Rows minus their mean, scaled to unit length (float32): L2 distances between them
-    order neighbours by the centred cosine."""
-    c = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(c, dtype=np.float32)
+def nearest_neighbours(x: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` indices of each row's ``k`` nearest rows by exact L2 (itself among them),
+    nearest first; ``k`` at most ``n``."""
+    import faiss
+
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    _, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), k)
+    return idx
 
 
 def knn_affinity(x: np.ndarray, n_neighbors: int) -> object:
     """``0.5 (C + Cᵀ)`` of the 0/1 kNN connectivity ``C`` (self included), CSR float64."""
-    import faiss
     from scipy.sparse import csr_matrix
 
     n = len(x)
     nn = min(n_neighbors, n)
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
-    _, idx = index.search(x, nn)
-    idx = np.where(idx < 0, np.arange(n)[:, None], idx)  # faiss pads with -1; never here
+    idx = nearest_neighbours(x, nn)
     c = csr_matrix((np.ones(n * nn), idx.ravel(), np.arange(0, n * nn + 1, nn)), shape=(n, n))
     c.sum_duplicates()
     c.data[:] = 1.0

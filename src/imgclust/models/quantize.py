@@ -13,8 +13,11 @@ quality against fp32 is measured in ``bench/results/quality.md``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
+import io
+import logging
 import os
 from typing import Any
 
@@ -22,12 +25,15 @@ import numpy as np
 
 from ..exceptions import ModelUnavailableError
 
+log = logging.getLogger(__name__)
+
 #: Calibration samples (NNCF's own default subset size).
 CALIBRATION_SAMPLES = 300
 
 
 def int8_available() -> bool:
-    """Whether the optional packages int8 needs (nncf, scikit-image) are importable."""
+    """Whether the packages int8 needs (nncf, scikit-image) are importable: both are
+    dependencies, nncf only where openvino is."""
     return all(importlib.util.find_spec(m) is not None for m in ("nncf", "skimage"))
 
 
@@ -69,13 +75,9 @@ def quantize_int8(ir: Any, size: int) -> Any:
     """
     if not int8_available():
         raise ModelUnavailableError(
-            "--precision int8 needs nncf and scikit-image: pip install 'imgclust[int8]'"
+            "--precision int8 needs nncf and scikit-image: pip install nncf scikit-image "
+            "(or pass --precision fp32)"
         )
-    import contextlib
-    import io
-    import logging
-
-    log = logging.getLogger(__name__)
     log.info("calibrating the int8 model (once; cached for later runs)")
     quiet = [logging.getLogger(name) for name in ("nncf", "torch.utils.cpp_extension")]
     levels = [logger.level for logger in quiet]

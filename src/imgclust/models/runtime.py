@@ -222,12 +222,13 @@ class OpenVinoRuntime:
             folder = folder.with_name(f"{key}-int8-c{_CALIBRATION_VERSION}")
             fp32, ir = ir, self._read_cached(core, folder / "model.xml")
             if ir is None:
-                self._save(ov, quantize_int8(fp32, size), folder)
+                quantized = quantize_int8(fp32, size)
+                self._save(ov, quantized, folder)
                 # Read back: the in-memory model compiles to slightly different kernels
                 # (logits ~0.2 apart), so the first run and later ones match only this way.
                 ir = self._read_cached(core, folder / "model.xml")
                 if ir is None:  # not cacheable here: every run calibrates (same images)
-                    ir = quantize_int8(fp32, size)
+                    ir = quantized
         self.ir_path = folder / "model.xml"
         # THROUGHPUT: several streams, each on its own cores, fed by several requests in
         # flight (see map). On a laptop the decode workers share the cores with the model: a
