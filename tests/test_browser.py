@@ -211,3 +211,24 @@ def test_map_draws_thumbnails_when_few_points_are_in_view(browser, report) -> No
     page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 8")
     _shot(page, "map-thumbnails-zoomed")
     assert errors == []
+
+
+def test_map_draws_thumbnails_when_the_members_loader_arrives_late(
+    browser, report, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The map's first frame may come before gallery.js has run (seen on a slow machine);
+    thumbnails must still appear once it has. Here gallery.js is held back until a frame is
+    drawn."""
+    out, _ = report
+    late = tmp_path / "late"
+    shutil.copytree(out, late)
+    html = (late / "map.html").read_text()
+    held = """<script>(function hold() {
+      if (!window.imgclustMapDrawn) { requestAnimationFrame(hold); return; }
+      var s = document.createElement("script"); s.src = "gallery.js"; document.body.append(s);
+    }());</script>"""
+    assert '<script src="gallery.js"></script>' in html
+    (late / "map.html").write_text(html.replace('<script src="gallery.js"></script>', held))
+    page, errors = _open(browser, (late / "map.html").as_uri())
+    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 20", timeout=20_000)
+    assert errors == []

@@ -25,6 +25,8 @@
     });
   }
   window.imgclustLoadMembers = loadCluster;
+  // this script runs after the map's: a map frame drawn before now found no loader
+  if (window.imgclustMapApi) { window.imgclustMapApi.draw(); }
   function loadMembers(id) { return loadCluster(id).then(function (m) { return m.paths; }); }
 
   // near-duplicates: the badge expands its group; a link to a collapsed tile opens its group
