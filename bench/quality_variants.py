@@ -28,6 +28,7 @@ from imgclust.cluster.spectral import (
     knn_affinity,
     nearest_neighbours,
     spectral_embedding,
+    spectral_labels,
 )
 from imgclust.config import EmbedConfig
 from imgclust.embed import model_for
@@ -42,8 +43,10 @@ def centred(embedding: np.ndarray) -> np.ndarray:
 
 
 def spectral(x: np.ndarray, k: int, affinity: object | None = None) -> np.ndarray:
-    a = knn_affinity(x, 10) if affinity is None else affinity
-    return cluster_qr(spectral_embedding(a, k, 0))
+    """The default's labels; with ``affinity``, that graph instead of the 10-NN one."""
+    if affinity is None:
+        return spectral_labels(x, k)
+    return cluster_qr(spectral_embedding(affinity, k, 0))
 
 
 def snn_affinity(x: np.ndarray, n_neighbors: int) -> object:
