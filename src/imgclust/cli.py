@@ -151,7 +151,8 @@ def run(
         str | None,
         typer.Option(
             help="What is clustered: embedding (default, L2-normalised pooled embedding), "
-            "logits, scores (softmax class scores) or sqrt-scores."
+            "embedding-centred (minus the collection's mean), logits, scores (softmax class "
+            "scores) or sqrt-scores."
         ),
     ] = None,
     model: Annotated[
@@ -427,7 +428,8 @@ def evaluate(
         typer.Option(help="Clusters: a number, or 'auto' [default: number of sub-folders]."),
     ] = None,
     features: Annotated[
-        str | None, typer.Option(help="embedding (default), logits, scores or sqrt-scores.")
+        str | None,
+        typer.Option(help="embedding (default), embedding-centred, logits, scores or sqrt-scores."),
     ] = None,
     algorithm: Annotated[
         str | None,
