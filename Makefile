@@ -6,7 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean browser
 
+# The venv takes about 7 GB (on Linux x86_64 pip brings PyTorch's CUDA libraries); say so
+# before pip fails half-way with "No space left on device".
+NEED_GB := 8
+
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+		[ "$${free:-99}" -ge $(NEED_GB) ] || \
+		echo "warning: $${free} GB free here; installing imgclust's venv needs about $(NEED_GB) GB" >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
