@@ -133,6 +133,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/imgclust-million"))
     parser.add_argument("--keep", action="store_true", help="keep the files for another run")
     args = parser.parse_args()
+    global MODEL
+    from imgclust.config import EmbedConfig
+    from imgclust.embed import model_for
+
+    # The store is keyed by the model in the precision the run resolves to (int8 by default
+    # on OpenVINO): filled under any other name, the run would embed a million photos.
+    MODEL = model_for(EmbedConfig())
 
     root = args.root
     photos, store, out = root / "photos", root / "store", root / "out"
@@ -150,6 +157,8 @@ def main() -> None:
            "--cache", str(store), "--k", str(args.k), "--quiet"]  # fmt: skip
     seconds, rss, _ = timed_child(run)
     info = json.loads((out / ".imgclust" / "run.json").read_text())
+    if info["n_embedded"]:
+        raise SystemExit(f"the run embedded {info['n_embedded']:,} photos: store not matched")
     query = files[12345 % len(files)][0]
     sim = [sys.executable, "-m", "imgclust.cli", "similar", query, "--in", str(out), "-n", "20"]
     sim_s, sim_rss, sim_out = timed_child(sim)
