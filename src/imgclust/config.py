@@ -26,16 +26,18 @@ FEATURE_KINDS: tuple[str, ...] = (
 )
 #: Inference runtimes (kept here so config imports nothing heavy; see models/runtime.py).
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
-#: Model precisions: models.registry.PRECISIONS, and "auto" (int8 where OpenVINO runs the
-#: model on the CPU and NNCF is installed, fp32 otherwise; see embed.model_for).
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+#: Numeric precisions a model runs in (``NAME+bf16``, ``NAME+int8``; see models.registry).
+MODEL_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+#: ``--precision`` choices: a model precision, or "auto" (int8 where OpenVINO runs the model
+#: on the CPU and NNCF is installed, fp32 otherwise; see embed.model_for).
+PRECISIONS: tuple[str, ...] = ("auto", *MODEL_PRECISIONS)
 ALGORITHMS: tuple[str, ...] = ("auto", "kmeans", "agglomerative", "hdbscan", "spectral")
 #: Cosine distance below which two images of a cluster are collapsed into one tile (re-saves,
 #: resizes, small crops, bursts); measured in docs/notes-issue-5.md.
 DUP_THRESHOLD = 0.1
 
 
-def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise :class:`ConfigError` naming the choices when ``value`` is not one of them."""
     if value not in choices:
         raise ConfigError(f"unknown {what} {value!r}; choose one of " + ", ".join(choices))
@@ -101,8 +103,8 @@ class RunConfig:
             raise ConfigError("give at least one folder or image to cluster")
         if self.cluster.k < 0:
             raise ConfigError(f"k must be at least 1 (or 0: auto), got {self.cluster.k}")
-        _check_choice("features", self.cluster.features, FEATURE_KINDS)
-        _check_choice("algorithm", self.cluster.algorithm, ALGORITHMS)
+        check_choice("features", self.cluster.features, FEATURE_KINDS)
+        check_choice("algorithm", self.cluster.algorithm, ALGORITHMS)
         if self.cluster.refine_k < 0:
             raise ConfigError(
                 f"refine_k must be at least 1 (or 0: auto), got {self.cluster.refine_k}"
@@ -111,8 +113,8 @@ class RunConfig:
             raise ConfigError("batch size must be at least 1")
         if self.embed.decode_timeout <= 0:
             raise ConfigError("the decode timeout must be a positive number of seconds")
-        _check_choice("precision", self.embed.precision, PRECISIONS)
-        _check_choice("runtime", self.embed.runtime, RUNTIMES)
+        check_choice("precision", self.embed.precision, PRECISIONS)
+        check_choice("runtime", self.embed.runtime, RUNTIMES)
         if self.store.shard_size < 1:
             raise ConfigError("shard size must be at least 1")
         if not 0 <= self.report.dup_threshold < 1:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import MODEL_PRECISIONS, check_choice
 from ..exceptions import ConfigError, ModelUnavailableError
 from .spec import ModelSpec, Preprocess
 
@@ -53,7 +54,7 @@ def list_models() -> list[str]:
 #: Numeric precisions a model can run in. ``NAME+bf16`` names the model run in bfloat16,
 #: ``NAME+int8`` the model quantised to int8 (OpenVINO only, see models.quantize): each is its
 #: own feature space (stored apart, saved with the clustering, used again by assign/similar).
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = MODEL_PRECISIONS
 
 
 def split_precision(name: str) -> tuple[str, str]:
@@ -70,8 +71,7 @@ def with_precision(name: str, precision: str) -> str:
     Raises:
         ConfigError: an unknown precision.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, PRECISIONS)
     base, _ = split_precision(name)
     return base if precision == "fp32" else f"{base}+{precision}"
 

