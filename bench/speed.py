@@ -87,15 +87,13 @@ MODEL = "efficientnet_lite0"  # in the resolved --precision: "efficientnet_lite0
 def model_rate(runtime: str, device: str, batch_size: int, seconds: float = 15.0) -> float:
     """Model-only img/s on real decoded photos, batches of ``batch_size``."""
     from imgclust.decode import decode
-    from imgclust.models import get_spec
+    from imgclust.models import get_spec, split_precision
     from imgclust.models.runtime import create_runtime
 
     pre = get_spec(MODEL).preprocess
     data = Path(str(resources.files("skimage") / "data"))
     arrays = [decode(str(data / s), pre).array for s in SOURCES if (data / s).exists()]
     batch = np.stack([arrays[i % len(arrays)] for i in range(batch_size)])  # type: ignore[misc]
-    from imgclust.models import split_precision
-
     name = MODEL
     if runtime == "torch" and split_precision(MODEL)[1] == "int8":  # OpenVINO only
         name = split_precision(MODEL)[0]
