@@ -123,10 +123,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> StoreConfig:
 
 
 @pytest.mark.parametrize(
-    "algorithm,k", [("hdbscan", 0), ("agglomerative", 0), ("kmeans", 0), ("spectral", 0)]
+    "algorithm,k",
+    [("hdbscan", None), ("agglomerative", None), ("kmeans", None), ("spectral", None)],
 )
 def test_run_with_each_algorithm_exports_every_image(
-    demo_photos: Path, tmp_path: Path, store: StoreConfig, algorithm: str, k: int
+    demo_photos: Path, tmp_path: Path, store: StoreConfig, algorithm: str, k: int | None
 ) -> None:
     cfg = RunConfig(
         inputs=(demo_photos,),

@@ -49,7 +49,7 @@ def test_evaluate_demo_recovers_its_scenes(demo_photos: Path, cache: Path) -> No
 
 @pytest.mark.parametrize("algorithm", ["agglomerative", "hdbscan"])
 def test_other_algorithms_score_on_demo(demo_photos: Path, cache: Path, algorithm: str) -> None:
-    k = None if algorithm == "agglomerative" else 0
+    k = None if algorithm == "agglomerative" else "auto"
     result = evaluate(demo_photos, k=k, cluster=ClusterConfig(algorithm=algorithm), cache_dir=cache)
     assert result.scores.nmi > 0.8
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from imgclust.cli import app
 from imgclust.exceptions import InputError, OutputError
 from imgclust.export import (
+    JOURNAL_DIR,
     cluster_folder_name,
     export,
     plan_export,
@@ -83,8 +91,12 @@ def _tree(tmp_path: Path, n_per_cluster: int = 3, size: int = 1000) -> tuple[Pat
     return out, files
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _digests(files: list[Path]) -> dict[str, str]:
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    return {str(f): _sha(f) for f in files}
 
 
 def test_plan_stays_inside_and_never_reuses_a_name(tmp_path: Path) -> None:
@@ -169,3 +181,408 @@ def test_move_killed_midway_then_undo_loses_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert _digests(files) == before  # every photo back, byte-identical: 0 lost
     assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+
+
+# -- journals are checked before anything is touched ------------------------------------------
+
+MODES = ["symlink", "copy", "move"]
+
+
+def _live_journal(dest: Path) -> Path:
+    (journal,) = (dest / ".imgclust-export").glob("journal-*.jsonl")
+    return journal
+
+
+def _write_lines(path: Path, records: list[object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _crafted(tmp_path: Path, how: str) -> tuple[str, str, str]:
+    """(mode, source, target) of a journal entry that points undo at a file outside DEST."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    victim, other = outside / "victim.jpg", outside / "other.jpg"
+    victim.write_bytes(b"precious")
+    other.write_bytes(b"precious")
+    if how == "absolute":  # a copy whose "original" exists: undo would delete the target
+        return "copy", str(other), str(victim)
+    if how == "dotdot":  # a move: undo would carry the victim to the "source"
+        (dest / "001 x").mkdir(parents=True)
+        escape = dest / "001 x" / ".." / ".." / "outside" / victim.name
+        return "move", str(outside / "gone.jpg"), str(escape)
+    if how == "linked-folder":
+        (dest / "evil").symlink_to(outside, target_is_directory=True)
+        return "copy", str(other), str(dest / "evil" / victim.name)
+    # a move whose target is a link to a file outside: a hard link of it would follow it
+    (dest / "001 x").mkdir(parents=True)
+    (dest / "001 x" / "link.jpg").symlink_to(victim)
+    return "move", str(outside / "gone.jpg"), str(dest / "001 x" / "link.jpg")
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "linked-folder", "linked-file"])
+def test_undo_refuses_a_journal_that_leads_outside_dest(tmp_path: Path, how: str) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    mode, source, target = _crafted(tmp_path, how)
+    fine = dest / "000 ok" / "fine.jpg"  # a sound entry first: it must not be undone either
+    fine.parent.mkdir()
+    fine.write_bytes(b"copy")
+    (tmp_path / "orig.jpg").write_bytes(b"copy")
+    journal = dest / ".imgclust-export" / "journal-0001.jsonl"
+    entries = [{"source": str(tmp_path / "orig.jpg"), "target": str(fine)}]
+    _write_lines(journal, [{"mode": mode, "n": 2}, *entries, {"source": source, "target": target}])
+    outside = {p: p.read_bytes() for p in (tmp_path / "outside").iterdir() if p.is_file()}
+    with pytest.raises(OutputError) as info:
+        undo_export(dest)
+    assert journal.name in str(info.value) and target in str(info.value)
+    assert "outside" in str(info.value)
+    assert {p: p.read_bytes() for p in outside} == outside
+    assert not (tmp_path / "outside" / "gone.jpg").exists()
+    assert fine.read_bytes() == b"copy" and journal.exists()  # nothing touched
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json\n",
+        "[1, 2]\n",
+        '{"mode": "copy"}\n',
+        '{"mode": "copy", "n": "1"}\n{"source": "/a", "target": "/b"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "/a"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": 1, "target": 2}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x", "size": "big"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x"}\n{"done": tru\n',
+        '{"mode": "rm", "n": 1}\n{"source": "/a", "target": "DEST/x"}\n',
+        '{"mode": "copy", "n": 2}\n{"source": "/a", "target": "DEST/x"}\n',
+    ],
+)
+def test_a_damaged_journal_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    dest = tmp_path / "dest"
+    journal = dest / ".imgclust-export" / "journal-0001.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(text.replace("DEST", str(dest)))
+    with pytest.raises(OutputError, match=re.escape(str(journal))):
+        undo_export(dest)
+    with pytest.raises(OutputError, match=re.escape(str(journal))):
+        plan_export(_tree(tmp_path)[0], dest)  # a new export reads the journals too
+
+
+def test_a_torn_last_record_is_not_damage(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    export(out, dest, mode="copy")
+    with open(_live_journal(dest), "a") as fh:
+        fh.write('{"do')  # a kill in the middle of appending a record
+    assert undo_export(dest).removed == len(files)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_journal_records_what_was_written(tmp_path: Path, mode: str) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = {str(f): f.read_bytes() for f in files}
+    dest = tmp_path / "dest"
+    export(out, dest, mode=mode)  # type: ignore[arg-type]
+    lines = [json.loads(line) for line in _live_journal(dest).read_text().splitlines()]
+    steps = [r for r in lines if "source" in r]
+    assert len(steps) == len(files)
+    for r in steps:
+        if mode == "symlink":
+            assert r["link"] == os.path.abspath(r["source"]) == os.readlink(r["target"])
+        else:
+            data = before[r["source"]]
+            assert r["size"] == len(data) and r["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# -- undo keeps what the user changed ---------------------------------------------------------
+
+
+def test_undo_keeps_an_edited_copy(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="copy").steps
+    edited = Path(steps[0].target)
+    edited.write_bytes(b"my edit")
+    result = undo_export(dest)
+    assert edited.read_bytes() == b"my edit"
+    assert result.kept_edited == [str(edited)]
+    assert (result.removed, result.restored, result.not_found) == (len(files) - 1, 0, [])
+    assert not any(os.path.lexists(s.target) for s in steps[1:])
+    assert _digests(files) == before
+
+
+def test_undo_of_a_journal_without_hashes_compares_with_the_original(tmp_path: Path) -> None:
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="copy").steps
+    journal = _live_journal(dest)  # rewritten as the journals before fingerprints were
+    old = [{"source": s.source, "target": s.target} for s in steps]
+    _write_lines(journal, [{"mode": "copy", "n": len(steps)}, *old, {"done": True}])
+    Path(steps[0].target).write_bytes(b"edited")
+    result = undo_export(dest)
+    assert Path(steps[0].target).read_bytes() == b"edited"
+    assert not os.path.lexists(steps[1].target)
+    assert result.kept_edited == [steps[0].target] and result.removed == 1
+
+
+def test_undo_keeps_a_copy_whose_original_is_gone(tmp_path: Path) -> None:
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="copy").steps
+    os.unlink(steps[0].source)  # the copy is now the only one left
+    result = undo_export(dest)
+    assert os.path.isfile(steps[0].target) and result.kept_blocked == [steps[0].target]
+
+
+def test_undo_names_the_photos_it_cannot_find(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    os.unlink(steps[0].target)  # the user deleted it in DEST
+    result = undo_export(dest)
+    assert result.not_found == [steps[0].source]
+    assert result.restored == len(files) - 1 and result.kept_edited == []
+
+
+# -- undo resumes after a kill ----------------------------------------------------------------
+
+
+def _as_if_cross_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.link`` across folders fails as between two file systems (within one it works)."""
+    real = os.link
+
+    def link(src: str, dst: str, *args: object, **kwargs: object) -> None:
+        if os.path.dirname(os.fspath(src)) != os.path.dirname(os.fspath(dst)):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), os.fspath(dst))
+        real(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_undo_killed_during_a_cross_device_restore_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _as_if_cross_device(monkeypatch)
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    assert not any(f.exists() for f in files)
+    # What a kill inside `_copy_new(target, source)` leaves: half of `source.part` written ...
+    data = Path(steps[0].target).read_bytes()
+    Path(steps[0].source + ".part").write_bytes(data[: len(data) // 2])
+    # ... or the whole of it, already linked to `source`, but the target not yet removed.
+    part = Path(steps[1].source + ".part")
+    part.write_bytes(Path(steps[1].target).read_bytes())
+    os.link(part, steps[1].source)
+    result = undo_export(dest)
+    assert _digests(files) == before
+    assert not list((tmp_path / "photos").rglob("*.part"))
+    assert result.restored == len(files) and result.not_found == []
+    assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+
+
+def test_undo_never_removes_a_part_file_that_is_not_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _as_if_cross_device(monkeypatch)
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    theirs = Path(steps[0].source + ".part")
+    theirs.write_bytes(b"the user's own file")
+    with pytest.raises(OutputError, match="in the way"):
+        undo_export(dest)
+    assert theirs.read_bytes() == b"the user's own file"
+    assert all(os.path.isfile(s.target) or os.path.isfile(s.source) for s in steps)
+    theirs.unlink()
+    undo_export(dest)
+    assert _digests(files) == before
+
+
+def test_copy_killed_midway_then_export_again_resumes(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1500, size=2000)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    cmd = [*CLI, "export", str(out), "--to", str(dest), "--mode", "copy"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while sum(1 for p in dest.rglob("*.jpg")) < len(files) // 3:
+        assert proc.poll() is None, "the copy finished before the kill"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert 0 < sum(1 for p in dest.rglob("*.jpg")) < len(files), "killed part-way"
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "already exported" in done.stderr
+    copies = [p for p in dest.rglob("*") if p.is_file() and JOURNAL_DIR not in p.parts]
+    assert sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in copies) == sorted(
+        before.values()
+    )  # every photo exactly once, byte-identical, no stale .part left
+    done = subprocess.run([*CLI, "export", "--undo", str(dest)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _digests(files) == before
+    assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+
+
+# -- exporting again --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_export_again_is_idempotent(tmp_path: Path, mode: str) -> None:
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    first = export(out, dest, mode=mode)  # type: ignore[arg-type]
+    again = export(out, dest, mode=mode)  # type: ignore[arg-type]
+    assert (again.steps, again.missing) == ([], [])
+    assert set(again.already) == set(first.steps)
+    made = [p for p in dest.rglob("*") if JOURNAL_DIR not in p.parts and not p.is_dir()]
+    assert len(made) == len(files)
+    undo_export(dest)
+    assert _digests(files) == before
+
+
+def test_export_again_makes_only_what_is_gone_or_new(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path)
+    dest = tmp_path / "dest"
+    first = export(out, dest, mode="copy").steps
+    os.unlink(first[0].target)  # deleted in DEST: copied again, under its old name
+    Path(first[1].target).write_bytes(b"edited")  # edited in DEST: the user's now, kept
+    Path(first[2].source).write_bytes(b"a new version")  # a new original: copied beside
+    again = export(out, dest, mode="copy")
+    assert [s.source for s in again.steps] == [first[0].source, first[2].source]
+    assert again.steps[0] == first[0] and again.steps[1].target != first[2].target
+    assert Path(again.steps[1].target).parent == Path(first[2].target).parent
+    assert len(again.already) == len(files) - 2
+    assert Path(first[1].target).read_bytes() == b"edited"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_export_after_the_clusters_changed_is_refused(tmp_path: Path, mode: str) -> None:
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    export(out, dest, mode=mode)  # type: ignore[arg-type]
+    tree = sorted(str(p) for p in dest.rglob("*"))
+    with open(out / "assignments.csv", newline="", errors="surrogateescape") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[1:]:
+        row[1] = str(1 - int(row[1]))  # every photo in the other cluster now
+    with open(out / "assignments.csv", "w", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(OutputError, match="--undo"):
+        export(out, dest, mode=mode)  # type: ignore[arg-type]
+    assert sorted(str(p) for p in dest.rglob("*")) == tree
+    undo_export(dest)
+    export(out, dest, mode=mode)  # type: ignore[arg-type]
+    undo_export(dest)
+    assert _digests(files) == before
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_per_cluster=st.integers(0, 3),
+    ops=st.lists(st.sampled_from(["symlink", "copy", "move", "undo"]), max_size=6),
+)
+def test_no_sequence_of_exports_and_undos_loses_a_photo(n_per_cluster: int, ops: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out, files = _tree(Path(tmp), n_per_cluster=n_per_cluster)
+        before = _digests(files)
+        dest = Path(tmp) / "dest"
+        for op in [*ops, "undo"]:
+            if op == "undo":
+                with contextlib.suppress(InputError):  # nothing left to undo
+                    undo_export(dest)
+            else:
+                export(out, dest, mode=op)  # type: ignore[arg-type]
+            here = {_sha(p) for p in Path(tmp).rglob("*") if p.is_file() and not p.is_symlink()}
+            assert set(before.values()) <= here  # every photo is somewhere, at any moment
+        assert _digests(files) == before
+        assert not [p for p in dest.rglob("*") if not p.is_dir() and p.suffix != ".undone"]
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "column", "value"),
+    [("clusters.csv", 0, "x1"), ("assignments.csv", 1, "abc"), ("assignments.csv", 2, "1.5")],
+)
+def test_cli_a_non_numeric_id_is_a_clear_error(
+    tmp_path: Path, file: str, column: int, value: str
+) -> None:
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    with open(out / file, newline="", errors="surrogateescape") as fh:
+        rows = list(csv.reader(fh))
+    rows[2][column] = value
+    with open(out / file, "w", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerows(rows)
+    res = CliRunner().invoke(app, ["export", str(out), "--to", str(tmp_path / "dest")])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert f"{out / file}, line 3: " in res.output and repr(value) in res.output  # unwrapped
+
+
+def test_cli_prints_whole_paths_and_counts_in_words(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 5)
+    deep.mkdir()
+    out, files = _tree(deep, n_per_cluster=4)
+    dest = deep / "dest"
+    plan = plan_export(out, dest, mode="move")
+    gone = next(s for s in plan.steps if s.source.endswith("img3.jpg"))
+    cmd = ["export", str(out), "--to", str(dest), "--mode", "move"]
+    res = CliRunner().invoke(app, cmd)
+    assert res.exit_code == 0, res.output
+    assert f"{len(files)} photos exported into {dest} (move)" in res.output.splitlines()
+    res = CliRunner().invoke(app, cmd)
+    assert f"{len(files)} photos already exported into {dest}, skipped" in res.output
+    os.unlink(gone.target)
+    res = CliRunner().invoke(app, ["export", "--undo", str(dest)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert f"export into {dest} undone: {len(files) - 1} moved photos put back" in lines[0]
+    assert any(line.endswith(f": {gone.source}") for line in lines), res.output
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "p.jpg").write_bytes(b"x")
+    (one / "clusters.csv").write_text("cluster,size,name,medoid,top_classes\n0,1,cat,,\n")
+    (one / "assignments.csv").write_text(f"path,cluster,rank\n{one / 'p.jpg'},0,0\n")
+    res = CliRunner().invoke(app, ["export", str(one), "--to", str(one / "d"), "--mode", "copy"])
+    assert res.exit_code == 0, res.output
+    assert "1 photo exported into" in res.output and "1 photos" not in res.output
+    res = CliRunner().invoke(app, ["export", "--undo", str(one / "d")])
+    assert "0 moved photos put back, 1 copy or link removed" in res.output
+
+
+def test_a_new_photo_never_takes_a_name_a_journal_gave_another(tmp_path: Path) -> None:
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    first = export(out, dest, mode="move").steps
+    os.unlink(first[0].target)  # the user deleted that moved photo in DEST
+    stranger = tmp_path / "photos" / "new" / Path(first[0].source).name  # same name, cluster
+    stranger.parent.mkdir()
+    stranger.write_bytes(b"another photo")
+    with open(out / "assignments.csv", "a", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerow([str(stranger), 0, 9, 0.1, 0, "", ""])
+    (again,) = export(out, dest, mode="move").steps
+    assert again.source == str(stranger) and again.target != first[0].target
+    result = undo_export(dest)
+    assert stranger.read_bytes() == b"another photo"
+    assert not os.path.lexists(first[0].source)  # never put back at the other photo's place
+    assert result.not_found == [first[0].source]
+
+
+def test_a_photo_listed_twice_is_exported_once(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = _digests(files)
+    with open(out / "assignments.csv", "a", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerow([str(files[0]), 1, 5, 0.1, 0, "", ""])
+    assert len(export(out, tmp_path / "dest", mode="move").steps) == len(files)
+    undo_export(tmp_path / "dest")
+    assert _digests(files) == before

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import imgclust.report._io as report_io
+import imgclust._fs as report_io
 import imgclust.store as store_module
 from imgclust import OutputError, RunConfig, StoreError
 from imgclust.config import ClusterConfig, EmbedConfig
@@ -54,7 +54,7 @@ def test_disk_full_while_writing_the_report(
     with pytest.raises(OutputError, match=r"No space left on device.*free space"):
         run(_config(photos, out, k=3))
     assert _results(_snapshot(out)) == before
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob("*.tmp*"))
 
 
 def test_disk_full_while_writing_the_store(

@@ -1,4 +1,4 @@
-"""Feature store: round trip, torn shards, changed files, locking."""
+"""Feature store: round trip, torn shards, changed files, locking (damage: test_integrity)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from imgclust.embed import FeatureBlock
 from imgclust.exceptions import StoreError
 from imgclust.scan import FileRecord
-from imgclust.store import FeatureStore
+from imgclust.store import FeatureStore, Location
 
 
 def _block(paths: list[str], seed: int = 0) -> FeatureBlock:
@@ -77,7 +77,20 @@ def test_truncated_shard_with_marker_is_not_trusted(tmp_path: Path) -> None:
     with open(path, "r+b") as fh:
         fh.truncate(os.path.getsize(path) // 2)
     with FeatureStore(tmp_path, "m") as store:
-        assert store.n_stored == 0
+        assert store.n_stored == 0 and store.damaged == [path]
+    assert path.with_name(path.name + ".damaged").exists()
+
+
+def test_locate_ignores_what_the_file_is_like_now(tmp_path: Path) -> None:
+    block = _block(["/a.jpg", "/b.jpg"])
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(block, 4, 3)
+        newer = store.write(_block(["/b.jpg"], seed=3), 4, 3)
+        assert not store.lookup([FileRecord("/a.jpg", 1, 1)]).found  # edited since
+        assert store.locate(["/a.jpg", "/b.jpg", "/never.jpg"]) == {
+            "/a.jpg": Location(1, 0),
+            "/b.jpg": Location(newer, 0),
+        }
 
 
 def test_newest_shard_wins(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ Nothing heavy (torch, faiss) is imported until it is used.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ def cluster_folder(
     inputs: list[str | Path] | tuple[str | Path, ...],
     *,
     out: str | Path,
-    k: int = 100,
+    k: int | str | None = 100,
     features: str = "embedding",
     model: str = "efficientnet_lite0",
     **options: Any,
@@ -50,23 +49,16 @@ def cluster_folder(
     """Cluster the photos under ``inputs`` into ``out``; a one-call form of :func:`run`.
 
     ``options`` go to the stage configs by name (``batch_size``, ``device``, ``cache_dir``,
-    ``seed``, ``thumb_size``...).
-    """
-    from .config import load_config
+    ``seed``, ``thumb_size``...) and are validated as the command line's are. ``k`` is a
+    number, or ``None``/``"auto"`` to choose it from the data.
 
-    sections: dict[str, dict[str, Any]] = {"embed": {}, "store": {}, "cluster": {}, "report": {}}
-    sections["cluster"].update(k=k, features=features)
-    sections["embed"]["model"] = model
-    owners = {"embed": EmbedConfig, "store": StoreConfig, "cluster": ClusterConfig,
-              "report": ReportConfig}  # fmt: skip
-    for key, value in options.items():
-        for section, cls in owners.items():
-            if key in {f.name for f in dataclasses.fields(cls)}:
-                sections[section][key] = value
-                break
-        else:
-            raise ConfigError(f"unknown option {key!r}")
-    cfg = load_config(tuple(Path(p).expanduser() for p in inputs), Path(out), overrides=sections)
+    Raises:
+        ConfigError: an option is unknown or invalid; else as :func:`run`.
+    """
+    from .config import load_config, options_by_section
+
+    sections = options_by_section({"k": k, "features": features, "model": model, **options})
+    cfg = load_config(tuple(inputs), out, overrides=sections)
     return run(cfg)
 
 

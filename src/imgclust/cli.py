@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,8 +33,31 @@ app = typer.Typer(
     help="Group photo collections by what an ImageNet-trained CNN sees in them.",
     no_args_is_help=True,
     add_completion=False,
+    # An unexpected error reaches main(), which logs it to a file; no rich traceback here.
+    pretty_exceptions_enable=False,
+    # Click's plain help: typer's rich panels print type placeholders (<list[Path]>) and
+    # eat bracketed text as markup.
+    rich_markup_mode=None,
 )
-console = Console(stderr=True)
+# soft_wrap: paths are printed whole, never wrapped or cut at 80 columns when piped.
+console = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+_DEBUG = False
+
+FEATURES_HELP = (
+    "What is clustered: embedding (L2-normalised pooled embedding), embedding-centred "
+    "(minus the collection's mean), logits, scores (softmax class scores) or sqrt-scores."
+)
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
+
+
+def _algorithm_help() -> str:
+    from .cluster import clusterer_help
+
+    return "Clustering algorithm. " + clusterer_help() + "."
+
+
+ALGORITHM_HELP = _algorithm_help()
 
 
 class _Rate(ProgressColumn):
@@ -93,31 +122,46 @@ def _fail(exc: ImgclustError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _with_progress(quiet: bool, work: Callable[[Any], T]) -> T:
+    """``work(progress)`` with rich progress bars (``None`` when quiet); errors are printed."""
+    try:
+        if quiet:
+            return work(None)
+        with RichProgress(console) as progress:
+            return work(progress)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+
+
 def _summary(result: Any) -> None:
+    from .steps import plural
+
     n_good, n_all = len(result.paths), result.n_scanned
     console.print(
         f"[bold green]{n_good:,} good images of {n_all:,}[/] clustered into "
-        f"[bold]{result.k}[/] clusters ({len(result.rejected):,} rejected; "
+        f"[bold]{plural(result.k, 'cluster')}[/] ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
-    for old, parts in getattr(result, "refined", {}).items():
+    for note in result.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    for old, parts in result.refined.items():
         if len(parts) > 1:
             ids = ", ".join(f"#{p}" for p in parts)
             console.print(f"  cluster #{old} of the last report is now clusters {ids}")
         else:
             console.print(f"  cluster #{old} could not be split; it is #{parts[0]} now")
-    if getattr(result, "n_new", None):
-        noun = "image" if result.n_new == 1 else "images"
-        console.print(f"  re-clustered: {result.n_new:,} new {noun} since the last run")
+    if result.n_new:
+        console.print(f"  re-clustered: {plural(result.n_new, 'new image')} since the last run")
+    for folder in result.skipped:
+        console.print(f"  skipped {folder}: an imgclust output or export folder, not photos")
     if result.rejected:
         console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
-    assigned = getattr(result, "assigned_inputs", [])
-    if assigned:
+    if result.assigned_inputs:
         console.print(
-            f"  also clustered {len(assigned)} input(s) added earlier with `imgclust assign`: "
-            + ", ".join(assigned)
+            f"  also clustered {len(result.assigned_inputs)} input(s) added earlier with "
+            "`imgclust assign`: " + ", ".join(result.assigned_inputs)
         )
-    for path in getattr(result, "assigned_missing", []):
+    for path in result.assigned_missing:
         console.print(
             f"  [yellow]dropped[/] {path} (added with `imgclust assign`): it no longer exists; "
             "assign its photos again to keep them"
@@ -126,66 +170,81 @@ def _summary(result: Any) -> None:
     console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
 
 
+_K_HELP = (
+    "Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample); lowered to "
+    "the number of photos when there are fewer, and the summary says so."
+)
+
+
 @app.command()
 def run(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Folders (searched recursively) or image files.")
+        list[Path],
+        typer.Argument(help="Folders (searched recursively) or image files.", metavar="PHOTOS"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report and CSVs.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder for report and CSVs.", metavar="DIR"),
+    ],
     k: Annotated[
-        str | None,
-        typer.Option(
-            help="Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample) "
-            "[default: 100, or fewer images]."
-        ),
+        str | None, typer.Option(help=_K_HELP, metavar="N|auto", show_default="100")
     ] = None,
     algorithm: Annotated[
-        str | None,
-        typer.Option(
-            help="auto (default: spectral up to 20,000 images, kmeans beyond), kmeans, "
-            "agglomerative (Ward with k; average linkage with --k auto), hdbscan (k unused; "
-            "unclustered images listed apart) or spectral (kNN graph; up to a few 10k images)."
-        ),
+        str | None, typer.Option(help=ALGORITHM_HELP, metavar="NAME", show_default="auto")
     ] = None,
     features: Annotated[
-        str | None,
-        typer.Option(
-            help="What is clustered: embedding (default, L2-normalised pooled embedding), "
-            "embedding-centred (minus the collection's mean), logits, scores (softmax class "
-            "scores) or sqrt-scores."
-        ),
+        str | None, typer.Option(help=FEATURES_HELP, metavar="KIND", show_default="embedding")
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model name (see `imgclust models`) or timm:<name> [default: "
-            "efficientnet_lite0, offline]."
+            help="Model name (see `imgclust models`) or timm:<name>.",
+            metavar="NAME",
+            show_default="efficientnet_lite0, offline",
         ),
     ] = None,
-    cache: Annotated[
-        Path | None, typer.Option(help="Feature store folder [default: OUT/.imgclust/store].")
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            help="Feature store folder.",
+            metavar="DIR",
+            show_default="OUT/.imgclust/store",
+        ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per forward pass.", metavar="N", show_default="64")
+    ] = None,
     shard_size: Annotated[
-        int | None, typer.Option(help="Images per feature-store shard (the most a kill loses).")
+        int | None,
+        typer.Option(
+            help="Images per feature-store shard (the most a kill loses).",
+            metavar="N",
+            show_default="1024",
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Decode processes [default: one per core, max 8].")
+        int | None,
+        typer.Option(help="Decode processes.", metavar="N", show_default="one per core, max 8"),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")
+        str | None, typer.Option(help=DEVICE_HELP, metavar="DEVICE", show_default="auto")
     ] = None,
     decode_timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds one file may take to decode before it is rejected [default: 30]."
+            help="Seconds one file may take to decode before it is rejected.",
+            metavar="SECONDS",
+            show_default="30",
         ),
     ] = None,
     runtime: Annotated[
         str | None,
         typer.Option(
             help="Inference runtime: auto (openvino on the CPU when installed, else torch), "
-            "torch or openvino [default: auto]."
+            "torch or openvino.",
+            metavar="NAME",
+            show_default="auto",
         ),
     ] = None,
     precision: Annotated[
@@ -194,87 +253,72 @@ def run(
             help="Model precision: auto (int8 when openvino runs the model on the CPU, else "
             "fp32), fp32 (the model's own features: torch's within 1e-3), bf16 (~2x fp32 on "
             "CPUs with AVX-512 BF16 or AMX) or int8 (~3x fp32; calibrated once, cached). "
-            "Each is its own feature space, stored apart [default: auto]."
+            "Each is its own feature space, stored apart.",
+            metavar="NAME",
+            show_default="auto",
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed of the clustering.", metavar="N", show_default="0"),
+    ] = None,
     refine: Annotated[
         list[int] | None,
         typer.Option(
             help="Split this cluster of OUT's current report again (repeatable); the other "
-            "clusters keep their images. Needs the same photos as that run."
+            "clusters keep their images. Needs the same photos as that run.",
+            metavar="CLUSTER",
         ),
     ] = None,
     refine_k: Annotated[
         str | None,
-        typer.Option(help="Parts per refined cluster: a number, or 'auto' [default: auto]."),
+        typer.Option(
+            help="Parts per refined cluster: a number, or 'auto'.",
+            metavar="N|auto",
+            show_default="auto",
+        ),
     ] = None,
     dup_threshold: Annotated[
         float | None,
         typer.Option(
             help="Cosine distance under which photos of a cluster are near-duplicates, shown "
-            "as one tile (0: off) [default: 0.1]."
+            "as one tile (0: off).",
+            metavar="DISTANCE",
+            show_default="0.1",
         ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML config file; command-line options win over it.")
+        Path | None,
+        typer.Option(help="TOML config file; command-line options win over it.", metavar="FILE"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Cluster the photos in INPUTS and write an HTML gallery and CSVs to OUT.
+    """Cluster the photos in PHOTOS and write an HTML gallery and CSVs to OUT.
 
     Example: imgclust run ~/Pictures --out clusters --k 50; then split cluster 7 of that
     report: imgclust run ~/Pictures --out clusters --refine 7
     """
-    from .config import load_config
-    from .exceptions import ConfigError
+    # Every other parameter is named as its config field: they go to the config by name.
+    options = {n: v for n, v in locals().items() if n not in ("inputs", "out", "config", "quiet")}
+    options["refine"] = tuple(refine) if refine else None
+    from .config import load_config, options_by_section
     from .pipeline import run as run_pipeline
 
-    overrides: dict[str, dict[str, Any]] = {
-        "embed": {
-            "model": model,
-            "batch_size": batch_size,
-            "workers": workers,
-            "device": device,
-            "decode_timeout": decode_timeout,
-            "runtime": runtime,
-            "precision": precision,
-        },
-        "store": {"cache_dir": cache, "shard_size": shard_size},
-        "cluster": {"features": features, "seed": seed, "algorithm": algorithm},
-        "report": {"dup_threshold": dup_threshold},
-    }
-    try:
-        overrides["cluster"]["k"] = _parse_k(k)
-        if refine:
-            given = [n for n, v in (("k", k), ("algorithm", algorithm), ("features", features),
-                                    ("model", model)) if v is not None]  # fmt: skip
-            if given:
-                raise ConfigError(
-                    f"--refine keeps OUT's clustering (its model, features and other "
-                    f"clusters); drop --{given[0]}"
-                )
-            overrides["cluster"]["refine"] = tuple(refine)
-        elif refine_k is not None:
-            raise ConfigError("--refine-k needs --refine CLUSTER")
-        overrides["cluster"]["refine_k"] = _parse_k(refine_k, "--refine-k")
-        cfg = load_config(tuple(inputs), out, config_file=config, overrides=overrides)
-        if quiet:
-            result = run_pipeline(cfg)
-        else:
-            with RichProgress(console) as progress:
-                result = run_pipeline(cfg, progress=progress)
-    except ImgclustError as exc:
-        raise _fail(exc) from exc
-    _summary(result)
+    def work(progress: Any) -> Any:
+        cfg = load_config(inputs, out, config_file=config, overrides=options_by_section(options))
+        return run_pipeline(cfg, progress=progress)
+
+    _summary(_with_progress(quiet, work))
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
-    photos: Annotated[Path, typer.Option(help="Where the demo photos are written.")] = Path(
-        "demo-photos"
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", metavar="DIR")] = Path(
+        "demo-out"
     ),
+    photos: Annotated[
+        Path, typer.Option(help="Where the demo photos are written.", metavar="DIR")
+    ] = Path("demo-photos"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build a sample folder from scikit-image's photos and cluster it.
@@ -285,18 +329,13 @@ def demo(
     from .demo import DEMO_SOURCES, make_demo_photos
     from .pipeline import run as run_pipeline
 
-    try:
+    def work(progress: Any) -> Any:
         folder = make_demo_photos(photos)
         console.print(f"demo photos: {folder} ({len(DEMO_SOURCES)} scenes, several variants each)")
         cfg = RunConfig(inputs=(folder,), out=out, cluster=ClusterConfig(k=len(DEMO_SOURCES)))
-        if quiet:
-            result = run_pipeline(cfg)
-        else:
-            with RichProgress(console) as progress:
-                result = run_pipeline(cfg, progress=progress)
-    except ImgclustError as exc:
-        raise _fail(exc) from exc
-    _summary(result)
+        return run_pipeline(cfg, progress=progress)
+
+    _summary(_with_progress(quiet, work))
 
 
 @app.command("export")
@@ -323,38 +362,76 @@ def export_cmd(
     """
     from .export import EXPORT_MODES, export, plan_export, undo_export
 
+    def say(text: str) -> None:
+        # Whole paths, never wrapped or cut (also when piped), never read as rich markup.
+        console.print(text, soft_wrap=True, markup=False, highlight=False, emoji=False)
+
+    def count(n: int, one: str, many: str = "") -> str:
+        return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
+
     try:
         if undo is not None:
-            n = undo_export(undo)
-            console.print(f"export into {undo} undone ({n:,} moved files put back)")
+            done = undo_export(undo)
+            say(
+                f"export into {undo} undone: {count(done.restored, 'moved photo')} put back, "
+                f"{count(done.removed, 'copy or link', 'copies or links')} removed"
+            )
+            for path in done.kept_edited:
+                say(f"  kept, changed since the export: {path}")
+            for path in done.kept_blocked:
+                say(f"  kept, its original is gone or another file is in its place: {path}")
+            for path in done.not_found:
+                say(f"  not found in {undo}, so not put back: {path}")
             return
         if out is None or to is None:
             raise typer.BadParameter("give OUT and --to DEST, or --undo DEST")
         if mode not in EXPORT_MODES:
             raise typer.BadParameter(f"--mode must be one of {', '.join(EXPORT_MODES)}")
         if dry_run:
-            plan = plan_export(out, to)
+            plan = plan_export(out, to, mode=mode)  # type: ignore[arg-type]
             for step in plan.steps:
                 typer.echo(f"{mode}: {step.source} -> {step.target}")
         else:
             plan = export(out, to, mode=mode)  # type: ignore[arg-type]
     except ImgclustError as exc:
-        raise _fail(exc) from exc
+        # As `_fail` does, but unwrapped: the paths in the message must survive a pipe whole.
+        console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
+        raise typer.Exit(code=2) from exc
     for path in plan.missing:
-        console.print(f"  missing (moved or deleted since the run), skipped: {path}")
+        say(f"  missing (moved or deleted since the run), skipped: {path}")
+    if plan.already:
+        say(f"{count(len(plan.already), 'photo')} already exported into {to}, skipped")
     if dry_run:
         return
-    console.print(f"{len(plan.steps):,} photos exported into {to} ({mode})")
+    say(f"{count(len(plan.steps), 'photo')} exported into {to} ({mode})")
     if mode == "move":
-        console.print(f"  to put them back: imgclust export --undo {to}")
+        say(f"  to put them back: imgclust export --undo {to}")
 
 
 @app.command()
 def assign(
-    new: Annotated[list[Path], typer.Argument(help="Folders or images with the new photos.")],
-    into: Annotated[Path, typer.Option("--into", help="Output folder of an earlier run.")],
-    workers: Annotated[int | None, typer.Option(help="Decode processes.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    new: Annotated[
+        list[Path],
+        typer.Argument(help="Folders or images with the new photos.", metavar="PHOTOS"),
+    ],
+    into: Annotated[
+        Path, typer.Option("--into", help="Output folder of an earlier run.", metavar="DIR")
+    ],
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Decode processes.", metavar="N", show_default="one per core, max 8"),
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", metavar="N")] = 64,
+    decode_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one file may take to decode before it is rejected.", metavar="SECONDS"
+        ),
+    ] = 30.0,
+    runtime: Annotated[
+        str, typer.Option(help="Inference runtime: auto, torch or openvino.", metavar="NAME")
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Add new photos to the clusters of an earlier run, without clustering again.
@@ -362,26 +439,31 @@ def assign(
     Example: imgclust assign ~/Pictures/2025-06 --into clusters
     """
     from .assign import assign_folder
+    from .config import EmbedConfig
+    from .steps import plural
 
-    try:
-        if quiet:
-            result = assign_folder(new, into, workers=workers, device=device)
-        else:
-            with RichProgress(console) as progress:
-                result = assign_folder(new, into, workers=workers, device=device, progress=progress)
-    except ImgclustError as exc:
-        raise _fail(exc) from exc
-    n_out = int(result.outliers.sum())
+    def work(progress: Any) -> Any:
+        embed = EmbedConfig(
+            workers=workers,
+            device=device,
+            batch_size=batch_size,
+            decode_timeout=decode_timeout,
+            runtime=runtime,
+        )
+        return assign_folder(new, into, embed=embed, progress=progress)
+
+    result = _with_progress(quiet, work)
     console.print(
-        f"[bold green]{len(result.paths):,} new images assigned[/] to existing clusters "
-        f"({n_out:,} outliers, {len(result.rejected):,} rejected, {result.n_known:,} already "
-        f"in the collection; {result.n_total:,} images now)"
+        f"[bold green]{plural(len(result.paths), 'new image')} assigned[/] to existing clusters "
+        f"({plural(int(result.outliers.sum()), 'outlier')}, {len(result.rejected):,} rejected, "
+        f"{result.n_known:,} already in the collection; {plural(result.n_total, 'image')} now)"
     )
     for path, label, dist, out in zip(
         result.paths, result.labels, result.distances, result.outliers, strict=True
     ):
         flag = " [yellow]outlier[/]" if out else ""
-        console.print(f"  #{label} {result.names[label]}  {dist:.3f}{flag}  {path}", markup=True)
+        name = result.names[label] if 0 <= label < len(result.names) else "unclustered"
+        console.print(f"  #{label} {name}  {dist:.3f}{flag}  {path}", markup=True)
     console.print(
         f"  remembered in {into}: `imgclust run ... --out {into}` will cluster these photos too"
     )
@@ -390,83 +472,110 @@ def assign(
 
 @app.command()
 def similar(
-    image: Annotated[Path, typer.Argument(help="An image, in the collection or not.")],
-    in_: Annotated[Path, typer.Option("--in", help="Output folder of an earlier run.")],
-    n: Annotated[int, typer.Option("-n", help="How many similar images.")] = 20,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    image: Annotated[
+        Path, typer.Argument(help="An image, in the collection or not.", metavar="IMAGE")
+    ],
+    in_: Annotated[
+        Path, typer.Option("--in", help="Output folder of an earlier run.", metavar="DIR")
+    ],
+    n: Annotated[int, typer.Option("-n", help="How many similar images.", metavar="N")] = 20,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
 ) -> None:
     """The photos of a clustered collection most similar to IMAGE, with distances.
 
     Example: imgclust similar beach.jpg --in clusters -n 10
     """
-    from rich.table import Table
-
     from .similar import find_similar
 
     try:
+        if n < 1:
+            raise typer.BadParameter("-n must be at least 1")
         result = find_similar(image, in_, n=n, device=device)
     except ImgclustError as exc:
         raise _fail(exc) from exc
     where = "in the collection" if result.in_collection else "new, embedded now"
-    table = Table(title=f"nearest to {result.query} ({where})")
-    for col in ("#", "distance", "cluster", "image"):
-        table.add_column(col, justify="right" if col in ("#", "distance") else "left")
-    for i, nb in enumerate(result.neighbours, start=1):
-        cluster = f"#{nb.cluster} {nb.cluster_name}" + (" (outlier)" if nb.outlier else "")
-        table.add_row(str(i), f"{nb.distance:.4f}", cluster, nb.path)
-    Console().print(table)
+    rows = [
+        (str(i), f"{nb.distance:.4f}", f"#{nb.cluster} {nb.cluster_name}"
+         + (" (outlier)" if nb.outlier else ""), nb.path)
+        for i, nb in enumerate(result.neighbours, start=1)
+    ]  # fmt: skip
+    _print_table(
+        f"nearest to {result.query} ({where})", ("#", "distance", "cluster", "image"), rows
+    )
     console.print(f"  page: [link={result.page.as_uri()}]{result.page}[/link]")
+
+
+def _print_table(title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """A rich table on a terminal; tab-separated lines when piped (paths whole, greppable)."""
+    if not sys.stdout.isatty():
+        typer.echo("\t".join(columns))
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("#", "distance") else "left")
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)
 
 
 @app.command()
 def evaluate(
     labelled_dir: Annotated[
-        Path, typer.Argument(help="Folder whose sub-folders are the true groups.")
+        Path,
+        typer.Argument(help="Folder whose sub-folders are the true groups.", metavar="DIR"),
     ],
     k: Annotated[
         str | None,
-        typer.Option(help="Clusters: a number, or 'auto' [default: number of sub-folders]."),
+        typer.Option(
+            help="Clusters: a number, or 'auto'.",
+            metavar="N|auto",
+            show_default="number of sub-folders",
+        ),
     ] = None,
     features: Annotated[
-        str | None,
-        typer.Option(help="embedding (default), embedding-centred, logits, scores or sqrt-scores."),
+        str | None, typer.Option(help=FEATURES_HELP, metavar="KIND", show_default="embedding")
     ] = None,
     algorithm: Annotated[
-        str | None,
-        typer.Option(help="auto (default), kmeans, agglomerative, hdbscan or spectral."),
+        str | None, typer.Option(help=ALGORITHM_HELP, metavar="NAME", show_default="auto")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model name [default: efficientnet_lite0].")
+        str | None,
+        typer.Option(help="Model name.", metavar="NAME", show_default="efficientnet_lite0"),
     ] = None,
     precision: Annotated[
         str | None,
-        typer.Option(help="auto (as run: int8 on openvino, else fp32), fp32, bf16 or int8."),
+        typer.Option(
+            help="auto (as run: int8 on openvino, else fp32), fp32, bf16 or int8.",
+            metavar="NAME",
+            show_default="auto",
+        ),
     ] = None,
     cache: Annotated[
-        Path, typer.Option(help="Feature store folder; reuse it to skip embedding.")
+        Path,
+        typer.Option(help="Feature store folder; reuse it to skip embedding.", metavar="DIR"),
     ] = Path(".imgclust-eval-cache"),
-    seed: Annotated[int | None, typer.Option(help="Random seed of the clustering.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed of the clustering.", metavar="N", show_default="0"),
+    ] = None,
 ) -> None:
     """Cluster a labelled folder and print NMI, ARI and purity against its sub-folders.
 
     Example: imgclust evaluate datasets/scenes --k 6 --cache /tmp/cache-scenes
     """
-    from .config import load_config
+    from .config import load_config, options_by_section
     from .evaluate import evaluate as run_evaluate
 
-    overrides: dict[str, dict[str, Any]] = {
-        "embed": {"model": model, "precision": precision},
-        "cluster": {"features": features, "algorithm": algorithm, "seed": seed},
-    }
+    options = {"features": features, "algorithm": algorithm, "model": model,
+               "precision": precision, "seed": seed}  # fmt: skip
     try:
-        n_clusters = _parse_k(k)
-        cfg = load_config((labelled_dir,), cache, overrides=overrides)
+        cfg = load_config((labelled_dir,), cache, overrides=options_by_section(options))
         result = run_evaluate(
-            labelled_dir,
-            k=n_clusters,
-            embed=cfg.embed,
-            cluster=cfg.cluster,
-            cache_dir=cache,
+            labelled_dir, k=k, embed=cfg.embed, cluster=cfg.cluster, cache_dir=cache
         )
     except ImgclustError as exc:
         raise _fail(exc) from exc
@@ -475,23 +584,6 @@ def evaluate(
         f"images {result.n_images}  groups {result.n_groups}  clusters {result.k}  "
         f"NMI {s.nmi:.3f}  ARI {s.ari:.3f}  purity {s.purity:.3f}  seconds {result.seconds:.1f}"
     )
-
-
-def _parse_k(k: str | None, option: str = "--k") -> int | None:
-    """None → the number of groups; 'auto' → 0 (chosen from the data); else a number >= 1."""
-    from .exceptions import ConfigError
-
-    if k is None:
-        return None
-    if k.strip().lower() == "auto":
-        return 0
-    try:
-        value = int(k)
-    except ValueError:
-        raise ConfigError(f"{option} must be a number or 'auto', got {k!r}") from None
-    if value < 1:
-        raise ConfigError(f"{option} must be at least 1, got {value}")
-    return value
 
 
 @app.command("models")
@@ -519,9 +611,46 @@ def list_models_cmd() -> None:
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an unexpected error.")
+    ] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    global _DEBUG
+    _DEBUG = debug
+    logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING)
+
+
+def main() -> None:
+    """The ``imgclust`` command: the app, with every unexpected error logged to a file.
+
+    An expected failure (bad input, a busy folder) is an :class:`ImgclustError`, printed by
+    the command with its fix. Anything else is a bug: one line says so and where the
+    traceback was written (``--debug`` prints it instead).
+    """
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: what was finished is kept; run again to resume")
+        sys.exit(130)
+    except Exception as exc:
+        if _DEBUG:
+            raise
+        log = _write_crash_log()
+        console.print(
+            f"[bold red]imgclust failed unexpectedly:[/] {type(exc).__name__}: {exc}\n"
+            f"  the traceback is in {log} (run again with --debug to print it); "
+            "please report it"
+        )
+        sys.exit(1)
+
+
+def _write_crash_log() -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"imgclust-error-{stamp}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -7,16 +7,20 @@ Precedence: command-line options > config file (TOML, one table per stage) > def
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import tomllib
+from typing import Any
 
 from .exceptions import ConfigError
 
-FeatureKind = Literal["embedding", "embedding-centred", "logits", "scores", "sqrt-scores"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
 FEATURE_KINDS: tuple[str, ...] = (
     "embedding",
     "embedding-centred",
@@ -31,16 +35,44 @@ MODEL_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 #: ``--precision`` choices: a model precision, or "auto" (int8 where OpenVINO runs the model
 #: on the CPU and NNCF is installed, fp32 otherwise; see embed.model_for).
 PRECISIONS: tuple[str, ...] = ("auto", *MODEL_PRECISIONS)
-ALGORITHMS: tuple[str, ...] = ("auto", "kmeans", "agglomerative", "hdbscan", "spectral")
 #: Cosine distance below which two images of a cluster are collapsed into one tile (re-saves,
 #: resizes, small crops, bursts); measured in docs/notes-issue-5.md.
 DUP_THRESHOLD = 0.1
 
 
-def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(what: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     """Raise :class:`ConfigError` naming the choices when ``value`` is not one of them."""
     if value not in choices:
         raise ConfigError(f"unknown {what} {value!r}; choose one of " + ", ".join(choices))
+
+
+def parse_k(value: object, what: str = "k") -> int | None:
+    """A cluster count as the library holds it: ``None`` for "auto", else an int >= 1.
+
+    Accepts what users write: ``"auto"``, ``None``, an int, or a string of digits.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number or 'auto', got {value!r}")
+    try:
+        number = int(value) if isinstance(value, (int, str)) else int(str(value))
+    except ValueError:
+        raise ConfigError(f"{what} must be a number or 'auto', got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{what} must be at least 1 (or 'auto'), got {number}")
+    return number
+
+
+def _at_least(what: str, value: object, low: float, *, kind: type = int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if value < low:
+        raise ConfigError(f"{what} must be at least {low:g}, got {value}")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,16 @@ class EmbedConfig:
     runtime: str = "auto"  # "auto" (openvino on the CPU when installed), "torch", "openvino"
     precision: str = "auto"  # int8 on OpenVINO (3x fp32, same clusters), else fp32; or bf16
 
+    def __post_init__(self) -> None:
+        _at_least("batch size", self.batch_size, 1)
+        if self.workers is not None:
+            _at_least("workers", self.workers, 0)
+        _at_least("the decode timeout", self.decode_timeout, 0, kind=float)
+        if not self.decode_timeout > 0:
+            raise ConfigError("the decode timeout must be a positive number of seconds")
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("runtime", self.runtime, RUNTIMES)
+
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -63,17 +105,35 @@ class StoreConfig:
     cache_dir: Path | None = None  # None: OUT/.imgclust/store
     shard_size: int = 1024  # images per shard file; the most work a kill can lose
 
+    def __post_init__(self) -> None:
+        if self.cache_dir is not None:
+            _set(self, "cache_dir", Path(os.path.expanduser(self.cache_dir)))
+        _at_least("shard size", self.shard_size, 1)
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """What is clustered and how."""
+    """What is clustered and how. ``k=None`` (or ``"auto"``): chosen from the data."""
 
-    k: int = 100  # 0: chosen from the data (``--k auto``)
+    k: int | None = 100
     features: str = "embedding"
     algorithm: str = "auto"  # spectral up to 20,000 images, k-means beyond (cluster/factory.py)
     seed: int = 0
     refine: tuple[int, ...] = ()  # split these clusters of OUT's saved clustering again
-    refine_k: int = 0  # sub-clusters per refined cluster; 0: chosen from its members
+    refine_k: int | None = None  # sub-clusters per refined cluster; None: chosen from its members
+
+    def __post_init__(self) -> None:
+        from .cluster.base import list_clusterers
+
+        _set(self, "k", parse_k(self.k))
+        _set(self, "refine_k", parse_k(self.refine_k, "refine_k"))
+        check_choice("features", self.features, FEATURE_KINDS)
+        check_choice("algorithm", self.algorithm, list_clusterers())
+        _at_least("seed", self.seed, 0)
+        refine = tuple(self.refine)
+        for cid in refine:
+            _at_least("a cluster to refine", cid, 0)
+        _set(self, "refine", refine)
 
 
 @dataclass(frozen=True)
@@ -86,10 +146,22 @@ class ReportConfig:
     strip_size: int = 8  # thumbnails per cluster on the index page
     dup_threshold: float = DUP_THRESHOLD  # near-duplicate grouping; 0 turns it off
 
+    def __post_init__(self) -> None:
+        _at_least("thumbnail size", self.thumb_size, 16)
+        _at_least("clusters per page", self.clusters_per_page, 1)
+        _at_least("thumbnails per row", self.thumbs_per_row, 1)
+        _at_least("strip size", self.strip_size, 1)
+        _at_least("the near-duplicate threshold", self.dup_threshold, 0, kind=float)
+        if not 0 <= self.dup_threshold < 1:
+            raise ConfigError(
+                "the near-duplicate threshold is a cosine distance in [0, 1) (0: off), "
+                f"got {self.dup_threshold}"
+            )
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one ``imgclust run`` needs."""
+    """Everything one ``imgclust run`` needs. Paths may be given as ``str`` or ``Path``."""
 
     inputs: tuple[Path, ...]
     out: Path
@@ -99,29 +171,16 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
+        inputs = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else self.inputs
+        _set(self, "inputs", tuple(Path(os.path.expanduser(p)) for p in inputs))
         if not self.inputs:
             raise ConfigError("give at least one folder or image to cluster")
-        if self.cluster.k < 0:
-            raise ConfigError(f"k must be at least 1 (or 0: auto), got {self.cluster.k}")
-        check_choice("features", self.cluster.features, FEATURE_KINDS)
-        check_choice("algorithm", self.cluster.algorithm, ALGORITHMS)
-        if self.cluster.refine_k < 0:
-            raise ConfigError(
-                f"refine_k must be at least 1 (or 0: auto), got {self.cluster.refine_k}"
-            )
-        if self.embed.batch_size < 1:
-            raise ConfigError("batch size must be at least 1")
-        if self.embed.decode_timeout <= 0:
-            raise ConfigError("the decode timeout must be a positive number of seconds")
-        check_choice("precision", self.embed.precision, PRECISIONS)
-        check_choice("runtime", self.embed.runtime, RUNTIMES)
-        if self.store.shard_size < 1:
-            raise ConfigError("shard size must be at least 1")
-        if not 0 <= self.report.dup_threshold < 1:
-            raise ConfigError(
-                "the near-duplicate threshold is a cosine distance in [0, 1) (0: off), "
-                f"got {self.report.dup_threshold}"
-            )
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise ConfigError(f"give an output folder, got {self.out!r}")
+        _set(self, "out", Path(os.path.expanduser(self.out)))
+        for name, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}")
 
     @property
     def store_dir(self) -> Path:
@@ -141,9 +200,48 @@ def _build(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
     return cls(**values)
 
 
+def options_by_section(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat options (``k=5, batch_size=32``) sorted into their stage sections by field name.
+
+    ``None`` values mean "not given" and are dropped, so a config file's value stands.
+
+    Raises:
+        ConfigError: an option no stage has.
+    """
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for key, value in options.items():
+        owner = next(
+            (n for n, cls in _SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}),
+            None,
+        )
+        if owner is None:
+            raise ConfigError(f"unknown option {key!r}")
+        if value is not None:
+            sections[owner][key] = value
+    return sections
+
+
+#: What ``--refine`` keeps from the clustering it splits; giving one of these is an error.
+_KEPT_BY_REFINE = (("cluster", "k"), ("cluster", "algorithm"), ("cluster", "features"),
+                   ("embed", "model"))  # fmt: skip
+
+
+def _check_refine(given: Mapping[str, Mapping[str, Any]]) -> None:
+    cluster = given.get("cluster", {})
+    if cluster.get("refine"):
+        for section, name in _KEPT_BY_REFINE:
+            if given.get(section, {}).get(name) is not None:
+                raise ConfigError(
+                    "--refine keeps OUT's clustering (its model, features and other "
+                    f"clusters); drop --{name}"
+                )
+    elif cluster.get("refine_k") is not None:
+        raise ConfigError("--refine-k needs --refine CLUSTER")
+
+
 def load_config(
-    inputs: tuple[Path, ...],
-    out: Path,
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
     *,
     config_file: Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -155,6 +253,7 @@ def load_config(
         config_file: a TOML file with optional ``[embed]``, ``[store]``, ``[cluster]`` and
             ``[report]`` tables.
     """
+    _check_refine(overrides or {})
     file_values: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -166,16 +265,15 @@ def load_config(
             raise ConfigError(f"unknown table(s) in {config_file}: {', '.join(sorted(unknown))}")
     stages: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
-        merged = dict(file_values.get(section, {}))
+        table = file_values.get(section, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{section}] in {config_file} must be a table of options")
+        merged = dict(table)
         merged.update(
             {k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None}
         )
-        if section == "store" and merged.get("cache_dir") is not None:
-            merged["cache_dir"] = Path(merged["cache_dir"])
-        if section == "cluster" and "refine" in merged:
-            merged["refine"] = tuple(merged["refine"])
         try:
             stages[section] = _build(cls, merged, section)
         except TypeError as exc:
             raise ConfigError(f"invalid [{section}] option: {exc}") from exc
-    return RunConfig(inputs=tuple(inputs), out=Path(out), **stages)
+    return RunConfig(inputs=tuple(Path(p) for p in inputs), out=Path(out), **stages)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import make_clusterer, make_features
-from .config import ClusterConfig, EmbedConfig
-from .embed import Embedder, model_for
+from .cluster import create_clusterer, make_features
+from .config import ClusterConfig, EmbedConfig, parse_k
 from .exceptions import InputError
 from .scan import scan
+from .steps import embed_missing, embedder_for
 from .store import FeatureStore
 
 
@@ -95,26 +95,15 @@ def load_labelled(
     records = [r for r in found.records if group_of(r.path, root)]
     if not records:
         raise InputError(f"{root} has no images in sub-folders; each sub-folder is a true group")
-    embedder = Embedder(
-        model_for(embed),
-        batch_size=embed.batch_size,
-        device=embed.device,
-        workers=embed.workers,
-        runtime=embed.runtime,
-    )
+    embedder = embedder_for(embed)
     spec = embedder.spec
     start = time.perf_counter()
-    n_embedded = 0
     with FeatureStore(cache_dir.resolve(), spec.name) as store:
-        todo = store.lookup(records).todo
-        for block in embedder.iter_blocks(todo, shard_size) if todo else ():
-            store.write(block, spec.n_classes, spec.embedding_dim)
-            n_embedded += len(block.paths)
-        final = store.lookup(records)
-        paths = sorted(final.found)
+        embedded = embed_missing(records, embedder, store, shard_size=shard_size)
+        paths = sorted(embedded.found)
         if not paths:
             raise InputError(f"no image under {root} could be decoded")
-        stored = store.load(paths, final.found, arrays=("logits", "embedding"))
+        stored = store.load(paths, embedded.found, arrays=("logits", "embedding"))
     return StoredFeatures(
         paths=paths,
         truth=[group_of(p, root) for p in paths],
@@ -122,21 +111,21 @@ def load_labelled(
         embedding=stored["embedding"],
         model=spec.name,
         embed_seconds=time.perf_counter() - start,
-        n_embedded=n_embedded,
+        n_embedded=embedded.n_embedded,
     )
 
 
 def cluster_stored(stored: StoredFeatures, cluster: ClusterConfig, k: int | None) -> np.ndarray:
     """Labels of ``stored`` clustered as ``cluster`` says, with ``k`` clusters (None: auto)."""
     feats = make_features(cluster.features, logits=stored.logits, embedding=stored.embedding)
-    model = make_clusterer(cluster.algorithm, k, random_state=cluster.seed).fit(feats)
+    model = create_clusterer(cluster.algorithm, k, random_state=cluster.seed).fit(feats)
     return np.asarray(model.labels_)
 
 
 def evaluate(
     root: Path,
     *,
-    k: int | None = None,
+    k: int | str | None = None,
     embed: EmbedConfig | None = None,
     cluster: ClusterConfig | None = None,
     cache_dir: Path,
@@ -144,8 +133,8 @@ def evaluate(
     """Cluster the labelled folder ``root`` and score the clusters against its sub-folders.
 
     Args:
-        k: clusters; ``None`` takes the number of sub-folders, ``0`` lets the algorithm
-            choose (``--k auto``).
+        k: clusters; ``None`` takes the number of sub-folders, ``"auto"`` lets the
+            algorithm choose (``--k auto``).
         cache_dir: the feature store; reuse it and only the clustering is timed again.
 
     Raises:
@@ -159,7 +148,7 @@ def evaluate(
     timings["embed+load"] = round(stored.embed_seconds, 3)
     n_groups = len(set(stored.truth))
     start = time.perf_counter()
-    labels = cluster_stored(stored, cluster, n_groups if k is None else (k or None))
+    labels = cluster_stored(stored, cluster, n_groups if k is None else parse_k(k))
     timings["cluster"] = round(time.perf_counter() - start, 3)
     return Evaluation(
         scores=score(stored.truth, labels),

@@ -4,11 +4,33 @@ Nothing the user had is ever overwritten or lost:
 
 - folder and file names are made safe for every file system (:func:`safe_name`) and always
   land inside the destination; a name already taken gets a suffix (``photo (2).jpg``);
-- every export first writes a journal (fsynced) under ``DEST/.imgclust-export/``; a move links
-  (or copies, across devices) the photo into place before it removes the original, so a kill
-  at any moment leaves each photo in at least one of its two places;
-- :func:`undo_export` reads the journals newest first and puts every file back where it was,
-  also after an export that was killed part-way.
+- every export first writes a journal (fsynced) under ``DEST/.imgclust-export/``: each step's
+  source and target and what it writes there (the photo's size and sha256, or the link's
+  target); a move links (or copies, across devices) the photo into place before it removes
+  the original, so a kill at any moment leaves each photo in at least one of its two places;
+- :func:`undo_export` first checks every journal whole: a damaged one, or one with a target
+  that leads outside DEST, is refused with nothing touched (a journal is a file anyone could
+  have put there, and undo deletes and moves what it names). It then reads them newest first
+  and puts every file back where it was, also after an export or an undo that was killed
+  part-way (a ``.part`` left beside an original is ours when it is the start of the photo,
+  and is replaced). A copy is removed only while it holds what the export wrote (and its
+  original is still there); one edited since is kept, and :class:`UndoResult` names it.
+
+Exporting again into the same DEST is idempotent, because a user re-runs a command that was
+interrupted, or runs it twice, and expects the folder to end up the same, not doubled:
+
+- a photo whose earlier export in the same mode (not undone) still stands is skipped and
+  listed in :attr:`ExportPlan.already`: the same link, the moved photo, or a copy of an
+  unchanged original (or a copy edited in DEST: the user's now, a second one would be
+  clutter). One whose link or copy is gone is made again under its old name, and a copy
+  whose original changed since gets a new copy beside the old (nothing is overwritten);
+- an earlier export in another mode does not count (a copy after a link export makes real
+  copies beside the links: that is what the user asked for);
+- if photos of the run already lie in DEST under another cluster folder (the clusters changed
+  since, e.g. after a new ``imgclust run``), the export is refused and says to ``--undo``
+  first. Leaving the old placement would show a photo in two clusters (and a moved photo
+  cannot be moved twice), and moving it silently would rearrange the user's folder behind
+  their back; undo then export gives exactly the new clusters and each step is undoable.
 """
 
 from __future__ import annotations
@@ -17,13 +39,14 @@ import contextlib
 import csv
 import errno
 import filecmp
+import hashlib
 import json
 import os
 import re
 import shutil
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +66,9 @@ _WINDOWS_RESERVED = frozenset(
     | {f"COM{i}" for i in range(10)}
     | {f"LPT{i}" for i in range(10)}
 )
+_JOURNAL_NAME = re.compile(r"journal-(\d+)\.\w+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP)
 
 
 @dataclass(frozen=True)
@@ -55,10 +81,49 @@ class Step:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """What an export does: its steps, and the photos of the run that are no longer there."""
+    """What an export does, and what it leaves out.
+
+    ``missing``: photos of the run that are no longer there; ``already``: the steps of earlier
+    exports into the same folder that still stand, so these photos are skipped.
+    """
 
     steps: list[Step]
     missing: list[str]
+    already: list[Step] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What :func:`undo_export` did. Every file it left alone is named, by its full path."""
+
+    #: Moved photos put back at their original path.
+    restored: int
+    #: Copies and links the exports made, removed.
+    removed: int
+    #: Files in DEST that changed since the export (an edited copy, a replaced link): kept.
+    kept_edited: list[str]
+    #: Files in DEST kept because their original is gone (a copy: now the only one) or
+    #: another file is at the original path (a moved photo).
+    kept_blocked: list[str]
+    #: Original paths of moved photos found neither in DEST nor back in their place.
+    not_found: list[str]
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One journalled step and what it wrote (``None`` in journals older than fingerprints)."""
+
+    step: Step
+    size: int | None = None
+    sha256: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class _Journal:
+    path: Path
+    mode: str
+    records: list[_Record]
 
 
 def safe_name(name: str, *, fallback: str = "unnamed", max_bytes: int = MAX_NAME_BYTES) -> str:
@@ -95,34 +160,71 @@ def cluster_folder_name(cluster: int, name: str) -> str:
     return safe_name(f"{cluster:03d} {name}".rstrip(), fallback=f"{cluster:03d}")
 
 
-def plan_export(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> ExportPlan:
-    """The steps of an export of the run in ``out_dir`` into ``dest`` (nothing is written).
+def plan_export(
+    out_dir: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    mode: ExportMode = "symlink",
+) -> ExportPlan:
+    """The steps of a ``mode`` export of the run in ``out_dir`` into ``dest`` (nothing is written).
 
     Photos listed by the run that are gone (moved or deleted since) are left out of the steps
-    and listed in ``missing``.
+    and listed in ``missing``; photos an earlier export into ``dest`` already put in place are
+    listed in ``already`` (see the module docstring).
 
     Raises:
-        InputError: ``out_dir`` holds no ``assignments.csv``/``clusters.csv``.
-        OutputError: ``dest`` is not a folder, or a cluster folder there leads outside it.
+        InputError: ``out_dir`` holds no ``assignments.csv``/``clusters.csv``, or they hold a
+            value that is not a whole number (the message names the file and line).
+        OutputError: ``dest`` is not a folder, a cluster folder there leads outside it, a
+            journal there is damaged, or photos of the run lie there in another cluster.
     """
     out, root = Path(out_dir), Path(dest).absolute()
-    names = {int(r["cluster"]): r["name"] for r in _read_csv(out / "clusters.csv")}
-    rows = _read_csv(out / "assignments.csv")
+    names = _read_cluster_names(out / "clusters.csv")
+    rows = _read_assignments(out / "assignments.csv")
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root} exists and is not a folder; choose another --to")
-    taken: set[str] = set()
-    steps, missing = [], []
-    for row in sorted(rows, key=lambda r: (int(r["cluster"]), int(r["rank"]), r["path"])):
-        if not os.path.isfile(row["path"]):
-            missing.append(row["path"])
-            continue
-        cluster = int(row["cluster"])
+    earlier: dict[str, list[tuple[str, _Record]]] = {}
+    for journal in _live_journals(root):
+        for record in journal.records:
+            earlier.setdefault(record.step.source, []).append((journal.mode, record))
+    # A new name is never one a journal still to be undone gave a photo (even if it is free
+    # now): that journal's undo would take what is there for its photo. Only that very photo
+    # may take its old name again (`_reusable`), and no name is planned twice.
+    planned: set[str] = set()
+    taken = {r.step.target for records in earlier.values() for _, r in records}
+    seen: set[str] = set()
+    steps, missing, already, elsewhere = [], [], [], []
+    for path, cluster, _rank in sorted(rows, key=lambda r: (r[1], r[2], r[0])):
+        if path in seen:
+            continue  # a photo listed twice is exported once (a second move would fail)
+        seen.add(path)
         folder = root / cluster_folder_name(cluster, names.get(cluster, ""))
         _check_inside(folder, root)
-        target = _free_name(folder, safe_file_name(os.path.basename(row["path"])), taken)
-        taken.add(str(target))
-        steps.append(Step(row["path"], str(target)))
-    return ExportPlan(steps, missing)
+        prior = earlier.get(path, [])
+        placed = [(m, r) for m, r in prior if os.path.lexists(r.step.target)]
+        if any(not _in_folder(r.step.target, folder) for _, r in placed):
+            elsewhere.append(path)
+            continue
+        done = [r.step for m, r in placed if m == mode and _still_exported(r, mode)]
+        if done:
+            already.append(done[0])
+            continue
+        if not os.path.isfile(path):
+            missing.append(path)
+            continue
+        reuse = [r.step.target for m, r in prior if m == mode and _reusable(r, m, folder, planned)]
+        name = safe_file_name(os.path.basename(path))
+        target = reuse[0] if reuse else str(_free_name(folder, name, taken))
+        planned.add(target)
+        taken.add(target)
+        steps.append(Step(path, target))
+    if elsewhere:
+        raise OutputError(
+            f"{_n_photos(len(elsewhere))} of this run already lie in {root} in another cluster "
+            f"folder (the clusters changed since that export), e.g. {elsewhere[0]}; run "
+            f"`imgclust export --undo {root}` first, then export again, or choose another --to"
+        )
+    return ExportPlan(steps, missing, already)
 
 
 def export(
@@ -134,18 +236,21 @@ def export(
 ) -> ExportPlan:
     """Lay the clustered photos of ``out_dir`` out under ``dest``, one folder per cluster.
 
-    The journal is written and fsynced before any photo is touched; see the module docstring.
+    The journal is written and fsynced before any photo is touched, and photos already
+    exported there are skipped; see the module docstring.
 
     Raises:
-        InputError: no run results in ``out_dir``.
+        InputError: no run results in ``out_dir``, or they are damaged.
         OutputError: ``dest`` cannot be written (the message says why); nothing is lost.
     """
     if mode not in EXPORT_MODES:
         raise OutputError(f"unknown export mode {mode!r}; choose symlink, copy or move")
-    plan = plan_export(out_dir, dest)
+    plan = plan_export(out_dir, dest, mode=mode)
+    if not plan.steps:
+        return plan  # nothing to do: no journal either, so undo has nothing empty to read
     root = Path(dest).absolute()
     try:
-        journal = _write_journal(root, mode, plan.steps)
+        journal = _write_journal(root, mode, [_record_of(step, mode) for step in plan.steps])
         for step in plan.steps:
             _apply(step, mode)
             if on_step is not None:
@@ -159,49 +264,106 @@ def export(
     return plan
 
 
-def undo_export(dest: str | os.PathLike[str]) -> int:
-    """Undo every export journalled in ``dest``, newest first; returns the files put back.
+def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
+    """Undo every export journalled in ``dest``, newest first.
 
-    Moved photos go back to where they were, copies and links made by the export are removed,
-    and the cluster folders are removed when they are left empty. Safe to run again after a
+    Every journal is checked before anything is touched. Moved photos go back to where they
+    were; copies and links made by the export are removed while they are still what the
+    export wrote; cluster folders are removed when left empty. Safe to run again after a
     kill: each step checks what is on disk first.
+
+    Returns:
+        The counts, and every file left alone with its full path (:class:`UndoResult`).
 
     Raises:
         InputError: ``dest`` holds no export journal.
-        OutputError: a file cannot be put back (the message says which; nothing is deleted).
+        OutputError: a journal is damaged or leads outside ``dest`` (nothing is touched), or
+            a file cannot be put back (the message says which; nothing is deleted).
     """
     root = Path(dest).absolute()
-    journals = sorted((root / JOURNAL_DIR).glob("journal-*.jsonl"), reverse=True)
+    journals = _live_journals(root)  # all checked whole before the first file is touched
     if not journals:
         raise InputError(f"{root} holds no imgclust export to undo")
-    n_restored = 0
+    outcomes: list[tuple[_Outcome, str]] = []
     for journal in journals:
-        header, steps = _read_journal(journal)
         try:
-            for step in reversed(steps):
-                n_restored += _revert(step, header["mode"])
+            outcomes += [_revert(record, journal.mode) for record in reversed(journal.records)]
+            folders = {os.path.dirname(r.step.target) for r in journal.records}
+            for folder in sorted(folders, reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only when empty: anything the user added stays
+            journal.path.rename(journal.path.with_suffix(".undone"))
         except OSError as exc:
-            raise OutputError(f"cannot undo the export in {root}: {exc}") from exc
-        for folder in sorted({os.path.dirname(s.target) for s in steps}, reverse=True):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only when empty: anything the user added stays
-        journal.rename(journal.with_suffix(".undone"))
+            raise OutputError(
+                f"cannot undo the export in {root}: {exc}; fix that and run the undo again "
+                "(what is already back stays back)"
+            ) from exc
     with contextlib.suppress(OSError):
         (root / JOURNAL_DIR).rmdir()
-    return n_restored
+
+    def paths(kind: _Outcome) -> list[str]:
+        return [path for k, path in outcomes if k == kind]
+
+    return UndoResult(
+        restored=len(paths("restored")),
+        removed=len(paths("removed")),
+        kept_edited=paths("edited"),
+        kept_blocked=paths("blocked"),
+        not_found=paths("not_found"),
+    )
 
 
 # -- planning -------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _n_photos(n: int) -> str:
+    return f"{n:,} photo" if n == 1 else f"{n:,} photos"
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of ``path``, each with the number of its (last) line in the file."""
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            return list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            return [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
         raise InputError(f"{path} not found; give the output folder of `imgclust run`") from None
-    except OSError as exc:
+    except (OSError, csv.Error) as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+def _field(row: dict[str, str], column: str, path: Path, line: int) -> str:
+    value = row.get(column)
+    if not value:
+        raise InputError(
+            f"{path}, line {line}: no {column!r} value; give the output folder of `imgclust run`"
+        )
+    return value
+
+
+def _whole(row: dict[str, str], column: str, path: Path, line: int) -> int:
+    value = _field(row, column, path, line)
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(
+            f"{path}, line {line}: {column} {value!r} is not a whole number; the file was "
+            "changed since `imgclust run` wrote it: run it again, or fix that line"
+        ) from None
+
+
+def _read_cluster_names(path: Path) -> dict[int, str]:
+    rows = _read_csv(path)
+    return {_whole(row, "cluster", path, line): row.get("name") or "" for line, row in rows}
+
+
+def _read_assignments(path: Path) -> list[tuple[str, int, int]]:
+    """``(photo path, cluster, rank)`` of each row of an ``assignments.csv``."""
+    return [
+        (_field(row, "path", path, line), _whole(row, "cluster", path, line),
+         _whole(row, "rank", path, line))
+        for line, row in _read_csv(path)
+    ]  # fmt: skip
 
 
 def _check_inside(path: Path, root: Path) -> None:
@@ -216,10 +378,47 @@ def _free_name(folder: Path, name: str, taken: set[str]) -> Path:
     if not dot:
         stem, ext = name, ""
     candidate, n = folder / name, 1
-    while str(candidate) in taken or os.path.lexists(candidate):
+    # A name whose `.part` exists is taken too: `_apply` may then remove that `.part` as ours.
+    while (
+        str(candidate) in taken
+        or os.path.lexists(candidate)
+        or os.path.lexists(_part_of(str(candidate)))
+    ):
         n += 1
         candidate = folder / (f"{stem} ({n}){dot}{ext}")
     return candidate
+
+
+def _in_folder(target: str, folder: Path) -> bool:
+    return os.path.realpath(os.path.dirname(target)) == os.path.realpath(folder)
+
+
+def _still_exported(record: _Record, mode: str) -> bool:
+    """Whether the earlier ``mode`` export of ``record`` still stands (module docstring)."""
+    source, target = record.step.source, record.step.target
+    if mode == "symlink":
+        return os.path.islink(target) and os.readlink(target) == _link_of(record)
+    if os.path.islink(target) or not os.path.isfile(target):
+        return False
+    if mode == "move":
+        return not os.path.lexists(source)
+    if record.size is None or record.sha256 is None:
+        return _same_content(source, Path(target))
+    if not _holds(target, record.size, record.sha256):
+        return True  # edited in DEST: the user's copy now
+    return os.path.isfile(source) and _holds(source, record.size, record.sha256)
+
+
+def _reusable(record: _Record, mode: str, folder: Path, taken: set[str]) -> bool:
+    """Whether an earlier target of this photo can be its target again: it is free (its copy
+    or link was removed, or a kill cut it short and left a ``.part`` of ours), or a move killed
+    between linking and unlinking left the photo there as a second link."""
+    source, target = record.step.source, record.step.target
+    if target in taken or not _in_folder(target, folder):
+        return False
+    if not os.path.lexists(target):
+        return True
+    return mode == "move" and not os.path.islink(target) and _same_file(source, target)
 
 
 # -- journal --------------------------------------------------------------------------------
@@ -233,14 +432,50 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_journal(root: Path, mode: str, steps: Sequence[Step]) -> Path:
+def _fingerprint(path: str) -> tuple[int, str]:
+    """``(size, sha256)`` of a file's bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _holds(path: str, size: int, sha256: str) -> bool:
+    """Whether ``path`` holds exactly the bytes of that fingerprint (the size first: cheap)."""
+    try:
+        return os.path.getsize(path) == size and _fingerprint(path) == (size, sha256)
+    except OSError:
+        return False
+
+
+def _link_of(record: _Record) -> str:
+    # Journals older than fingerprints did not say; the export always linked abspath(source).
+    return record.link or os.path.abspath(record.step.source)
+
+
+def _record_of(step: Step, mode: str) -> _Record:
+    if mode == "symlink":
+        return _Record(step, link=os.path.abspath(step.source))
+    size, sha256 = _fingerprint(step.source)
+    return _Record(step, size=size, sha256=sha256)
+
+
+def _write_journal(root: Path, mode: str, records: Sequence[_Record]) -> Path:
     folder = root / JOURNAL_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    n = len(list(folder.glob("journal-*"))) + 1
-    path = folder / f"journal-{n:04d}.jsonl"
+    # One more than the highest number, not the count: a deleted journal must never make a
+    # new one take (and replace) the name of one still to be undone.
+    numbers = [int(m[1]) for p in folder.iterdir() if (m := _JOURNAL_NAME.fullmatch(p.name))]
+    path = folder / f"journal-{max(numbers, default=0) + 1:04d}.jsonl"
     tmp = path.with_suffix(".tmp")
-    lines = [json.dumps({"mode": mode, "n": len(steps)})]
-    lines += [json.dumps({"source": s.source, "target": s.target}) for s in steps]
+    lines = [json.dumps({"version": 2, "mode": mode, "n": len(records)})]
+    for r in records:
+        entry: dict[str, object] = {"source": r.step.source, "target": r.step.target}
+        entry |= {"size": r.size, "sha256": r.sha256, "link": r.link}
+        lines.append(json.dumps({k: v for k, v in entry.items() if v is not None}))
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -258,16 +493,116 @@ def _append(journal: Path, record: dict[str, object]) -> None:
         os.fsync(fh.fileno())
 
 
-def _read_journal(path: Path) -> tuple[dict[str, object], list[Step]]:
-    lines = path.read_bytes().decode("utf-8", "surrogateescape").splitlines()
-    header = json.loads(lines[0])
-    steps = [Step(**json.loads(line)) for line in lines[1:] if '"source"' in line]
-    if len(steps) != header["n"]:
-        raise OutputError(f"the export journal {path} is damaged; nothing was undone")
-    return header, steps
+def _live_journals(root: Path) -> list[_Journal]:
+    """Every journal in ``root`` not yet undone, newest first, each checked whole."""
+    paths = list((root / JOURNAL_DIR).glob("journal-*.jsonl"))
+    paths.sort(key=lambda p: (len(p.name), p.name), reverse=True)  # numbers, not text order
+    return [_read_journal(path, root) for path in paths]
+
+
+def _read_journal(path: Path, root: Path) -> _Journal:
+    """The journal at ``path``; :class:`OutputError` if it is damaged or leaves ``root``."""
+
+    def damaged(why: str) -> OutputError:
+        return OutputError(
+            f"the export journal {path} is damaged ({why}); nothing was touched. If that "
+            f"export need not be undone, move the journal out of {root / JOURNAL_DIR}"
+        )
+
+    try:
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        raise OutputError(f"cannot read the export journal {path}: {exc}") from exc
+    lines = text.splitlines()
+    if not text.endswith("\n"):
+        lines = lines[:-1]  # a record whose append a kill cut short (the steps end in "\n")
+    entries: list[object] = []
+    for i, line in enumerate(lines, 1):
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise damaged(f"line {i} is not JSON") from None
+    header = entries[0] if entries else None
+    if not (
+        isinstance(header, dict)
+        and header.get("mode") in EXPORT_MODES
+        and _is_count(header.get("n"))
+    ):
+        raise damaged("line 1 is not an export header")
+    mode, n = str(header["mode"]), int(header["n"])
+    if len(entries) < 1 + n:
+        raise damaged(f"{n} steps announced, {len(entries) - 1} there")
+    records: list[_Record] = []
+    for i, entry in enumerate(entries[1 : 1 + n], 2):
+        record = _parse_record(entry)
+        if record is None:
+            raise damaged(f"line {i} is not an export step")
+        why = _leaves(record.step.target, root, mode)
+        if why:
+            raise OutputError(
+                f"the export journal {path}, line {i}: its target {record.step.target} {why} "
+                f"{root}; an export only writes inside it, so the journal is refused whole "
+                "and nothing was touched. Remove that journal if you did not write it"
+            )
+        records.append(record)
+    for i, entry in enumerate(entries[1 + n :], 2 + n):
+        if not isinstance(entry, dict) or "source" in entry:
+            raise damaged(f"line {i} is a step beyond the {n} announced")
+    return _Journal(path, mode, records)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _parse_record(entry: object) -> _Record | None:
+    """The step a journal line holds, or ``None`` when it is not one."""
+    if not isinstance(entry, dict):
+        return None
+    source, target = entry.get("source"), entry.get("target")
+    size, sha256, link = entry.get("size"), entry.get("sha256"), entry.get("link")
+    if not (isinstance(source, str) and os.path.isabs(source)):
+        return None
+    if not (isinstance(target, str) and os.path.isabs(target)):
+        return None
+    if (size is None) != (sha256 is None) or (size is not None and not _is_count(size)):
+        return None
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        return None
+    if link is not None and not isinstance(link, str):
+        return None
+    return _Record(Step(source, target), size, sha256, link)
+
+
+def _leaves(target: str, root: Path, mode: str) -> str | None:
+    """Why ``target`` is no place inside ``root`` an export writes to, or ``None`` if it is.
+
+    Its folder must resolve inside ``root`` (not into the journals); the target itself may be
+    a link leading anywhere only in symlink mode, where undo removes the link, never follows it.
+    """
+    real_root = os.path.realpath(root)
+    parent, name = os.path.split(target)
+    real_parent = os.path.realpath(parent)
+    if name in ("", ".", "..") or not _within(real_parent, real_root):
+        return "lies outside"
+    if _within(real_parent, os.path.realpath(root / JOURNAL_DIR)):
+        return "lies among the journals of"
+    if mode != "symlink" and not _within(os.path.realpath(target), real_root):
+        return "is a link that leads outside"
+    return None
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([folder, path]) == folder
 
 
 # -- doing and undoing ----------------------------------------------------------------------
+
+_Outcome = Literal["restored", "removed", "edited", "blocked", "not_found", "gone"]
+
+
+def _part_of(path: str) -> str:
+    return path + ".part"
 
 
 def _apply(step: Step, mode: str) -> None:
@@ -275,15 +610,20 @@ def _apply(step: Step, mode: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if mode == "symlink":
         os.symlink(os.path.abspath(step.source), target)  # fails if the name is taken
-    elif mode == "copy":
+        return
+    # The plan only picks a name whose `.part` is free or was left by a killed export of this
+    # very photo (a name it reuses): ours either way, and in the way of `_copy_new`.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_part_of(step.target))
+    if mode == "copy":
         _copy_new(step.source, target)
     else:
         _move_new(step.source, target)
 
 
 def _copy_new(source: str, target: Path) -> None:
-    """Copy to ``target`` (never over an existing file): a ``.part`` file renamed when whole."""
-    part = target.with_name(target.name + ".part")
+    """Copy to ``target`` (never over an existing file): a ``.part`` file linked when whole."""
+    part = Path(_part_of(str(target)))
     with open(source, "rb") as src, open(part, "xb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
         dst.flush()
@@ -297,39 +637,96 @@ def _move_new(source: str, target: Path) -> None:
     """Put ``source`` at ``target``, then remove ``source``: the photo is never in neither."""
     try:
         os.link(source, target)
+    except FileExistsError:
+        if not _same_file(source, target):  # else a killed move left it linked: finish it
+            raise
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+        if exc.errno not in _CROSS_DEVICE:
             raise
         _copy_new(source, target)
     _fsync_dir(target.parent)
     os.unlink(source)
 
 
-def _revert(step: Step, mode: object) -> int:
-    source, target = step.source, Path(step.target)
-    part = target.with_name(target.name + ".part")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(part)  # a copy cut short: the original is still in place
-    if not os.path.lexists(target):
-        return 0
+def _revert(record: _Record, mode: str) -> tuple[_Outcome, str]:
+    """Undo one step; what happened, and the path it concerns."""
+    source, target = record.step.source, record.step.target
     if mode == "symlink":
-        if os.path.islink(target):
+        if not os.path.lexists(target):
+            return "gone", target
+        if os.path.islink(target) and os.readlink(target) == _link_of(record):
             os.unlink(target)
-        return 0
-    if mode == "copy" or os.path.lexists(source):
-        # The original is still in place: what is at the target is our copy or a second link.
-        if os.path.lexists(source) and (mode == "copy" or _same_content(source, target)):
-            os.unlink(target)
-        return 0
+            return "removed", target
+        return "edited", target
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_part_of(target))  # a copy into DEST cut short: the original is in place
+    if not os.path.lexists(target):
+        if mode == "move" and not os.path.lexists(source):
+            return "not_found", source
+        return "gone", target
+    if os.path.islink(target):
+        return "edited", target  # these modes never write a link: not ours
+    if mode == "move":
+        return _move_back(source, target)
+    if not os.path.lexists(source):
+        return "blocked", target  # the copy is the only one left: never remove it
+    if record.size is None or record.sha256 is None:
+        unchanged = _same_content(source, Path(target))  # a journal without fingerprints
+    else:
+        unchanged = _holds(target, record.size, record.sha256)
+    if not unchanged:
+        return "edited", target
+    os.unlink(target)
+    return "removed", target
+
+
+def _move_back(source: str, target: str) -> tuple[_Outcome, str]:
+    """Put a moved photo back at ``source``; resumable after a kill at any point."""
+    part = _part_of(source)
+    if os.path.lexists(source):
+        if not _same_content(source, Path(target)):
+            return "blocked", target  # another file took the original's place: keep ours
+        # The photo is in both places: a kill after it was put back here (or, in the export,
+        # after it was linked into DEST) and before it was removed there.
+        if os.path.lexists(part) and _same_file(part, source):
+            os.unlink(part)
+        os.unlink(target)
+        return "restored", source
+    if os.path.lexists(part):
+        if not _is_start_of(part, target):
+            raise OutputError(
+                f"{part} is in the way of putting {target} back at {source}; it is not a "
+                "copy of ours cut short, so move it elsewhere and run the undo again"
+            )
+        os.unlink(part)  # a copy back cut short by a kill; the photo is whole in DEST
     Path(source).parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(target, source)
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+        if exc.errno not in _CROSS_DEVICE:
             raise
-        _copy_new(str(target), Path(source))
+        _copy_new(target, Path(source))
     os.unlink(target)
-    return 1
+    return "restored", source
+
+
+def _is_start_of(part: str, whole: str) -> bool:
+    """Whether ``part`` holds the first bytes of ``whole``, as a copy cut short does."""
+    try:
+        with open(part, "rb") as a, open(whole, "rb") as b:
+            while chunk := a.read(1 << 20):
+                if b.read(len(chunk)) != chunk:
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def _same_file(a: str, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _same_content(a: str, b: Path) -> bool:
@@ -343,6 +740,7 @@ __all__ = [
     "EXPORT_MODES",
     "ExportPlan",
     "Step",
+    "UndoResult",
     "cluster_folder_name",
     "export",
     "plan_export",

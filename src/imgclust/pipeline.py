@@ -1,4 +1,8 @@
-"""The pipeline: scan → decode/embed → store → cluster → describe → report. Wiring only."""
+"""The pipeline: scan → decode/embed → store → cluster → describe → report. Wiring only.
+
+What each step does lives in :mod:`imgclust.steps` (shared with ``assign``, ``similar`` and
+``evaluate``) and in the stage modules; this module only orders them for ``imgclust run``.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +14,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from .cluster import SplitClusters, feature_source, finish_features, make_clusterer, row_features
+from ._fs import atomic_write_text
+from .cluster import (
+    Clusterer,
+    SplitClusters,
+    create_clusterer,
+    feature_source,
+    finish_features,
+    row_features,
+)
 from .config import RunConfig
 from .decode import ThumbTarget
-from .describe import (
-    ClusterSummary,
-    class_statistics,
-    describe,
-    outlier_thresholds,
-    rank_members,
-    relabel_by_size,
-)
-from .embed import Embedder, model_for
-from .exceptions import ConfigError, InputError, OutputError
+from .describe import ClusterSummary, class_statistics, describe
+from .embed import Embedder
+from .exceptions import ConfigError, InputError
 from .models import imagenet_class_names
+from .models.spec import ModelSpec
 from .neardup import near_duplicates
 from .report import ReportData, write_exports, write_report
-from .report._io import atomic_write_text
-from .report.layout import fit_layout
-from .scan import Rejection, scan
+from .report.layout import MapLayout, fit_layout
+from .scan import Rejection, check_roots, scan
 from .state import (
     SavedClustering,
     centroids_by_label,
@@ -41,34 +46,21 @@ from .state import (
     save_clustering,
     saved_inventory,
 )
-from .store import FeatureStore, Lookup
+from .steps import (
+    MARKER_DIR,
+    Fitted,
+    Progress,
+    SilentProgress,
+    embed_missing,
+    embedder_for,
+    fit_clusters,
+    inside,
+    output_folder,
+    plural,
+)
+from .store import FeatureStore, Location, Lookup
 
-#: The marker folder that makes a folder an imgclust output folder (safe to write into).
-MARKER_DIR = ".imgclust"
-
-
-class Progress(Protocol):
-    """What the pipeline tells a progress display. The CLI implements it with rich."""
-
-    def start(self, stage: str, total: int | None = None) -> None:
-        """A stage begins; ``total`` units of work if known."""
-
-    def advance(self, n: int = 1) -> None:
-        """``n`` more units of the current stage are done."""
-
-    def finish(self) -> None:
-        """The current stage is over."""
-
-
-class _Silent:
-    def start(self, stage: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
+__all__ = ["MARKER_DIR", "Progress", "RunResult", "run"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +69,10 @@ class RunResult:
 
     Attributes:
         paths: clustered images (absolute), index-aligned with ``labels``/``ranks``/``distances``.
-        labels: cluster id of each image (0 = the largest cluster).
+        labels: cluster id of each image (0 = the largest cluster; -1: unclustered).
         ranks: rank inside its cluster (0 = nearest the centroid).
         distances: distance to the cluster centroid in the clustered feature space.
-        clusters: one summary per cluster, ordered by id.
+        clusters: one summary per cluster, ordered by id (the unclustered group, if any, too).
         rejected: files that were not clustered, with reasons.
         n_embedded: images embedded by this run (the rest came from the store).
         n_cached: images whose features came from the store.
@@ -95,6 +87,9 @@ class RunResult:
         assigned_inputs: folders/files added to OUT by ``imgclust assign`` that lie outside
             ``inputs``; scanned too, so their photos stay in the collection.
         assigned_missing: such folders/files that no longer exist (their photos are gone).
+        skipped: imgclust output or export folders inside the inputs, not scanned.
+        notes: where the result differs from what was asked (k lowered, fewer clusters,
+            unclustered photos, files that changed while read), in words.
     """
 
     out_dir: Path
@@ -115,11 +110,18 @@ class RunResult:
     refined: dict[int, list[int]] = field(default_factory=dict)
     assigned_inputs: list[str] = field(default_factory=list)
     assigned_missing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def k(self) -> int:
-        """Number of clusters."""
-        return len(self.clusters)
+        """Number of clusters (the unclustered photos are not one)."""
+        return sum(c.cluster_id >= 0 for c in self.clusters)
+
+    @property
+    def n_unclustered(self) -> int:
+        """Photos in no cluster (HDBSCAN's noise)."""
+        return int((self.labels < 0).sum())
 
     @property
     def n_scanned(self) -> int:
@@ -129,28 +131,6 @@ class RunResult:
     def assignments(self) -> dict[str, int]:
         """Path → cluster id."""
         return dict(zip(self.paths, self.labels.tolist(), strict=True))
-
-
-def prepare_out_dir(out: Path) -> None:
-    """Create ``out`` or check it is safe to write into.
-
-    Raises:
-        OutputError: ``out`` is a non-empty folder that imgclust did not make, or unwritable.
-    """
-    if out.exists():
-        if not out.is_dir():
-            raise OutputError(f"{out} exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not (out / MARKER_DIR).is_dir():
-            raise OutputError(
-                f"{out} is not empty and was not made by imgclust; choose an empty or new "
-                "--out so nothing there is overwritten"
-            )
-    try:
-        (out / MARKER_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {out}: {exc}") from exc
-    if not os.access(out, os.W_OK):
-        raise OutputError(f"the output folder {out} is not writable")
 
 
 @contextmanager
@@ -172,213 +152,265 @@ def _peak_rss_gib() -> float | None:
     return kib / (2**30 if sys.platform == "darwin" else 2**20)  # macOS counts bytes
 
 
-def _is_inside(path: str, folders: list[str]) -> bool:
-    return any(path == f or path.startswith(f + os.sep) for f in folders)
-
-
 def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     """Cluster the photos under ``config.inputs`` and write the report and exports.
 
+    Holds the output folder's lock throughout: another command on the same folder is refused.
+
     Raises:
         InputError: no input exists or no image could be decoded.
-        OutputError: the output folder cannot be written.
+        OutputError: the output folder cannot be written, or another command is using it.
         ModelUnavailableError: the model cannot be loaded.
         StoreError: the feature store cannot be used.
     """
-    prog: Progress = progress or _Silent()
-    timings: dict[str, float] = {}
     out = config.out.resolve()
+    check_roots(config.inputs)  # before anything is written
     # --refine splits clusters of the clustering the report in OUT shows: same model,
     # features and store as that run, and the same images (checked after the scan).
     base = load_clustering(out / MARKER_DIR) if config.cluster.refine else None
-    prepare_out_dir(out)
-    store_dir = config.store_dir.resolve()
-    model_name = model_for(config.embed)
-    feature_kind = config.cluster.features
-    if base is not None:
-        model_name, feature_kind = base.model, base.features
-        store_dir = Path(base.store_dir)
+    with output_folder(out, "run"):
+        return _run(config, out, base, progress or SilentProgress())
+
+
+@dataclass
+class _Collection:
+    """The run's images after embedding: paths, the feature matrix, and what it came from."""
+
+    paths: list[str]
+    rejected: list[Rejection]
+    found: dict[str, Location]
+    features: np.ndarray  # the similarity index's own storage (float16)
+    index: Any
+    centre: np.ndarray | None
+    n_embedded: int
+    notes: list[str]
+
+
+def _run(config: RunConfig, out: Path, base: SavedClustering | None, prog: Progress) -> RunResult:
+    timings: dict[str, float] = {}
     previous = saved_inventory(out / MARKER_DIR)
     assigned, missing = _assigned_inputs(config, [] if previous is None else previous[1])
-
-    with _timed(timings, "scan"):
-        prog.start("scan")
-        found = scan([*config.inputs, *map(Path, assigned)])
-        # Never cluster our own output (thumbnails) when --out lies inside an input folder.
-        own = [str(out), str(store_dir)]
-        records = [r for r in found.records if not _is_inside(r.path, own)]
-        prog.finish()
-
-    embedder = Embedder(
-        model_name,
-        batch_size=config.embed.batch_size,
-        device=config.embed.device,
-        workers=config.embed.workers,
-        decode_timeout=config.embed.decode_timeout,
-        runtime=config.embed.runtime,
+    store_dir = Path(base.store_dir) if base else config.store_dir.resolve()
+    feature_kind = base.features if base else config.cluster.features
+    embedder = embedder_for(
+        config.embed,
+        model=base.model if base else None,
         # Every image gets a thumbnail (member pages show them all): made while decoding,
         # the report need not decode each photo a second time.
         thumbnails=ThumbTarget(str(out), config.report.thumb_size),
     )
-    spec = embedder.spec
-    with FeatureStore(store_dir, spec.name) as store:
-        lookup = store.lookup(records)
-        if base is not None:
-            _check_refinable(base, lookup, config)
-        n_embedded = 0
-        if lookup.todo:
-            with _timed(timings, "model"):
-                # Its own stage: the first run converts (and for int8 calibrates) the model,
-                # which would otherwise look like an embed bar stuck at 0.
-                prog.start("model")
-                embedder.load()
-                prog.finish()
-        with _timed(timings, "embed"):
-            if lookup.todo:
-                prog.start("embed", len(lookup.todo))
-                for block in embedder.iter_blocks(
-                    lookup.todo, config.store.shard_size, on_progress=prog.advance
-                ):
-                    store.write(block, spec.n_classes, spec.embedding_dim)
-                    n_embedded += len(block.paths)
-                prog.finish()
-        del lookup  # a second path → location table of the whole collection otherwise
-        final = store.lookup(records)
-        rejected = list(found.rejected) + final.rejected
-        paths = sorted(final.found)
-        if not paths:
-            raise InputError(
-                f"no image could be clustered: {len(records)} candidate files, "
-                f"{len(rejected)} rejected (see the reasons with --verbose or rejected.csv)"
-            )
-        with _timed(timings, "load"):
-            # The features go from the store straight into the similarity index's float16
-            # storage, shard by shard, and that one matrix is what is clustered: at a million
-            # images no raw array, float32 copy or second matrix is ever held.
-            kind = feature_kind
-            source = feature_source(kind)
-            width = spec.embedding_dim if source == "embedding" else spec.n_classes
-            similarity_index, feats = feature_index(len(paths), width)
-            store.load(
-                paths,
-                final.found,
-                arrays=(source,),
-                transform=lambda _, rows: row_features(kind, rows),
-                out={source: feats},
-            )
-            feature_centre = finish_features(kind, feats)
-
+    with _timed(timings, "scan"):
+        prog.start("scan")
+        # Never cluster our own output (thumbnails) when --out lies inside an input folder.
+        found = scan([*config.inputs, *map(Path, assigned)], exclude=[out, store_dir])
+        prog.finish()
+    with _timed(timings, "embed"):
+        coll = _embed(config, found.records, found.rejected, embedder, store_dir, base, prog)
     with _timed(timings, "cluster"):
         prog.start("cluster")
-        model = _clusterer(config, base).fit(feats)
-        algorithm = getattr(model, "algorithm_", config.cluster.algorithm)  # what auto chose
-        labels = relabel_by_size(model.labels_, paths)
-        distances = model.distances_
-        ranks = rank_members(labels, distances)
-        n_clusters = int(labels.max()) + 1
-        fences = outlier_thresholds(labels, distances, n_clusters)
-        outliers = (labels >= 0) & (distances > fences[np.maximum(labels, 0)])  # noise: no
+        fitted = fit_clusters(
+            coll.features,
+            coll.paths,
+            _clusterer(config, base),
+            algorithm=config.cluster.algorithm,
+            requested_k=None if base else config.cluster.k,
+        )
         prog.finish()
-
     with _timed(timings, "describe"):
-        # One more pass over the stored logits, a shard at a time: cluster mean scores (the
-        # names) and each image's top classes, never all 1,000 scores of every image at once.
-        # Finished shards, read without re-opening (and re-indexing) the whole store.
-        rows = FeatureStore(store_dir, spec.name).iter_rows(paths, final.found, "logits")
-        stats = class_statistics(rows, labels)
-        class_names = imagenet_class_names()
-        clusters = describe(
-            labels, distances, feats, stats.cluster_scores, class_names, seed=config.cluster.seed
-        )
-        image_tops = stats.image_top_classes(class_names)
-
+        clusters, stats = _describe(coll, fitted, embedder.spec, store_dir, config.cluster.seed)
     with _timed(timings, "duplicates"):
-        # Judged on the L2-normalised embedding: by default the clustered matrix itself;
-        # other feature kinds read the embedding from the store (one more matrix in memory).
-        embedding = feats
-        if feature_kind != "embedding":
-            stored = FeatureStore(store_dir, spec.name)  # finished shards: no re-open needed
-            embedding = stored.load(paths, final.found, arrays=("embedding",))["embedding"]
-        duplicate_of = near_duplicates(
-            embedding, labels, distances, threshold=config.report.dup_threshold
-        )
-        del embedding
-
-    rejected = sorted(rejected, key=lambda r: r.path)
+        duplicate_of = _duplicates(coll, fitted, feature_kind, embedder.spec, store_dir, config)
     with _timed(timings, "layout"):
-        centroids = centroids_by_label(model.cluster_centers_, model.labels_, labels)
-        layout = fit_layout(feats, centroids, labels, distances)
-        coords = layout.place(feats, centroids, labels, distances)
-        saved = SavedClustering(
-            model=spec.name,
-            features=feature_kind,
-            store_dir=str(store_dir),
-            centroids=centroids,
-            fences=fences,
-            names=[c.name for c in clusters],
-            cluster_top_classes=[c.top_classes for c in clusters],
-            medoids=np.array([c.medoid for c in clusters], dtype=np.int64),
-            paths=paths,
-            labels=labels,
-            distances=distances,
-            outliers=outliers,
-            top_class_ids=stats.top_ids,
-            top_class_scores=stats.top_scores,
-            rejected=rejected,
-            report=config.report,
-            coords=coords,
-            layout=layout,
-            duplicate_of=duplicate_of,
-            assigned_inputs=assigned,
-            feature_centre=feature_centre,
+        centroids = centroids_by_label(
+            fitted.model.cluster_centers_, fitted.model.labels_, fitted.labels
         )
-
+        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
+    rejected = sorted(coll.rejected, key=lambda r: r.path)
+    named = [c for c in clusters if c.cluster_id >= 0]  # ids 0..k-1, in order
+    saved = SavedClustering(
+        model=embedder.spec.name,
+        features=feature_kind,
+        store_dir=str(store_dir),
+        centroids=centroids,
+        fences=fitted.fences,
+        names=[c.name for c in named],
+        cluster_top_classes=[c.top_classes for c in named],
+        medoids=np.array([c.medoid for c in named], dtype=np.int64),
+        paths=coll.paths,
+        labels=fitted.labels,
+        distances=fitted.distances,
+        outliers=fitted.outliers,
+        top_class_ids=stats.top_ids,
+        top_class_scores=stats.top_scores,
+        rejected=rejected,
+        report=config.report,
+        coords=coords,
+        layout=layout,
+        duplicate_of=duplicate_of,
+        assigned_inputs=assigned,
+        feature_centre=coll.centre,
+    )
     data = ReportData(
-        paths=paths,
-        labels=labels,
-        ranks=ranks,
-        distances=distances,
-        image_top_classes=image_tops,
+        paths=coll.paths,
+        labels=fitted.labels,
+        ranks=fitted.ranks,
+        distances=fitted.distances,
+        image_top_classes=stats.image_top_classes(imagenet_class_names()),
         clusters=clusters,
         rejected=rejected,
-        model=spec.name,
+        model=embedder.spec.name,
         features=feature_kind,
-        outliers=outliers,
+        outliers=fitted.outliers,
         coords=coords,
         duplicate_of=duplicate_of,
     )
     with _timed(timings, "report"):
-        write_exports(out, data)
-        shown = min(len(paths), sum(min(c.size, config.report.thumbs_per_row) for c in clusters))
-        prog.start("thumbnails", shown)
-        index = write_report(out, data, config.report, on_progress=prog.advance)
-        prog.finish()
+        index = _write_outputs(out, data, config, prog)
     with _timed(timings, "save"):
         # Last: assign/similar must never see a clustering the report on disk does not show.
-        save_clustering(out / MARKER_DIR, saved, similarity_index)
-
+        save_clustering(out / MARKER_DIR, saved, coll.index)
     result = RunResult(
         out_dir=out,
-        paths=paths,
-        labels=labels,
-        ranks=ranks,
-        distances=distances,
+        paths=coll.paths,
+        labels=fitted.labels,
+        ranks=fitted.ranks,
+        distances=fitted.distances,
         clusters=clusters,
-        rejected=list(data.rejected),
-        n_embedded=n_embedded,
-        n_cached=len(paths) - n_embedded,
+        rejected=rejected,
+        n_embedded=coll.n_embedded,
+        n_cached=len(coll.paths) - coll.n_embedded,
         report=index,
-        model=spec.name,
+        model=embedder.spec.name,
         features=feature_kind,
         timings=timings,
-        n_new=None if previous is None else len(set(paths) - previous[0]),
-        algorithm=algorithm,
-        refined=_refined_ids(model, labels),
+        n_new=None if previous is None else len(set(coll.paths) - previous[0]),
+        algorithm=fitted.algorithm,
+        refined=_refined_ids(fitted.model, fitted.labels),
         assigned_inputs=assigned,
         assigned_missing=missing,
+        skipped=found.skipped,
+        notes=coll.notes + fitted.notes,
     )
     _write_run_info(out, config, result)
     return result
+
+
+def _embed(
+    config: RunConfig,
+    records: list[Any],
+    scan_rejected: list[Rejection],
+    embedder: Embedder,
+    store_dir: Path,
+    base: SavedClustering | None,
+    prog: Progress,
+) -> _Collection:
+    """Embed what the store lacks, then load the clustered features into one matrix."""
+    spec = embedder.spec
+    kind = base.features if base else config.cluster.features
+    with FeatureStore(store_dir, spec.name) as store:
+        if base is not None:
+            _check_refinable(base, store.lookup(records), config)
+        embedded = embed_missing(
+            records, embedder, store, shard_size=config.store.shard_size, progress=prog
+        )
+        paths = sorted(embedded.found)
+        rejected = list(scan_rejected) + embedded.rejected
+        if not paths:
+            raise InputError(
+                f"no image could be clustered: {plural(len(records), 'candidate file')}, "
+                f"{len(rejected):,} rejected (see the reasons with --verbose or rejected.csv)"
+            )
+        # The features go from the store straight into the similarity index's float16
+        # storage, shard by shard, and that one matrix is what is clustered: at a million
+        # images no raw array, float32 copy or second matrix is ever held.
+        source = feature_source(kind)
+        width = spec.embedding_dim if source == "embedding" else spec.n_classes
+        index, feats = feature_index(len(paths), width)
+        store.load(
+            paths,
+            embedded.found,
+            arrays=(source,),
+            transform=lambda _, rows: row_features(kind, rows),
+            out={source: feats},
+        )
+        centre = finish_features(kind, feats)
+        damaged = list(store.damaged)
+    notes = []
+    if damaged:
+        notes.append(
+            f"{plural(len(damaged), 'damaged feature-store shard')} set aside as *.damaged "
+            "(" + ", ".join(p.name for p in damaged) + "); their photos were embedded again"
+        )
+    if embedded.n_changed:
+        notes.append(
+            f"{plural(embedded.n_changed, 'file')} changed while being read: checked and "
+            "embedded again (or rejected, if still changing)"
+        )
+    return _Collection(
+        paths, rejected, embedded.found, feats, index, centre, embedded.n_embedded, notes
+    )
+
+
+def _describe(
+    coll: _Collection, fitted: Fitted, spec: ModelSpec, store_dir: Path, seed: int
+) -> tuple[list[ClusterSummary], Any]:
+    """Cluster names and each image's top classes, in one streamed pass over the logits."""
+    # A shard at a time: never all 1,000 scores of every image at once. Finished shards are
+    # read without re-opening (and re-indexing) the whole store.
+    rows = FeatureStore(store_dir, spec.name).iter_rows(coll.paths, coll.found, "logits")
+    stats = class_statistics(rows, fitted.labels)
+    clusters = describe(
+        fitted.labels,
+        fitted.distances,
+        coll.features,
+        stats.cluster_scores,
+        imagenet_class_names(),
+        seed=seed,
+    )
+    return clusters, stats
+
+
+def _duplicates(
+    coll: _Collection,
+    fitted: Fitted,
+    feature_kind: str,
+    spec: ModelSpec,
+    store_dir: Path,
+    config: RunConfig,
+) -> np.ndarray:
+    """Near-duplicate groups, judged on the L2-normalised embedding: by default the clustered
+    matrix itself; other feature kinds read the embedding from the store."""
+    embedding = coll.features
+    if feature_kind != "embedding":
+        stored = FeatureStore(store_dir, spec.name)  # finished shards: no re-open needed
+        embedding = stored.load(coll.paths, coll.found, arrays=("embedding",))["embedding"]
+    return near_duplicates(
+        embedding, fitted.labels, fitted.distances, threshold=config.report.dup_threshold
+    )
+
+
+def map_layout(
+    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray
+) -> tuple[MapLayout, np.ndarray]:
+    """The map's layout and every image's position; unclustered images get a disc of their
+    own (after the clusters'), around their mean."""
+    ids = np.asarray(labels).copy()
+    noise = ids < 0
+    centres = np.asarray(centroids, dtype=np.float32)
+    if noise.any():
+        ids[noise] = len(centres)
+        centres = np.vstack([centres, features[noise].astype(np.float32).mean(axis=0)])
+    layout = fit_layout(features, centres, ids, distances)
+    return layout, layout.place(features, centres, ids, distances)
+
+
+def _write_outputs(out: Path, data: ReportData, config: RunConfig, prog: Progress) -> Path:
+    write_exports(out, data)
+    per_row = config.report.thumbs_per_row
+    prog.start("thumbnails", min(len(data.paths), sum(min(c.size, per_row) for c in data.clusters)))
+    index = write_report(out, data, config.report, on_progress=prog.advance)
+    prog.finish()
+    return index
 
 
 def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -> None:
@@ -412,22 +444,22 @@ def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -
             raise ConfigError(f"--refine {cid}: cluster {cid} has one image; nothing to split")
 
 
-def _clusterer(config: RunConfig, base: SavedClustering | None) -> Any:
+def _clusterer(config: RunConfig, base: SavedClustering | None) -> Clusterer:
     """The run's clusterer, or, with ``--refine``, the saved clustering with clusters split."""
     c = config.cluster
     if base is None:
-        return make_clusterer(c.algorithm, c.k or None, random_state=c.seed)
+        return create_clusterer(c.algorithm, c.k, random_state=c.seed)
     return SplitClusters(
         base.labels,
         base.centroids,
         base.distances,
         c.refine,
-        n_clusters=c.refine_k or None,
+        n_clusters=c.refine_k,
         random_state=c.seed,
     )
 
 
-def _refined_ids(model: Any, labels: np.ndarray) -> dict[int, list[int]]:
+def _refined_ids(model: Clusterer, labels: np.ndarray) -> dict[int, list[int]]:
     """Split cluster (old id) → its parts' ids after renumbering by size."""
     if not isinstance(model, SplitClusters):
         return {}
@@ -439,7 +471,7 @@ def _assigned_inputs(config: RunConfig, remembered: list[str]) -> tuple[list[str
     """Of the inputs ``assign`` added to OUT, those the run must scan besides its own inputs
     (not inside them), and those that no longer exist."""
     own = [str(Path(p).resolve()) for p in config.inputs]
-    extra = [p for p in dict.fromkeys(remembered) if not _is_inside(p, own)]
+    extra = [p for p in dict.fromkeys(remembered) if not inside(p, own)]
     return [p for p in extra if os.path.exists(p)], [p for p in extra if not os.path.exists(p)]
 
 
@@ -452,6 +484,8 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "n_embedded": result.n_embedded,
         "n_cached": result.n_cached,
         "k": result.k,
+        "n_unclustered": result.n_unclustered,
+        "notes": result.notes,
         "model": result.model,  # with its precision: what "auto" chose
         "algorithm": result.algorithm,
         "timings": result.timings,

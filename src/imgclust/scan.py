@@ -3,10 +3,17 @@
 A candidate is any regular file whose extension Pillow (or pillow-heif) can read. Whether it
 really is an image is decode's business. Problems found while walking (a broken symlink, an
 unreadable folder, a symlink loop) come back as :class:`Rejection` rows, never as exceptions.
+
+Folders that imgclust wrote are never scanned: an output folder (it holds ``.imgclust``) or
+an export folder (``.imgclust-export``) inside an input holds thumbnails and links of photos,
+not photos; they are listed in :attr:`ScanResult.skipped`. Folders passed as ``exclude``
+(the run's own output folder) are compared by device and inode, so a symlinked path to them
+is recognised too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -49,6 +56,11 @@ class ScanResult:
     records: list[FileRecord] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     n_ignored: int = 0  # files skipped because their extension is not an image format
+    skipped: list[str] = field(default_factory=list)  # imgclust output/export folders
+
+
+#: A folder holding one of these is an imgclust output or export folder, never scanned.
+MARKER_NAMES = (".imgclust", ".imgclust-export")
 
 
 def is_image_name(name: str) -> bool:
@@ -56,22 +68,39 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def scan(roots: Sequence[str | os.PathLike[str]]) -> ScanResult:
-    """Walk ``roots`` recursively and return candidate images sorted by absolute path.
-
-    A root may be a folder or a single file. Symlinked folders are followed once (loops are
-    detected by device/inode). Duplicate paths reached through several roots appear once.
-
-    Raises:
-        InputError: a root does not exist.
-    """
-    result = ScanResult()
-    seen_paths: set[str] = set()
-    seen_dirs: set[tuple[int, int]] = set()
+def check_roots(roots: Sequence[str | os.PathLike[str]]) -> None:
+    """Raise :class:`InputError` for the first root that does not exist (before any work)."""
     for root in roots:
         root_path = os.path.abspath(os.fspath(root))
         if not os.path.lexists(root_path):
             raise InputError(f"input path does not exist: {root_path}")
+
+
+def scan(
+    roots: Sequence[str | os.PathLike[str]],
+    *,
+    exclude: Sequence[str | os.PathLike[str]] = (),
+) -> ScanResult:
+    """Walk ``roots`` recursively and return candidate images sorted by absolute path.
+
+    A root may be a folder or a single file. Symlinked folders are followed once (loops are
+    detected by device/inode). Duplicate paths reached through several roots appear once.
+    Folders in ``exclude`` and imgclust output/export folders are not entered.
+
+    Raises:
+        InputError: a root does not exist.
+    """
+    check_roots(roots)
+    result = ScanResult()
+    seen_paths: set[str] = set()
+    # Excluded folders are "already seen": _walk then skips them however they are reached.
+    seen_dirs: set[tuple[int, int]] = set()
+    for folder in exclude:
+        with contextlib.suppress(OSError):
+            st = os.stat(folder)
+            seen_dirs.add((st.st_dev, st.st_ino))
+    for root in roots:
+        root_path = os.path.abspath(os.fspath(root))
         if os.path.isdir(root_path):
             for entry in _walk(root_path, seen_dirs, result):
                 _add(entry, result, seen_paths)
@@ -101,6 +130,9 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
         except OSError as exc:
             result.rejected.append(Rejection(folder, f"folder unreadable: {exc.strerror or exc}"))
             continue
+        if any(e.name in MARKER_NAMES and _is_dir(e) for e in entries):
+            result.skipped.append(folder)  # thumbnails and links of photos, not photos
+            continue
         subfolders = []
         for entry in entries:
             try:
@@ -112,6 +144,13 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
             else:
                 yield entry.path
         stack.extend(reversed(subfolders))  # visit subfolders in name order
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _add(path: str, result: ScanResult, seen_paths: set[str]) -> None:
@@ -149,4 +188,13 @@ def display_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-__all__ = ["FileRecord", "Rejection", "ScanResult", "batched", "display_path", "scan"]
+__all__ = [
+    "MARKER_NAMES",
+    "FileRecord",
+    "Rejection",
+    "ScanResult",
+    "batched",
+    "check_roots",
+    "display_path",
+    "scan",
+]

@@ -11,17 +11,19 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ._fs import atomic_write_text
+from .assign import cluster_name
 from .embed import Embedder
 from .exceptions import InputError
-from .pipeline import MARKER_DIR
-from .report._io import atomic_write_text
-from .report.html import _environment, file_url
+from .report.html import file_url, render_template
 from .report.thumbs import make_thumbnails
 from .scan import FileRecord, display_path
 from .state import SavedClustering, features_of, load_clustering, read_index
+from .steps import output_folder
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,16 @@ def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -
     Raises:
         InputError: ``image`` is missing or unreadable, or ``out`` has no saved clustering.
     """
-    out = out.resolve()
-    marker = out / MARKER_DIR
-    saved = load_clustering(marker)
-    index = read_index(marker, len(saved.paths))
+    out = Path(out).resolve()
+    with output_folder(out, "similar", create=False) as marker:  # it writes a page into out
+        saved = load_clustering(marker)
+        index = read_index(marker, len(saved.paths), saved=saved)
+        return _search(saved, index, out, image, n=n, device=device)
+
+
+def _search(
+    saved: SavedClustering, index: Any, out: Path, image: Path, *, n: int, device: str
+) -> SimilarResult:
     query = os.path.abspath(image)
     row = {p: i for i, p in enumerate(saved.paths)}.get(query)
     if row is not None:
@@ -70,7 +78,7 @@ def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -
             path=saved.paths[int(i)],
             distance=float(np.sqrt(max(float(d), 0.0))),
             cluster=int(saved.labels[int(i)]),
-            cluster_name=saved.names[int(saved.labels[int(i)])],
+            cluster_name=cluster_name(saved, int(saved.labels[int(i)])),
             outlier=bool(saved.outliers[int(i)]),
         )
         for d, i in zip(sq[0], ids[0], strict=True)
@@ -113,17 +121,14 @@ def _write_page(out: Path, query: str, neighbours: list[Neighbour], size: int) -
         }
         for nb in neighbours
     ]
-    html = (
-        _environment()
-        .get_template("similar.html")
-        .render(
-            thumb_size=size,
-            mini_size=size,
-            query_name=os.path.basename(display_path(query)),
-            query_url=file_url(query),
-            query_thumb=thumbs.get(query),
-            tiles=tiles,
-        )
+    html = render_template(
+        "similar.html",
+        thumb_size=size,
+        mini_size=size,
+        query_name=os.path.basename(display_path(query)),
+        query_url=file_url(query),
+        query_thumb=thumbs.get(query),
+        tiles=tiles,
     )
     atomic_write_text(page, html)
     return page

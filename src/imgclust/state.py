@@ -4,7 +4,10 @@ A run leaves, under ``OUT/.imgclust/``:
 
 * ``model.npz``: the centroids (in the clustered feature space), which features and model
   made them, each cluster's outlier fence, name, top classes and medoid, and the image table
-  (paths, cluster, distance, outlier flag, top-3 classes) plus the rejected files;
+  (paths, cluster, distance, outlier flag, top-3 classes) plus the rejected files; the
+  feature store's folder, relative to ``OUT/.imgclust`` when it lies inside ``OUT`` (so a
+  copied output folder uses its own copy), absolute otherwise (``--cache``); the CRC-32 of
+  ``index.faiss`` as written; and ``crc32``, the CRC-32 of all of its other arrays;
 * ``index.faiss``: a faiss index of the clustered features, row ``i`` being image ``i`` of
   ``model.npz``: exact L2 search over the features kept as float16 (faiss's fp16 scalar
   quantizer), the precision the store keeps them in. A run fills the index's storage straight
@@ -12,15 +15,20 @@ A run leaves, under ``OUT/.imgclust/``:
   matrix the run clusters (2.5 GB), never a second copy; no training, new rows can be added,
   and an exact query scans a million rows in well under a second.
 
-Both are written atomically, the index first and ``model.npz`` last; a row-count mismatch
-(a crash between the two) is reported with the fix instead of giving wrong neighbours.
+Both are written atomically (temporary file, fsync, rename), the index first and
+``model.npz`` last. Reading checks both: a ``model.npz`` that does not decode or whose arrays
+differ from its CRC-32 is an :class:`InputError` naming it and the fix (run again); an index
+whose CRC-32 differs from the recorded one (damage, or a crash between the two writes), that
+does not decode or has the wrong row count is rebuilt from the feature store, with a warning,
+and written back. Files saved before the checksums were kept are read unchecked, as before.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,10 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from ._fs import atomic_write
 from .config import ReportConfig
 from .exceptions import InputError, OutputError
 from .report.layout import MapLayout
 from .scan import Rejection
+from .store import DECODE_ERRORS, FeatureStore, file_crc32
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.npz"
 INDEX_FILE = "index.faiss"
@@ -67,6 +79,7 @@ class SavedClustering:
     duplicate_of: np.ndarray | None = None  # (n,) near-duplicate group leader, or -1
     assigned_inputs: Sequence[str] = ()  # folders/files added by `assign`; `run` rescans them
     feature_centre: np.ndarray | None = None  # (d,) the mean `embedding-centred` takes out
+    index_crc32: int | None = None  # of index.faiss as saved (None: saved before it was kept)
 
 
 def centroids_by_label(
@@ -97,11 +110,18 @@ def save_clustering_meta(marker_dir: Path, saved: SavedClustering) -> None:
 
 
 def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
+    """Write ``model.npz``, recording the CRC-32 of the ``index.faiss`` now on disk."""
+    index = marker_dir / INDEX_FILE
+    try:
+        index_crc32: int | None = file_crc32(index) if index.exists() else None
+    except OSError as exc:
+        raise OutputError(f"cannot read {index} back: {exc}; check the output folder") from exc
     meta = {
         "format": _FORMAT,
         "model": saved.model,
         "features": saved.features,
-        "store_dir": saved.store_dir,
+        "store_dir": _portable_store_dir(marker_dir, saved.store_dir),
+        "index_crc32": index_crc32,
         "names": list(saved.names),
         "cluster_top_classes": [list(map(list, t)) for t in saved.cluster_top_classes],
         "paths": list(saved.paths),
@@ -129,7 +149,27 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         arrays["coords"] = np.asarray(saved.coords, np.float32)
         for name in ("centres", "radii", "basis", "scale"):
             arrays[f"map_{name}"] = getattr(saved.layout, name)
-    _atomic(marker_dir / MODEL_FILE, lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
+    arrays["crc32"] = np.array(_payload_crc32(arrays), dtype=np.uint32)
+    atomic_write(marker_dir / MODEL_FILE, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+
+
+def _payload_crc32(arrays: dict[str, np.ndarray]) -> int:
+    """CRC-32 of every array's name, dtype, shape and bytes, in name order."""
+    crc = 0
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        crc = zlib.crc32(f"{name}:{array.dtype.str}:{array.shape};".encode(), crc)
+        crc = zlib.crc32(array.data, crc)
+    return crc
+
+
+def _portable_store_dir(marker_dir: Path, store_dir: str) -> str:
+    """``store_dir`` relative to ``marker_dir`` when it lies inside the output folder (a
+    copied output folder then uses its own store), absolute otherwise."""
+    store, marker = Path(store_dir).resolve(), marker_dir.resolve()
+    if store.is_relative_to(marker.parent):
+        return os.path.relpath(store, marker)
+    return str(store)
 
 
 def load_clustering(marker_dir: Path) -> SavedClustering:
@@ -144,16 +184,28 @@ def load_clustering(marker_dir: Path) -> SavedClustering:
             f"{marker_dir.parent} holds no saved clustering ({path} is missing); "
             "run `imgclust run PHOTOS --out` into it first"
         )
+    fix = f"run `imgclust run PHOTOS --out {marker_dir.parent}` again to rewrite it"
     try:
         with np.load(path) as data:
             arrays = {name: data[name] for name in data.files}
+        if "crc32" in arrays and int(arrays.pop("crc32")) != _payload_crc32(arrays):
+            raise InputError(f"{path} is damaged (its checksum does not match); {fix}")
         meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path} is unreadable ({exc}); run `imgclust run` again") from exc
+        return _saved_from(marker_dir, meta, arrays)
+    except DECODE_ERRORS as exc:
+        raise InputError(
+            f"{path} is damaged or unreadable ({type(exc).__name__}: {exc}); {fix}"
+        ) from exc
+
+
+def _saved_from(
+    marker_dir: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> SavedClustering:
+    """The clustering ``model.npz`` in ``marker_dir`` holds, from its decoded parts."""
     return SavedClustering(
         model=meta["model"],
         features=meta["features"],
-        store_dir=meta["store_dir"],
+        store_dir=str((marker_dir / meta["store_dir"]).resolve()),
         centroids=arrays["centroids"],
         fences=arrays["fences"],
         names=meta["names"],
@@ -178,6 +230,7 @@ def load_clustering(marker_dir: Path) -> SavedClustering:
         duplicate_of=arrays.get("duplicate_of"),
         assigned_inputs=meta.get("assigned_inputs", []),
         feature_centre=arrays.get("feature_centre"),
+        index_crc32=meta.get("index_crc32"),
     )
 
 
@@ -240,36 +293,94 @@ def write_index(marker_dir: Path, index: Any) -> None:
     """Write a faiss index to ``index.faiss`` atomically."""
     import faiss
 
-    _atomic(marker_dir / INDEX_FILE, lambda tmp: faiss.write_index(index, str(tmp)))
+    def write(tmp: Path) -> None:
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # faiss reports a failed write (disk full) this way
+            raise OSError(str(exc)) from exc
+
+    atomic_write(marker_dir / INDEX_FILE, write_path=write)
 
 
-def read_index(marker_dir: Path, n_expected: int) -> Any:
-    """Read ``index.faiss`` and check it has one row per saved image.
+def read_index(marker_dir: Path, n_expected: int, *, saved: SavedClustering | None = None) -> Any:
+    """Read ``index.faiss``, checked against the CRC-32 ``model.npz`` recorded for it and for
+    one row per saved image.
+
+    A damaged index (wrong checksum, undecodable, missing, wrong row count) is rebuilt from
+    the feature store and written back, with a warning.
+
+    Args:
+        marker_dir: the output folder's ``.imgclust`` folder.
+        n_expected: the saved clustering's number of images (``len(saved.paths)``).
+        saved: the clustering loaded from ``marker_dir``; read again here when not given.
 
     Raises:
-        InputError: missing, unreadable or out of step with ``model.npz``.
+        InputError: the index is damaged and the feature store cannot give the features of
+            every saved image.
     """
     import faiss
 
+    if saved is None:
+        saved = load_clustering(marker_dir)
     path = marker_dir / INDEX_FILE
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise InputError(f"cannot read {path}; run `imgclust run` again") from exc
-    if index.ntotal != n_expected:
+    problem = None
+    if saved.index_crc32 is not None:  # checked first: faiss may crash on damaged bytes
+        try:
+            if file_crc32(path) != saved.index_crc32:
+                problem = "its checksum differs from the one model.npz recorded"
+        except OSError as exc:
+            problem = f"it cannot be read: {exc.strerror or exc}"
+    if problem is None:
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            problem = f"it cannot be decoded: {exc}"
+        else:
+            if index.ntotal == n_expected:
+                return index
+            problem = f"it has {index.ntotal} rows for {n_expected} images"
+    return _rebuild_index(marker_dir, saved, problem)
+
+
+def _rebuild_index(marker_dir: Path, saved: SavedClustering, problem: str) -> Any:
+    """The index of ``saved``'s images from their stored features, written back if it can be.
+
+    Raises:
+        InputError: the store cannot give every image's features (``problem`` says why the
+            index is not used).
+    """
+    from .cluster import feature_source
+
+    path = marker_dir / INDEX_FILE
+    fix = f"run `imgclust run PHOTOS --out {marker_dir.parent}` again to rebuild it"
+    n = len(saved.paths)
+    store = FeatureStore(Path(saved.store_dir), saved.model)
+    if not store.dir.is_dir():  # checked first: opening would create it
         raise InputError(
-            f"{path} has {index.ntotal} rows but the saved clustering {n_expected} images "
-            "(an interrupted write); run `imgclust run` again"
+            f"{path} is damaged ({problem}) and the feature store that could rebuild it, "
+            f"{store.dir}, is gone; {fix}"
         )
-    return index
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp" + (".npz" if path.suffix == ".npz" else ""))
+    with store:
+        found = store.locate(saved.paths)
+        if len(found) < n:
+            raise InputError(
+                f"{path} is damaged ({problem}) and the feature store {store.dir} lacks the "
+                f"features of {n - len(found)} of its {n} images; {fix}"
+            )
+        source = feature_source(saved.features)
+        index, storage = feature_index(n, int(saved.centroids.shape[1]))
+        store.load(
+            saved.paths,
+            found,
+            arrays=(source,),
+            transform=lambda _, rows: features_of(saved, logits=rows, embedding=rows),
+            out={source: storage},
+        )
+    logger.warning(
+        "%s is damaged (%s): rebuilt it from the feature store %s", path, problem, store.dir
+    )
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"cannot write {path}: {exc}; check the output folder") from exc
+        save_clustering(marker_dir, saved, index)  # model.npz records the new checksum
+    except OutputError as exc:
+        logger.warning("the rebuilt index is used but not saved (%s)", exc)
+    return index

@@ -2,36 +2,81 @@
 
 Layout, one folder per model::
 
-    STORE/<model>/shard-000001.npz        paths, sizes, mtimes, logits, embedding (float16)
-    STORE/<model>/shard-000001.done.json  written last: counts, file size, rejected files
-    STORE/<model>/lock                    held by the run using the store
+    STORE/<model>/shard-000001.npz          paths, sizes, mtimes, logits, embedding (float16)
+    STORE/<model>/shard-000001.done.json    written last: counts, byte size and CRC-32 of the
+                                            shard, rejected files
+    STORE/<model>/shard-000001.npz.damaged  a shard that failed its check, set aside
+    STORE/<model>/lock                      held by the run using the store
 
 A shard is written to a temporary name, fsynced and renamed; its done marker follows the
-same way. A shard without a done marker, or whose size differs from the marker's, is torn:
-it is deleted when the store is opened and its images are embedded again. An image is
-looked up by path and taken from the store only if its size and mtime are unchanged; the
-newest shard wins when a path was embedded more than once.
+same way. Opening the store checks every shard against its marker before indexing its rows:
+
+* no marker: a torn write (a run killed between the two renames). The shard is deleted.
+* a marker that is not one this store wrote, a size or CRC-32 that differs from the marker's,
+  or a path table that cannot be read: damage (disk, copy, bit rot). The shard is renamed to
+  ``.damaged`` (safe to delete), its marker deleted, a warning logged naming it, and it is
+  listed in :attr:`FeatureStore.damaged` for the run's summary.
+
+Either way its images are embedded again by the same run. Markers written before the
+CRC-32 was kept have none: their shards are checked by size alone. A shard read later
+(:meth:`FeatureStore.load`, :meth:`FeatureStore.iter_rows`) that fails to decode raises a
+:class:`StoreError` naming it. An image is looked up by path and taken from the store only if
+its size and mtime are unchanged; the newest shard wins when a path was embedded more than
+once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import io
 import json
+import logging
 import os
 import re
+import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from ._fs import atomic_write
 from .embed import STORE_DTYPE, FeatureBlock
 from .exceptions import StoreError
 from .scan import FileRecord, Rejection
 
+logger = logging.getLogger(__name__)
+
 _SHARD_RE = re.compile(r"^shard-(\d{6,})\.npz$")
+_DAMAGED = ".damaged"
+
+#: What decoding damaged bytes can raise: from ``json``, ``zipfile`` (bad CRC, header, method
+#: or flags: ``NotImplementedError``/``RuntimeError``), ``zlib``, numpy's ``.npy`` reader.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    RuntimeError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def file_crc32(path: Path, *, chunk: int = 1 << 24) -> int:
+    """CRC-32 of a file, read ``chunk`` bytes at a time (zlib's: about 2 GB/s)."""
+    crc = 0
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            crc = zlib.crc32(view[:n], crc)
+    return crc
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +96,31 @@ class Lookup:
     todo: list[FileRecord]
 
 
-def _fsync_write(path: Path, write: object) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)  # type: ignore[operator]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+@dataclass(frozen=True)
+class _Marker:
+    """A parsed done marker; ``crc32`` is ``None`` in markers older than the checksum."""
+
+    n: int
+    size: int
+    crc32: int | None
+    rejected: list[tuple[str, str, int, int]]  # path, reason, size, mtime_ns
+
+
+@dataclass(frozen=True)
+class _PathTable:
+    """The rows of a checked shard: path, size and mtime of each, and the marker's rejects."""
+
+    paths: list[str]
+    sizes: list[int]
+    mtimes: list[int]
+    rejected: list[tuple[str, str, int, int]]
+
+
+def _store_error(path: Path, exc: OSError) -> StoreError:
+    return StoreError(
+        f"cannot write the feature store at {path.parent}: {exc}. Free space or pass "
+        "--cache to a writable folder; features stored so far are kept"
+    )
 
 
 class FeatureStore:
@@ -71,14 +129,19 @@ class FeatureStore:
     Args:
         root: the store folder (``--cache``); each model gets a sub-folder.
         model: model name, e.g. ``"efficientnet_lite0"``.
+
+    Attributes:
+        damaged: shards that failed their check when the store was opened, each now renamed
+            to its name + ``.damaged``; their images are looked up as todo.
     """
 
     def __init__(self, root: Path, model: str) -> None:
         self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-        self._lock: IO[bytes] | None = None
+        self._lock: Any = None
         self._index: dict[str, tuple[Location, int, int]] = {}
         self._rejected: dict[str, tuple[str, int, int]] = {}
         self._shards: list[int] = []
+        self.damaged: list[Path] = []
 
     def __enter__(self) -> FeatureStore:
         self.open()
@@ -89,26 +152,26 @@ class FeatureStore:
 
     def open(self) -> None:
         """Lock the store, delete torn shards, and index what is stored."""
+        from filelock import FileLock, Timeout  # flock on POSIX, msvcrt on Windows
+
+        lock = FileLock(self.dir / "lock", timeout=0)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.dir / "lock", "wb")  # noqa: SIM115 (held until close())
-        except OSError as exc:
-            raise StoreError(f"cannot create the feature store at {self.dir}: {exc}") from exc
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            self._lock = None
+            lock.acquire()
+        except Timeout:
             raise StoreError(
                 f"another imgclust run is using the feature store {self.dir}; "
                 "wait for it to finish or pass a different --cache"
             ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the feature store at {self.dir}: {exc}") from exc
+        self._lock = lock
         self._clean_and_index()
 
     def close(self) -> None:
         """Release the lock and the in-memory index (~400 bytes an image)."""
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
             self._lock = None
         self._index, self._rejected, self._shards = {}, {}, []
 
@@ -119,6 +182,8 @@ class FeatureStore:
         return self.dir / f"shard-{shard:06d}.done.json"
 
     def _clean_and_index(self) -> None:
+        """Delete what killed runs left, set damaged shards aside, index the rest."""
+        self.damaged = []
         for tmp in self.dir.glob("*.tmp*"):
             tmp.unlink(missing_ok=True)  # left by a killed run
         shards = []
@@ -126,37 +191,76 @@ class FeatureStore:
             m = _SHARD_RE.match(path.name)
             if m:
                 shards.append(int(m.group(1)))
+        for done in self.dir.glob("shard-*.done.json"):
+            if not done.with_name(done.name.replace(".done.json", ".npz")).exists():
+                done.unlink(missing_ok=True)  # its shard was deleted by hand
         for shard in sorted(shards):
-            marker = self._read_marker(shard)
-            if marker is None or marker.get("bytes") != self._shard_path(shard).stat().st_size:
+            table = self._check_shard(shard)
+            if table is None:  # torn: killed before its marker was written
                 self._shard_path(shard).unlink(missing_ok=True)
-                self._done_path(shard).unlink(missing_ok=True)
                 continue
-            try:
-                with np.load(self._shard_path(shard)) as data:
-                    paths, sizes, mtimes = data["paths"], data["sizes"], data["mtimes"]
-            except (OSError, ValueError, KeyError) as exc:
-                raise StoreError(
-                    f"shard {self._shard_path(shard)} is unreadable ({exc}); "
-                    "delete it and run again"
-                ) from exc
-            rows = zip(paths.tolist(), sizes.tolist(), mtimes.tolist(), strict=True)
-            for row, (stored, size, mtime) in enumerate(rows):
-                key = _decode_path(stored)
-                self._index[key] = (Location(shard, row), int(size), int(mtime))
+            if isinstance(table, str):
+                self._set_aside(shard, table)
+                continue
+            rows = zip(table.paths, table.sizes, table.mtimes, strict=True)
+            for row, (key, size, mtime) in enumerate(rows):
+                self._index[key] = (Location(shard, row), size, mtime)
                 self._rejected.pop(key, None)
-            for item in marker.get("rejected", []):
-                key = _decode_path(item["path"])
-                self._rejected[key] = (item["reason"], int(item["size"]), int(item["mtime_ns"]))
+            for key, reason, size, mtime in table.rejected:
+                self._rejected[key] = (reason, size, mtime)
                 self._index.pop(key, None)
             self._shards.append(shard)
 
-    def _read_marker(self, shard: int) -> dict[str, Any] | None:
+    def _check_shard(self, shard: int) -> _PathTable | str | None:
+        """The shard's path table if it matches its marker; ``None`` if it has no marker
+        (torn); otherwise why it is damaged."""
+        path, done = self._shard_path(shard), self._done_path(shard)
         try:
-            marker: dict[str, Any] = json.loads(self._done_path(shard).read_text(encoding="utf-8"))
-            return marker
-        except (OSError, ValueError):
+            raw = done.read_bytes()
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            return f"its marker {done.name} cannot be read: {exc}"
+        try:
+            marker = _parse_marker(raw)
+        except DECODE_ERRORS as exc:
+            return f"its marker {done.name} is not valid: {exc}"
+        try:
+            size = path.stat().st_size
+            if size != marker.size:
+                return f"{size} bytes where its marker says {marker.size}"
+            if marker.crc32 is not None and file_crc32(path) != marker.crc32:
+                return "its CRC-32 differs from its marker's"
+            with np.load(path) as data:
+                if data["paths"].dtype.kind != "U":
+                    raise ValueError("its paths are not text")
+                paths = [_decode_path(p) for p in data["paths"].tolist()]
+                sizes = [int(s) for s in data["sizes"].tolist()]
+                mtimes = [int(t) for t in data["mtimes"].tolist()]
+        except DECODE_ERRORS as exc:
+            return f"it cannot be read: {type(exc).__name__}: {exc}"
+        if not len(paths) == len(sizes) == len(mtimes) == marker.n:
+            return f"it holds {len(paths)} rows where its marker says {marker.n}"
+        return _PathTable(paths, sizes, mtimes, marker.rejected)
+
+    def _set_aside(self, shard: int, reason: str) -> None:
+        path = self._shard_path(shard)
+        aside = path.with_name(path.name + _DAMAGED)
+        try:
+            os.replace(path, aside)
+            self._done_path(shard).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"feature store shard {path} is damaged ({reason}) and cannot be moved aside "
+                f"({exc}); delete it and run again"
+            ) from exc
+        logger.warning(
+            "feature store shard %s is damaged (%s): moved it to %s; its images are embedded again",
+            path,
+            reason,
+            aside.name,
+        )
+        self.damaged.append(path)
 
     @property
     def n_stored(self) -> int:
@@ -180,6 +284,14 @@ class FeatureStore:
             todo.append(rec)
         return Lookup(found, rejected, todo)
 
+    def locate(self, paths: Sequence[str]) -> dict[str, Location]:
+        """Where the newest stored features of each of ``paths`` are, whatever its file is
+        like now (moved, edited, gone); paths never stored are left out.
+
+        What rebuilds an index of features stored earlier; :meth:`lookup` is for scanned files.
+        """
+        return {p: hit[0] for p in paths if (hit := self._index.get(p)) is not None}
+
     def write(self, block: FeatureBlock, n_classes: int, dim: int) -> int:
         """Store a block as a new shard (atomically, marker last) and return its number."""
         shard = (self._shards[-1] + 1) if self._shards else 1
@@ -193,11 +305,19 @@ class FeatureStore:
             "logits": block.logits_array(n_classes),
             "embedding": block.embedding_array(dim),
         }
+        # Built in memory (~7 MB a shard) so its checksum is that of the bytes written.
+        buf = io.BytesIO()
         try:
-            _fsync_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+            np.savez(buf, **arrays)  # type: ignore[arg-type]
+        except OSError as exc:  # what a real file would raise (and a test's full disk)
+            raise _store_error(path, exc) from exc
+        data = buf.getbuffer()
+        try:
+            atomic_write(path, lambda fh: fh.write(data), error=_store_error)
             marker = {
                 "n": len(block.paths),
-                "bytes": path.stat().st_size,
+                "bytes": len(data),
+                "crc32": zlib.crc32(data),
                 "rejected": [
                     {
                         "path": _encode_path(r.path),
@@ -209,12 +329,9 @@ class FeatureStore:
                 ],
             }
             payload = json.dumps(marker, ensure_ascii=True).encode()
-            _fsync_write(self._done_path(shard), lambda fh: fh.write(payload))
-        except OSError as exc:
-            raise StoreError(
-                f"cannot write the feature store at {self.dir}: {exc}. Free space or pass "
-                "--cache to a writable folder; features stored so far are kept"
-            ) from exc
+            atomic_write(self._done_path(shard), lambda fh: fh.write(payload), error=_store_error)
+        finally:
+            data.release()
         for row, (p, s, t) in enumerate(zip(block.paths, block.sizes, block.mtimes, strict=True)):
             self._index[p] = (Location(shard, row), s, t)
             self._rejected.pop(p, None)
@@ -239,6 +356,9 @@ class FeatureStore:
         maps each shard's rows before they are placed (same width), so derived features are
         built without a second full-size copy. ``out`` may give the arrays to fill (one row per
         path; e.g. a similarity index's own storage).
+
+        Raises:
+            StoreError: a shard cannot be decoded (damaged since the store was opened).
         """
         result: dict[str, np.ndarray] = dict(out or {})
         for name in arrays:
@@ -256,6 +376,9 @@ class FeatureStore:
 
         Needs no :meth:`open`: ``locations`` (from :meth:`lookup`) name finished shards, which
         are never rewritten, so they can be read after the store is closed, without its index.
+
+        Raises:
+            StoreError: a shard cannot be decoded (damaged since the store was opened).
         """
         # Plain integer arrays, not a list of tuples per image (a million of those is ~100 MB).
         n = len(paths)
@@ -264,8 +387,44 @@ class FeatureStore:
         order = np.argsort(shards, kind="stable")
         bounds = np.flatnonzero(np.diff(shards[order])) + 1
         for group in np.split(order, bounds) if n else []:
-            with np.load(self._shard_path(int(shards[group[0]]))) as data:
-                yield group, data[name][rows[group]]
+            path = self._shard_path(int(shards[group[0]]))
+            try:
+                with np.load(path) as data:
+                    block = data[name][rows[group]]
+            except DECODE_ERRORS as exc:
+                raise StoreError(
+                    f"feature store shard {path} is damaged ({type(exc).__name__}: {exc}); "
+                    "delete it and run again (its images are embedded again)"
+                ) from exc
+            yield group, block
+
+
+def _parse_marker(raw: bytes) -> _Marker:
+    """Raises ``ValueError`` (or another of :data:`DECODE_ERRORS`) unless ``raw`` is a done
+    marker as :meth:`FeatureStore.write` writes them."""
+    marker = json.loads(raw.decode("utf-8"))
+    if not isinstance(marker, dict):
+        raise ValueError("not a JSON object")
+    crc = marker.get("crc32")
+    rejected = []
+    for item in marker.get("rejected", []):
+        path, reason = item["path"], item["reason"]
+        if not (isinstance(path, str) and isinstance(reason, str)):
+            raise ValueError("a rejected file's path or reason is not text")
+        size, mtime = _int(item["size"], "a size"), _int(item["mtime_ns"], "an mtime")
+        rejected.append((_decode_path(path), reason, size, mtime))
+    return _Marker(
+        n=_int(marker.get("n"), "its row count"),
+        size=_int(marker.get("bytes"), "its byte count"),
+        crc32=None if crc is None else _int(crc, "its checksum"),
+        rejected=rejected,
+    )
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{what} is not an integer: {value!r}")
 
 
 def _encode_path(path: str) -> str:
@@ -283,5 +442,5 @@ def _decode_path(stored: str) -> str:
     if stored.startswith("b64:"):
         import base64
 
-        return os.fsdecode(base64.b64decode(stored[4:]))
+        return os.fsdecode(base64.b64decode(stored[4:], validate=True))
     return stored

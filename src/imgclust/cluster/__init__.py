@@ -1,10 +1,16 @@
 """Clustering: feature spaces and clusterers with the scikit-learn estimator contract."""
 
-from .factory import ALGORITHMS, make_clusterer
+from .base import (
+    Clusterer,
+    clusterer_help,
+    create_clusterer,
+    list_clusterers,
+    register_clusterer,
+)
+from .factory import make_clusterer
 from .features import (
     feature_source,
     finish_features,
-    is_normalized,
     make_features,
     make_features_lowmem,
     row_features,
@@ -16,20 +22,23 @@ from .refine import SplitClusters
 from .select import AutoKMeans, choose_k
 
 __all__ = [
-    "ALGORITHMS",
     "HDBSCAN",
     "Agglomerative",
     "AutoKMeans",
+    "Clusterer",
     "KMeans",
     "Spectral",
     "SplitClusters",
     "choose_k",
+    "clusterer_help",
+    "create_clusterer",
     "feature_source",
     "finish_features",
-    "is_normalized",
+    "list_clusterers",
     "make_clusterer",
     "make_features",
     "make_features_lowmem",
+    "register_clusterer",
     "row_features",
     "softmax",
 ]

@@ -1,24 +1,25 @@
-"""``make_clusterer``: an algorithm name and k → an unfitted estimator."""
+"""The built-in algorithms, registered by name (:func:`~.base.register_clusterer`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..config import ALGORITHMS
+from .base import Clusterer, create_clusterer, register_clusterer
 from .kmeans import KMeans
 from .others import HDBSCAN, Agglomerative, Spectral
 from .select import AutoKMeans
 
-__all__ = ["ALGORITHMS", "SPECTRAL_MAX", "AutoAlgorithm", "make_clusterer"]
+__all__ = ["SPECTRAL_MAX", "AutoAlgorithm", "make_clusterer"]
 
 
 #: ``auto`` clusters collections up to this size spectrally, larger ones with k-means.
 SPECTRAL_MAX = 20_000
 
+#: The registry's factory under the name the code has always used.
+make_clusterer = create_clusterer
 
-class AutoAlgorithm:
+
+class AutoAlgorithm(Clusterer):
     """The default: spectral clustering of the kNN graph up to :data:`SPECTRAL_MAX` images,
     k-means beyond.
 
@@ -36,14 +37,13 @@ class AutoAlgorithm:
     def __init__(
         self, n_clusters: int | None, *, random_state: int = 0, spectral_max: int = SPECTRAL_MAX
     ) -> None:
-        self.n_clusters = n_clusters
-        self.random_state = random_state
+        super().__init__(n_clusters, random_state=random_state)
         self.spectral_max = spectral_max
 
     def fit(self, X: np.ndarray) -> AutoAlgorithm:
         """Cluster the rows of ``X`` with the algorithm that suits its size."""
         self.algorithm_ = "spectral" if len(X) <= self.spectral_max else "kmeans"
-        model = make_clusterer(self.algorithm_, self.n_clusters, random_state=self.random_state)
+        model = create_clusterer(self.algorithm_, self.n_clusters, random_state=self.random_state)
         model.fit(X)
         self.labels_ = model.labels_
         self.cluster_centers_ = model.cluster_centers_
@@ -52,25 +52,28 @@ class AutoAlgorithm:
         return self
 
 
-def make_clusterer(algorithm: str, n_clusters: int | None, *, random_state: int = 0) -> Any:
-    """The clusterer ``algorithm`` with ``n_clusters`` (``None``: chosen from the data).
+@register_clusterer("auto", "spectral up to 20,000 images, kmeans beyond (default)")
+def _auto(n_clusters: int | None, random_state: int) -> Clusterer:
+    return AutoAlgorithm(n_clusters, random_state=random_state)
 
-    * ``auto`` (default): :class:`AutoAlgorithm`, spectral up to 20,000 images, else k-means.
-    * ``kmeans``: :class:`KMeans`; ``None`` → :class:`AutoKMeans` (modularity on a sample).
-    * ``agglomerative``: Ward with k; ``None`` → average linkage cut at a cosine distance.
-    * ``hdbscan``: k is not used; noise images get label ``-1``.
-    * ``spectral``: spectral clustering of the kNN graph; ``None`` → k chosen as for k-means.
-    """
-    if algorithm == "auto":
-        return AutoAlgorithm(n_clusters, random_state=random_state)
-    if algorithm == "kmeans":
-        if n_clusters is None:
-            return AutoKMeans(random_state=random_state)
-        return KMeans(n_clusters, random_state=random_state)
-    if algorithm == "agglomerative":
-        return Agglomerative(n_clusters)
-    if algorithm == "hdbscan":
-        return HDBSCAN()
-    if algorithm == "spectral":
-        return Spectral(n_clusters, random_state=random_state)
-    raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+
+@register_clusterer("kmeans", "k-means++ seeding, faiss iterations; scales to millions")
+def _kmeans(n_clusters: int | None, random_state: int) -> Clusterer:
+    if n_clusters is None:
+        return AutoKMeans(random_state=random_state)
+    return KMeans(n_clusters, random_state=random_state)
+
+
+@register_clusterer("agglomerative", "Ward with k; average linkage (cosine 0.5) with --k auto")
+def _agglomerative(n_clusters: int | None, random_state: int) -> Clusterer:
+    return Agglomerative(n_clusters, random_state=random_state)
+
+
+@register_clusterer("hdbscan", "density; k unused, unclustered images listed apart")
+def _hdbscan(n_clusters: int | None, random_state: int) -> Clusterer:
+    return HDBSCAN(random_state=random_state)
+
+
+@register_clusterer("spectral", "kNN graph; up to a few 10k images")
+def _spectral(n_clusters: int | None, random_state: int) -> Clusterer:
+    return Spectral(n_clusters, random_state=random_state)

@@ -113,8 +113,3 @@ def make_features_lowmem(
         out[start : start + rows] = row_features(kind, source[start : start + rows])
     finish_features(kind, out, rows=rows)
     return out
-
-
-def is_normalized(kind: str) -> bool:
-    """Whether rows of ``kind`` lie on the unit sphere (then k-means is spherical)."""
-    return kind in ("embedding", "embedding-centred", "sqrt-scores")

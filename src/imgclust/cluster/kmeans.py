@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .base import Clusterer
+
 #: Floating-point operations we allow k-means++ seeding per restart (a few seconds on 2 cores).
 _SEED_FLOP_BUDGET = 2e11
 #: Lloyd work (2 x points x k x d x iterations) all restarts together may take (~10 s on 2
@@ -37,7 +39,7 @@ def _as_features(X: np.ndarray) -> np.ndarray:
     return x if x.dtype in (np.float16, np.float32) else x.astype(np.float32)
 
 
-class KMeans:
+class KMeans(Clusterer):
     """k-means clustering.
 
     Args:
@@ -66,12 +68,11 @@ class KMeans:
         max_points_per_centroid: int = 512,
         random_state: int = 0,
     ) -> None:
-        self.n_clusters = n_clusters
+        super().__init__(n_clusters, random_state=random_state)
         self.n_init = n_init
         self.max_iter = max_iter
         self.spherical = spherical
         self.max_points_per_centroid = max_points_per_centroid
-        self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> KMeans:
         """Cluster the rows of ``X`` (``(n, d)``).
@@ -83,7 +84,7 @@ class KMeans:
         n = x.shape[0]
         if n == 0:
             raise ValueError("cannot cluster zero points")
-        k = min(self.n_clusters, n)
+        k = max(1, min(self.n_clusters or 1, n))
         self.n_clusters_ = k
         self.cluster_centers_ = x.astype(np.float32) if k == n else self._train(x, k)
         self.labels_, self.distances_ = self._assign(x)

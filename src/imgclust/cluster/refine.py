@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .base import Clusterer
 from .kmeans import KMeans
 from .select import choose_k
 
 
-class SplitClusters:
+class SplitClusters(Clusterer):
     """Split clusters ``split`` of a fitted clustering; same contract as :class:`KMeans`.
 
     Args:
@@ -42,12 +43,11 @@ class SplitClusters:
         n_clusters: int | None = None,
         random_state: int = 0,
     ) -> None:
+        super().__init__(n_clusters, random_state=random_state)
         self.labels = labels
         self.centers = centers
         self.distances = distances
         self.split = split
-        self.n_clusters = n_clusters
-        self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> SplitClusters:
         """Cluster the members of each split cluster again; ``X`` are the clustered rows."""

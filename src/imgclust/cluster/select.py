@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .base import Clusterer
 from .kmeans import KMeans
 
 #: Largest k that ``--k auto`` considers.
@@ -120,7 +121,7 @@ def _scorer(sample: np.ndarray, criterion: str) -> Callable[[np.ndarray], float]
     raise ValueError(f"unknown criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
 
 
-class AutoKMeans:
+class AutoKMeans(Clusterer):
     """k-means whose k is chosen by :func:`choose_k`.
 
     Attributes:
@@ -131,8 +132,8 @@ class AutoKMeans:
     def __init__(
         self, *, sample_size: int = 3000, random_state: int = 0, criterion: str = "modularity"
     ) -> None:
+        super().__init__(None, random_state=random_state)
         self.sample_size = sample_size
-        self.random_state = random_state
         self.criterion = criterion
 
     def fit(self, X: np.ndarray) -> AutoKMeans:

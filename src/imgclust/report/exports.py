@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fs import atomic_open, ensure_dir
 from ..describe import short_name
-from ._io import atomic_open, ensure_dir
 from .data import ReportData
 
 ASSIGNMENT_COLUMNS = (

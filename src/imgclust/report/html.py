@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._fs import atomic_write_text, ensure_dir
 from ..config import ReportConfig
 from ..describe import ClusterSummary, short_name
 from ..scan import display_path
-from ._io import atomic_write_text, ensure_dir
 from .data import ReportData
 from .thumbs import make_thumbnails
 
@@ -371,6 +371,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def render_template(template: str, **context: Any) -> str:
+    """One of the report's templates rendered with ``context`` (e.g. ``similar.html``)."""
+    return _environment().get_template(template).render(**context)
+
+
 def _render(
     env: jinja2.Environment,
     template: str,
@@ -391,4 +396,4 @@ def _remove_stale(out_dir: Path, pages: set[str], data: ReportData) -> None:
             path.unlink()
 
 
-__all__ = ["file_url", "page_name", "write_report"]
+__all__ = ["file_url", "page_name", "render_template", "write_report"]

@@ -18,8 +18,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple
 
+from .._fs import ensure_dir, output_error
 from ..decode import thumb_relpath
-from ._io import ensure_dir, output_error
 
 #: Fewer thumbnails than this to make are made in this process: a pool would cost more.
 PARALLEL_MIN = 16
