@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,16 @@ from PIL import Image, ImageOps
 from imgclust import InputError, cluster_folder
 from imgclust.assign import assign_folder
 from imgclust.similar import find_similar
-from imgclust.state import build_index, feature_index, load_clustering, read_index
+from imgclust.state import feature_index, load_clustering, read_index
 
 SCENES = ("coffee", "chelsea", "astronaut", "camera", "rocket")
+
+
+def _build_index(features: np.ndarray) -> Any:
+    """A similarity index filled with ``features`` (any float dtype), as a run makes it."""
+    index, storage = feature_index(len(features), features.shape[1])
+    storage[:] = features
+    return index
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -114,7 +122,7 @@ def test_index_storage_is_the_feature_matrix_and_search_is_exact() -> None:
     assert (rows == np.argsort(exact, axis=1, kind="stable")[:, :5]).all()
     assert np.allclose(dist, np.sort(exact, axis=1)[:, :5], atol=1e-3)
     assert (index.reconstruct(77) == feats[77].astype(np.float32)).all()
-    assert build_index(feats).ntotal == 500
+    assert _build_index(feats).ntotal == 500
 
 
 def test_assign_without_a_run_says_what_to_do(tmp_path: Path) -> None:

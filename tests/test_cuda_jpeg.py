@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from imgclust.cuda_jpeg import CudaJpegEmbedder
@@ -14,6 +15,7 @@ from imgclust.decode import decode
 SKIMAGE_DATA = Path(str(resources.files("skimage") / "data"))
 
 
+@pytest.mark.slow
 def test_jpeg_path_matches_pillow_path_and_reports_rejects(tmp_path: Path) -> None:
     rocket = str(SKIMAGE_DATA / "rocket.jpg")
     rotated = tmp_path / "rotated.jpg"  # an EXIF rotation: must take the CPU decoder

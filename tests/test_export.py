@@ -162,6 +162,7 @@ def test_cli_dry_run_touches_nothing(tmp_path: Path) -> None:
     assert not dest.exists() and all(f.exists() for f in files)
 
 
+@pytest.mark.slow
 def test_move_killed_midway_then_undo_loses_nothing(tmp_path: Path) -> None:
     out, files = _tree(tmp_path, n_per_cluster=1500, size=2000)
     before = _digests(files)
@@ -403,6 +404,7 @@ def test_undo_never_removes_a_part_file_that_is_not_ours(
     assert _digests(files) == before
 
 
+@pytest.mark.slow
 def test_copy_killed_midway_then_export_again_resumes(tmp_path: Path) -> None:
     out, files = _tree(tmp_path, n_per_cluster=1500, size=2000)
     before = _digests(files)

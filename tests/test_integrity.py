@@ -18,6 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,8 +35,9 @@ from imgclust.state import (
     INDEX_FILE,
     MODEL_FILE,
     SavedClustering,
-    build_index,
+    feature_index,
     features_of,
+    from_parts,
     load_clustering,
     read_index,
     save_clustering,
@@ -55,6 +57,13 @@ FUZZ = settings(
 )
 OFFSET = st.integers(min_value=0, max_value=2**31)  # taken modulo the file's size
 BIT = st.integers(min_value=0, max_value=7)
+
+
+def _build_index(features: np.ndarray) -> Any:
+    """A similarity index filled with ``features`` (any float dtype), as a run makes it."""
+    index, storage = feature_index(len(features), features.shape[1])
+    storage[:] = features
+    return index
 
 
 def _block(paths: list[str], seed: int) -> FeatureBlock:
@@ -288,14 +297,14 @@ def pristine_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.write(_block(A, 1), N_CLASSES, DIM)
         store.write(_block(B, 2), N_CLASSES, DIM)
     saved = _saved(A + B, store_root)
-    save_clustering(marker, saved, build_index(_features(saved)))
+    save_clustering(marker, saved, _build_index(_features(saved)))
     return out
 
 
 def _saved(paths: list[str], store_dir: Path) -> SavedClustering:
     n = len(paths)
     labels = np.arange(n) % 2
-    return SavedClustering(
+    return from_parts(
         model=MODEL,
         features="embedding",
         store_dir=str(store_dir),
@@ -459,7 +468,7 @@ def test_store_outside_out_is_saved_absolute(tmp_path: Path) -> None:
     marker.mkdir(parents=True)
     cache = tmp_path / "cache"
     saved = _saved(A, cache)
-    save_clustering(marker, saved, build_index(np.zeros((len(A), DIM), np.float32)))
+    save_clustering(marker, saved, _build_index(np.zeros((len(A), DIM), np.float32)))
     with np.load(marker / MODEL_FILE) as data:
         assert json.loads(data["meta"].tobytes())["store_dir"] == str(cache)
     assert load_clustering(marker).store_dir == str(cache)

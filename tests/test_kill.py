@@ -119,6 +119,7 @@ KILL_POINTS: dict[str, tuple[Callable[[Path, int], bool], float]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_kill_then_rerun_gives_the_same_assignments(
     point: str, photos: Path, baseline: tuple[Path, list[dict[str, str]], int], tmp_path: Path
@@ -143,6 +144,7 @@ def test_kill_then_rerun_gives_the_same_assignments(
     _assert_complete_outputs(out, len(expected))
 
 
+@pytest.mark.slow
 def test_kill_while_rewriting_the_report_keeps_good_files(
     photos: Path, baseline: tuple[Path, list[dict[str, str]], int], tmp_path: Path
 ) -> None:

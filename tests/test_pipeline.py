@@ -64,6 +64,7 @@ def test_rank_zero_is_nearest_the_centroid(first_run) -> None:  # type: ignore[n
     assert (first_run.out_dir / "index.html").exists()
 
 
+@pytest.mark.slow
 def test_second_run_embeds_nothing_and_new_files_alone(first_run, demo_photos: Path) -> None:  # type: ignore[no-untyped-def]
     photos = demo_photos.parent / "grown"
     shutil.copytree(demo_photos, photos)
@@ -98,6 +99,7 @@ def test_folder_without_images(tmp_path: Path) -> None:
         cluster_folder([tmp_path / "in"], out=tmp_path / "out", k=3)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(demo_photos: Path, tmp_path: Path) -> None:
     """kill -9 during embedding, then run again: stored shards are not embedded again."""
     out = tmp_path / "out"

@@ -39,6 +39,7 @@ def torch_features(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rt.TorchRuntime(MODEL, "cpu")(batch)
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_openvino_matches_torch_on_real_photos(
     batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
@@ -55,6 +56,7 @@ def test_openvino_matches_torch_on_real_photos(
     assert np.abs(one_logits - ref_logits[:1]).max() < 1e-3
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_openvino_map_keeps_order_and_passes_empty_batches_through(
     batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
@@ -78,6 +80,7 @@ def test_openvino_map_keeps_order_and_passes_empty_batches_through(
     assert np.abs(ov(batch)[0] - ref_logits).max() < 1e-3
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_openvino_conversion_is_cached_and_reused(tmp_path: Path, batch: np.ndarray) -> None:
     first = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
@@ -88,6 +91,7 @@ def test_openvino_conversion_is_cached_and_reused(tmp_path: Path, batch: np.ndar
     assert np.abs(second(batch[:2])[0] - first(batch[:2])[0]).max() < 1e-5
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_damaged_cache_is_rebuilt(tmp_path: Path, batch: np.ndarray) -> None:
     first = rt.OpenVinoRuntime(MODEL, cache_dir=tmp_path)
@@ -122,6 +126,7 @@ def test_embedder_uses_the_chosen_runtime(
     assert np.abs(logits - torch_features[0]).max() < 1e-4
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_bf16_is_its_own_feature_space_close_to_fp32(
     batch: np.ndarray, torch_features: tuple[np.ndarray, np.ndarray], tmp_path: Path
@@ -150,6 +155,7 @@ needs_int8 = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_int8
 def test_int8_is_calibrated_once_cached_and_close_to_fp32(
     batch: np.ndarray,

@@ -57,6 +57,8 @@ def cluster_folder(
     """
     from .config import load_config, options_by_section
 
+    if k is None:  # None is "auto" here; options_by_section drops None as "not given"
+        k = "auto"
     sections = options_by_section({"k": k, "features": features, "model": model, **options})
     cfg = load_config(tuple(inputs), out, overrides=sections)
     return run(cfg)

@@ -27,6 +27,11 @@ LOCK_FILE = "lock"
 _HOLDER_FILE = "lock.json"
 
 
+def same_error(path: Path, exc: OSError) -> OSError:
+    """For :func:`atomic_write`'s ``error``: let the ``OSError`` through as it is."""
+    return exc
+
+
 def output_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
     """An :class:`OutputError` for a failed write to ``path``, saying how to fix it."""
     reason = exc.strerror or str(exc)
@@ -54,12 +59,29 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}{path.suffix}")
 
 
+@contextmanager
+def _replacing(path: Path, error: Callable[[Path, OSError], Exception]) -> Iterator[Path]:
+    """Yield a temporary path; when the block succeeds it replaces ``path`` in one step. On
+    any failure the temporary file goes and ``path`` stays as it was."""
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise error(path, exc) from exc
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
 def atomic_write(
     path: Path,
     write: Callable[[IO[bytes]], Any] | None = None,
     *,
     write_path: Callable[[Path], Any] | None = None,
     error: Callable[[Path, OSError], Exception] = output_error,
+    fsync: bool = True,
 ) -> None:
     """Write ``path`` atomically: a temporary file is filled, fsynced, then renamed over it.
 
@@ -68,30 +90,22 @@ def atomic_write(
         write_path: or, for writers that want a file name (``faiss.write_index``), writes
             the temporary file by its path.
         error: the exception an ``OSError`` becomes (default: :func:`output_error`).
+        fsync: flush to disk before the rename; off for caches a crash may lose (thumbnails).
 
     Raises:
         OutputError: (or what ``error`` makes) when the file cannot be written; the previous
             file is kept and the temporary one removed.
     """
-    tmp = _tmp_name(path)
-    try:
+    with _replacing(path, error) as tmp:
         if write_path is not None:
             write_path(tmp)
-            with open(tmp, "rb+") as fh:  # on disk before it replaces the previous file
-                os.fsync(fh.fileno())
-        else:
-            assert write is not None
-            with open(tmp, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        raise error(path, exc) from exc
-    except BaseException:
-        _discard(tmp)
-        raise
+        if write_path is None or fsync:
+            with open(tmp, "rb+" if write_path is not None else "wb") as fh:
+                if write is not None and write_path is None:
+                    write(fh)
+                    fh.flush()
+                if fsync:
+                    os.fsync(fh.fileno())  # on disk before it replaces the previous file
 
 
 @contextmanager
@@ -103,17 +117,11 @@ def atomic_open(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
     Raises:
         OutputError: when the file cannot be written.
     """
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as fh:
-            yield fh
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        raise output_error(path, exc) from exc
-    except BaseException:
-        _discard(tmp)
-        raise
+    with (
+        _replacing(path, output_error) as tmp,
+        open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as fh,
+    ):
+        yield fh
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -18,11 +18,11 @@ import numpy as np
 
 from .cluster import softmax
 from .cluster.kmeans import nearest_centroids
+from .clustering import Clustering, image_columns
 from .config import EmbedConfig
-from .describe import ClusterSummary, rank_members, top_class_ids
-from .exceptions import InputError
+from .describe import ImageTopClasses, top_class_ids
 from .models import imagenet_class_names
-from .report import ReportData, write_exports, write_report
+from .report import write_exports, write_report
 from .scan import Rejection, check_roots, scan
 from .state import (
     SavedClustering,
@@ -34,9 +34,6 @@ from .state import (
 )
 from .steps import Progress, SilentProgress, embed_missing, embedder_for, output_folder
 from .store import FeatureStore
-
-#: The name of the group of photos in no cluster (HDBSCAN's noise).
-UNCLUSTERED = "unclustered"
 
 
 @dataclass(frozen=True)
@@ -99,12 +96,11 @@ def assign_folder(
             new_paths = sorted(embedded.found)
             stored = store.load(new_paths, embedded.found, arrays=("logits", "embedding"))
         rejected = [r for r in found.rejected if r.path not in known] + embedded.rejected
-        placed = _place(saved, new_paths, stored, index)
-        grown = _grown(saved, new_paths, placed, rejected, inputs)
-        data = report_data(grown)
-        write_exports(out, data)
+        added = _place(saved, new_paths, stored, index, rejected, inputs)
+        grown = saved.grown(added)
+        write_exports(out, grown)
         prog.start("report")
-        report = write_report(out, data, grown.report)
+        report = write_report(out, grown, grown.report)
         prog.finish()
         if new_paths:
             write_index(marker, index)
@@ -113,9 +109,9 @@ def assign_folder(
     return AssignResult(
         out_dir=out,
         paths=new_paths,
-        labels=placed.labels,
-        distances=placed.distances,
-        outliers=placed.outliers,
+        labels=added.labels,
+        distances=added.distances,
+        outliers=np.asarray(added.outliers),
         rejected=rejected,
         n_known=len(found.records) - len(records),
         n_total=len(grown.paths),
@@ -124,122 +120,54 @@ def assign_folder(
     )
 
 
-@dataclass(frozen=True)
-class _Placed:
-    """New images in the saved clustering: cluster, distance, outlier flag, classes, map."""
-
-    labels: np.ndarray
-    distances: np.ndarray
-    outliers: np.ndarray
-    top_ids: np.ndarray
-    top_scores: np.ndarray
-    coords: np.ndarray
-
-
 def _place(
-    saved: SavedClustering, paths: list[str], stored: dict[str, np.ndarray], index: object
-) -> _Placed:
-    """Each new image's nearest saved centroid (unclustered when the clustering has none)."""
-    n = len(paths)
-    if not n:
-        return _Placed(
-            np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool),
-            np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32), np.zeros((0, 2), np.float32),
-        )  # fmt: skip
-    feats = features_of(saved, logits=stored["logits"], embedding=stored["embedding"])
-    if len(saved.centroids):
-        labels, distances = nearest_centroids(saved.centroids, feats)
-        outliers = distances > saved.fences[labels]
-    else:  # all of the collection is unclustered (HDBSCAN found no group): so are these
-        labels, distances = np.full(n, -1, np.int64), np.zeros(n, np.float32)
-        outliers = np.zeros(n, bool)
-    scores = softmax(stored["logits"])
-    top_ids = top_class_ids(scores, 3)
-    index.add(np.ascontiguousarray(feats, dtype=np.float32))  # type: ignore[attr-defined]
-    coords = np.zeros((n, 2), np.float32)
-    if saved.layout is not None:
-        ids = np.where(labels < 0, len(saved.centroids), labels)
-        centres = saved.centroids
-        if (labels < 0).any():
-            centres = np.vstack([centres, feats[labels < 0].mean(axis=0, keepdims=True)])
-        coords = saved.layout.place(feats, centres, ids, distances)
-    return _Placed(
-        labels, distances, outliers, top_ids, np.take_along_axis(scores, top_ids, axis=1), coords
-    )
-
-
-def _grown(
     saved: SavedClustering,
     paths: list[str],
-    placed: _Placed,
+    stored: dict[str, np.ndarray],
+    index: Any,
     rejected: list[Rejection],
     inputs: list[Path],
-) -> SavedClustering:
-    """The saved clustering with the new images appended."""
-    return replace(
-        saved,
-        paths=list(saved.paths) + paths,
-        labels=np.concatenate([saved.labels, placed.labels]),
-        distances=np.concatenate([saved.distances, placed.distances]),
-        outliers=np.concatenate([saved.outliers, placed.outliers]),
-        top_class_ids=np.concatenate([saved.top_class_ids, placed.top_ids]),
-        top_class_scores=np.concatenate([saved.top_class_scores, placed.top_scores]),
-        rejected=sorted(list(saved.rejected) + rejected, key=lambda r: r.path),
-        coords=None if saved.coords is None else np.concatenate([saved.coords, placed.coords]),
-        # new photos are not grouped as near-duplicates until the next run
-        duplicate_of=None
-        if saved.duplicate_of is None
-        else np.concatenate([saved.duplicate_of, np.full(len(paths), -1, np.int64)]),
-        # remembered so that the next `imgclust run OUT` scans them too
-        assigned_inputs=list(
-            dict.fromkeys([*saved.assigned_inputs, *(str(Path(p).resolve()) for p in inputs)])
-        ),
-    )
-
-
-def cluster_name(saved: SavedClustering, label: int) -> str:
-    """The saved name of cluster ``label`` (``"unclustered"`` for -1)."""
-    return saved.names[label] if 0 <= label < len(saved.names) else UNCLUSTERED
-
-
-def report_data(saved: SavedClustering) -> ReportData:
-    """The report and exports of a saved clustering (names and medoids as saved)."""
-    if not len(saved.paths):
-        raise InputError("the saved clustering holds no images")
-    class_names = imagenet_class_names()
-    labels = np.asarray(saved.labels)
-    distances = np.asarray(saved.distances)
-    image_tops = [
-        tuple((class_names[int(j)], float(s)) for j, s in zip(ids, sc, strict=True))
-        for ids, sc in zip(saved.top_class_ids, saved.top_class_scores, strict=True)
-    ]
-    clusters = []
-    for cid in range(-1, len(saved.names)):
-        idx = np.flatnonzero(labels == cid)
-        if not len(idx):
-            continue
-        idx = idx[np.lexsort((idx, distances[idx]))]
-        clusters.append(
-            ClusterSummary(
-                cluster_id=cid,
-                name=cluster_name(saved, cid),
-                top_classes=tuple(saved.cluster_top_classes[cid]) if cid >= 0 else (),
-                members=idx,
-                distances=distances[idx],
-                medoid=int(saved.medoids[cid]) if cid >= 0 else int(idx[0]),
-            )
-        )
-    return ReportData(
-        paths=list(saved.paths),
+) -> Clustering:
+    """The new images as a clustering of their own in ``saved``'s clusters: each in the
+    cluster of its nearest saved centroid (unclustered when the clustering has none), with
+    its distance, outlier flag, top classes and map position; added to ``index`` too."""
+    n = len(paths)
+    feats = np.zeros((0, 1), np.float32)
+    if n:
+        feats = features_of(saved, logits=stored["logits"], embedding=stored["embedding"])
+    labels, distances = np.full(n, -1, np.int64), np.zeros(n, np.float32)
+    outliers = np.zeros(n, bool)
+    if n and len(saved.centroids):
+        labels, distances = nearest_centroids(saved.centroids, feats)
+        outliers = distances > saved.fences[labels]
+    scores = softmax(stored["logits"]) if n else np.zeros((0, 3), np.float32)
+    top_ids = top_class_ids(scores, 3) if n else np.zeros((0, 3), np.int64)
+    coords = None if saved.coords is None else np.zeros((n, 2), np.float32)
+    if n:
+        index.add(np.ascontiguousarray(feats, dtype=np.float32))
+        if saved.layout is not None and saved.coords is not None:
+            ids = np.where(labels < 0, len(saved.centroids), labels)
+            centres = saved.centroids
+            if (labels < 0).any():
+                centres = np.vstack([centres, feats[labels < 0].mean(axis=0, keepdims=True)])
+            coords = saved.layout.place(feats, centres, ids, distances)
+    return Clustering(
+        paths=paths,
         labels=labels,
-        ranks=rank_members(labels, distances),
+        ranks=np.zeros(n, np.int64),  # ranked with the whole collection when appended
         distances=distances,
-        image_top_classes=image_tops,
-        clusters=clusters,
-        rejected=list(saved.rejected),
+        image_top_classes=ImageTopClasses(
+            top_ids, np.take_along_axis(scores, top_ids, axis=1), imagenet_class_names()
+        ),
+        clusters=[],
+        rejected=rejected,
         model=saved.model,
         features=saved.features,
-        outliers=np.asarray(saved.outliers),
-        coords=saved.coords,
-        duplicate_of=saved.duplicate_of,
+        outliers=outliers,
+        coords=coords,
+        # new photos are not grouped as near-duplicates until the next run
+        duplicate_of=None if saved.duplicate_of is None else np.full(n, -1, np.int64),
+        columns=image_columns(paths) if saved.columns else {},
+        # remembered so that the next `imgclust run OUT` scans them too
+        assigned_inputs=[str(Path(p).resolve()) for p in inputs],
     )

