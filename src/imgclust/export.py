@@ -426,6 +426,10 @@ def _reusable(record: _Record, mode: str, folder: Path, taken: set[str]) -> bool
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; Windows cannot open a folder to fsync it,
+    and NTFS journals the rename itself)."""
+    if os.name == "nt":
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
