@@ -41,6 +41,32 @@ def register_image_column(
     return add
 
 
+@register_image_column("taken")
+def capture_dates(paths: Sequence[str]) -> np.ndarray:
+    """When each photo was taken, from its EXIF (``DateTimeOriginal``, else ``DateTime``) as
+    ``"YYYY-MM-DD HH:MM:SS"``; ``""`` when it has none. Reads only the file's header (about
+    0.1 ms a photo), a few files at a time, so a slow disk's latency overlaps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return np.array(list(pool.map(_capture_date, paths, chunksize=256)), dtype=object)
+
+
+def _capture_date(path: str) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            value = exif.get_ifd(0x8769).get(36867) or exif.get(306) or ""  # Exif IFD, IFD0
+    except Exception:  # no header, no EXIF, or a damaged one: the date is unknown
+        return ""
+    text = str(value).strip().strip("\x00")
+    if len(text) >= 19 and text[4] == ":" and text[7] == ":":  # EXIF's "2024:06:01 12:00:00"
+        text = f"{text[:4]}-{text[5:7]}-{text[8:10]} {text[11:19]}"
+    return text
+
+
 def image_columns(paths: Sequence[str]) -> dict[str, np.ndarray]:
     """Every registered extra column for ``paths``."""
     return {name: np.asarray(fn(paths), dtype=object) for name, fn in IMAGE_COLUMNS.items()}
