@@ -135,35 +135,6 @@ def test_big_cluster_is_paged_with_outlier_tail_and_selection(browser, report) -
     assert errors == []
 
 
-def test_map_draws_pans_zooms_and_click_opens_the_image(browser, report) -> None:  # type: ignore[no-untyped-def]
-    out, data = report
-    page, errors = _open(browser, (out / "map.html").as_uri())
-    page.wait_for_function("window.imgclustMapDrawn >= 1")
-    scale = page.evaluate("imgclustMapApi.view.scale")
-    page.mouse.move(640, 400)
-    page.mouse.wheel(0, -400)
-    page.wait_for_timeout(50)
-    assert page.evaluate("imgclustMapApi.view.scale") > scale
-    page.click("#map-reset")
-    # click on the screen position of image 5 (cluster 1)
-    x, y = page.evaluate(
-        """([px, py]) => { const v = imgclustMapApi.view;
-        const r = document.getElementById('map').getBoundingClientRect();
-        return [px * v.scale + v.x + r.left, py * v.scale + v.y + r.top]; }""",
-        [float(c) for c in data.coords[5]],
-    )
-    page.mouse.click(x, y)
-    link = page.locator("#map-info a")
-    href = link.get_attribute("href") or ""
-    assert href.startswith("cluster-1-1.html#row1-")
-    _shot(page, "map-clicked")
-    link.click()
-    page.wait_for_load_state("load")
-    anchor = href.split("#")[1]
-    assert page.evaluate(f"document.getElementById('{anchor}').getBoundingClientRect().top") >= 0
-    assert errors == []
-
-
 def test_near_duplicates_collapse_into_a_tile_whose_badge_expands(browser, report) -> None:  # type: ignore[no-untyped-def]
     out, data = report
     members = data.clusters[1].members
@@ -189,37 +160,297 @@ def test_near_duplicates_collapse_into_a_tile_whose_badge_expands(browser, repor
     assert errors == []
 
 
-def test_map_draws_thumbnails_when_few_points_are_in_view(browser, report) -> None:  # type: ignore[no-untyped-def]
-    out, data = report
+# -- the map ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReportData]:
+    """A map laid out as a run lays it out: 40 clusters (one of 260 photos, most of about
+    20), every photo a small JPEG of its own colour, so zoomed in the view is full of
+    thumbnails."""
+    from PIL import Image
+
+    from imgclust.describe import rank_members
+    from imgclust.report.layout import fit_layout
+
+    rng = np.random.default_rng(0)
+    sizes = [260, 90, 60, 40] + [int(s) for s in rng.integers(8, 32, 36)]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    n, d = len(labels), 24
+    centroids = rng.normal(scale=3.0, size=(len(sizes), d)).astype(np.float32)
+    feats = (centroids[labels] + rng.normal(size=(n, d))).astype(np.float16)
+    distances = np.linalg.norm(feats.astype(np.float32) - centroids[labels], axis=1)
+    layout = fit_layout(feats, centroids, labels, distances)
+    coords = layout.place(feats, centroids, labels, distances)
+    folder = tmp_path_factory.mktemp("crowded-photos")
+    paths = []
+    for i in range(n):
+        colour = tuple(int(v) for v in rng.integers(30, 230, 3))
+        path = folder / f"photo-{i:04d}.jpg"
+        Image.new("RGB", (48, 36), colour).save(path, quality=80)
+        paths.append(str(path))
+    ranks = rank_members(labels, distances)
+    words = ["espresso", "tabby", "shuttle", "volcano", "geyser", "kimono", "canoe", "harp"]
+    clusters = []
+    for cid in range(len(sizes)):
+        idx = np.flatnonzero(labels == cid)
+        idx = idx[np.argsort(ranks[idx])]
+        name = f"{words[cid % 8]} / {words[(cid * 3 + 1) % 8]} {cid}"
+        tops = ((f"{words[cid % 8]}, x", 0.5),)
+        clusters.append(ClusterSummary(cid, name, tops, idx, distances[idx], int(idx[0])))
+    data = ReportData(
+        paths=paths, labels=labels, ranks=ranks, distances=distances,
+        image_top_classes=[(("canoe", 0.625), ("paddle, boat paddle", 0.25))] * n,
+        clusters=clusters, rejected=[], model="efficientnet_lite0", features="embedding",
+        coords=coords,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("crowded")
+    write_report(out, data, ReportConfig(thumb_size=96), workers=2)
+    return out, data
+
+
+def _open_map(browser, out: Path):  # type: ignore[no-untyped-def]
     page, errors = _open(browser, (out / "map.html").as_uri())
-    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 20", timeout=20_000)
-    stats = page.evaluate("imgclustMapApi.stats")
-    assert stats["maxLoading"] <= 12  # the cap on images in flight
-    n_real = sum(1 for p in data.paths if Path(p).exists())
-    assert stats["thumbsDrawn"] <= n_real  # placeholders (no thumbnail) stay dots
-    _shot(page, "map-thumbnails")
-    # zoom into cluster 2: fewer points in view, bigger thumbnails, still drawn from cache
-    x, y = page.evaluate(
-        """() => { const v = imgclustMapApi.view;
-        const r = document.getElementById('map').getBoundingClientRect();
-        return [20 * v.scale + v.x + r.left, v.y + r.top]; }"""
+    page.wait_for_function("window.imgclustMapDrawn >= 1")
+    return page, errors
+
+
+def _settle(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until no zoom or pan is under way and the last frame is drawn."""
+    page.wait_for_function("imgclustMapApi.settled()")
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def _view_on(page, cluster: int, scale: float) -> None:  # type: ignore[no-untyped-def]
+    """Centre the view on a cluster's middle at ``scale`` pixels a cell."""
+    page.evaluate(
+        """([id, s]) => { const a = imgclustMapApi, c = document.getElementById('map');
+        const r = a.regions().find(r => r[0] === id);
+        a.view.scale = s; a.view.x = c.clientWidth / 2 - r[1] * s;
+        a.view.y = c.clientHeight / 2 - r[2] * s; a.draw(); }""",
+        [cluster, scale],
     )
-    page.mouse.move(x, y)
-    for _ in range(4):
-        page.mouse.wheel(0, -300)
-        page.wait_for_timeout(60)
-    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 8")
-    _shot(page, "map-thumbnails-zoomed")
+    _settle(page)
+
+
+def _obstacles(page) -> list[list[float]]:  # type: ignore[no-untyped-def]
+    """What floats over the map (buttons, legend, panel), as client rectangles."""
+    return page.evaluate(
+        """() => ['.map-controls', '#map-legend', '#map-info'].map(s => document.querySelector(s))
+        .filter(e => e && !e.hidden).map(e => { const r = e.getBoundingClientRect();
+        return [r.left, r.top, r.right, r.bottom]; })"""
+    )
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _clicked_photo(page, data: ReportData) -> int:  # type: ignore[no-untyped-def]
+    """The photo the info panel shows, from its link into the cluster page (-1: closed)."""
+    if page.locator("#map-info").is_hidden():
+        return -1
+    href = page.get_attribute("#map-info a.map-in-cluster", "href") or ""
+    cluster, rank = href.split("#row")[1].split("-")
+    members = next(c.members for c in data.clusters if c.cluster_id == int(cluster))
+    return int(members[int(rank)])
+
+
+def test_map_clicks_on_crowded_thumbnails_open_that_photo(browser, crowded) -> None:  # type: ignore[no-untyped-def]
+    out, data = crowded
+    page, errors = _open_map(browser, out)
+    _view_on(page, 0, 40.0)
+    page.wait_for_function(
+        "imgclustMapApi.stats.loading === 0 && imgclustMapApi.stats.thumbsDrawn > 0 &&"
+        "imgclustMapApi.stats.thumbsDrawn >= imgclustMapApi.visiblePhotos().length",
+        timeout=20_000,
+    )
+    thumbs = page.evaluate("imgclustMapApi.drawnThumbs()")
+    assert len(thumbs) >= 150  # a crowded view
+    # no two thumbnails on screen overlap, each inside its own cell
+    for i, a in enumerate(thumbs):
+        ra = [a[1], a[2], a[1] + a[3], a[2] + a[4]]
+        for b in thumbs[i + 1 :]:
+            assert not _overlap(ra, [b[1], b[2], b[1] + b[3], b[2] + b[4]]), (a, b)
+    page.mouse.click(thumbs[0][1] + 3, thumbs[0][2] + 3)  # the panel opens, and stays
+    assert _clicked_photo(page, data) == thumbs[0][0]
+    covered = _obstacles(page)
+    targets = [
+        t
+        for t in thumbs
+        if not any(_overlap([t[1], t[2], t[1] + t[3], t[2] + t[4]], o) for o in covered)
+    ]
+    rng = np.random.default_rng(0)
+    hits = 0
+    for k in rng.integers(0, len(targets), 200).tolist():
+        p, left, top, width, height = targets[k]
+        page.mouse.click(left + rng.random() * width, top + rng.random() * height)
+        hits += _clicked_photo(page, data) == p
+    assert hits >= 0.95 * 200, hits
     assert errors == []
 
 
-def test_map_draws_thumbnails_when_the_members_loader_arrives_late(
+def test_map_names_every_region_on_screen_never_overlapping(browser, crowded) -> None:  # type: ignore[no-untyped-def]
+    out, data = crowded
+    page, errors = _open_map(browser, out)
+    _settle(page)
+    _shot(page, "map-whole")
+    views = ["whole"]
+    check = """() => { const a = imgclustMapApi, v = a.view, labels = {};
+        const c = document.getElementById('map').getBoundingClientRect();
+        document.querySelectorAll('.map-label').forEach(e => { if (!e.hidden) {
+          const r = e.getBoundingClientRect(), size = parseFloat(getComputedStyle(e).fontSize);
+          labels[e.dataset.region] = [r.left, r.top, r.right, r.bottom, size]; } });
+        const regions = a.regions().map(([id, x, y, r]) =>
+          [id, x * v.scale + v.x + c.left, y * v.scale + v.y + c.top, r * v.scale]);
+        return { canvas: [c.left, c.top, c.right, c.bottom], regions, labels }; }"""
+
+    def names_ok(where: str) -> int:
+        got = page.evaluate(check)
+        left, top, right, bottom = got["canvas"]
+        shown = got["labels"]
+        on_screen = 0
+        for cid, x, y, r in got["regions"]:
+            if x + r <= left or x - r >= right or y + r <= top or y - r >= bottom:
+                continue
+            on_screen += 1
+            rect = shown.get(f"c{cid}")
+            assert rect is not None, f"{where}: cluster {cid} is on screen, its name is not"
+            assert left <= rect[0] and rect[2] <= right and top <= rect[1] and rect[3] <= bottom
+            assert rect[4] >= 11  # legible
+        boxes = list(shown.values())
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not _overlap(a, b), f"{where}: labels overlap: {a} {b}"
+            for o in _obstacles(page):
+                assert not _overlap(a, o), f"{where}: a label under {o}"
+        return on_screen
+
+    assert names_ok("whole map") == len(data.clusters)
+    page.evaluate("imgclustMapApi.showRegion(1)")
+    _settle(page)
+    views.append("region")
+    assert names_ok("a region") >= 1
+    _view_on(page, 0, 50.0)
+    assert names_ok("thumbnails") >= 1
+    # panned to an edge, a region partly off screen keeps its name on screen
+    page.evaluate("imgclustMapApi.fit()")
+    _settle(page)
+    for _ in range(3):
+        page.keyboard.press("+")
+        _settle(page)
+    for _ in range(4):
+        page.keyboard.press("ArrowLeft")
+        _settle(page)
+    assert names_ok("panned") >= 1
+    assert errors == []
+
+
+def test_map_zoom_is_bounded_smooth_and_keyed_and_fit_restores(browser, crowded) -> None:  # type: ignore[no-untyped-def]
+    out, _ = crowded
+    page, errors = _open_map(browser, out)
+    _settle(page)
+    api = "imgclustMapApi"
+    base, bounds = page.evaluate(f"[{api}.view.base, {api}.bounds]")
+    page.evaluate("""() => { window.scales = []; (function sample() {
+        window.scales.push(imgclustMapApi.view.scale); requestAnimationFrame(sample); })(); }""")
+    page.mouse.move(300, 300)  # maybe over empty ground: zooming in goes to the nearest region
+    page.mouse.wheel(0, -100)
+    page.wait_for_function("imgclustMapApi.view.scale > imgclustMapApi.view.base")
+    _settle(page)
+    step = page.evaluate(f"{api}.view.scale")
+    between = page.evaluate(
+        "([lo, hi]) => window.scales.filter(s => s > lo && s < hi)", [base * 1.0001, step * 0.9999]
+    )
+    assert step > base * 1.1 and len(between) >= 3  # one notch: a smooth step, not a jump
+    assert between == sorted(between)
+    for _ in range(40):
+        page.mouse.wheel(0, -300)
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(bounds["maxScale"])
+    assert page.evaluate(f"{api}.visiblePhotos().length") > 0  # never lost on empty ground
+    for _ in range(40):
+        page.mouse.wheel(0, 300)
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(bounds["minScale"])
+    page.click("#map-reset")
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(base)
+    page.focus("#map")
+    page.keyboard.press("+")
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(base * 1.6)
+    x = page.evaluate(f"{api}.view.x")
+    page.keyboard.press("ArrowRight")
+    _settle(page)
+    assert page.evaluate(f"{api}.view.x") < x
+    for _ in range(12):  # far past the map's edge, zoomed right in
+        page.keyboard.press("+")
+    for _ in range(60):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)
+    _settle(page)
+    _settle(page)
+    assert page.evaluate(f"{api}.visiblePhotos().length") > 0
+    page.keyboard.press("0")
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(base)
+    assert errors == []
+
+
+def test_map_hover_and_click_show_the_photo_and_its_cluster(browser, crowded) -> None:  # type: ignore[no-untyped-def]
+    out, data = crowded
+    page, errors = _open_map(browser, out)
+    page.evaluate("imgclustMapApi.showRegion(2)")
+    _settle(page)
+    _shot(page, "map-zoomed-region")
+    target = int(data.clusters[2].members[3])
+    x, y = page.evaluate(f"imgclustMapApi.screenOf({target})")
+    page.mouse.move(x, y)
+    page.wait_for_function(
+        "(t => !t.hidden && !t.textContent.includes('\u2026'))(document.getElementById('map-tip'))"
+    )
+    tip = page.inner_text("#map-tip")
+    assert f"photo-{target:04d}.jpg" in tip and "rank 3" in tip and "canoe  0.625" in tip
+    assert data.clusters[2].name in tip
+    page.mouse.click(x, y)
+    assert _clicked_photo(page, data) == target
+    page.wait_for_function(
+        "document.querySelector('#map-info .map-name').textContent.includes('photo-')"
+    )
+    assert page.inner_text("#map-info .map-name") == f"photo-{target:04d}.jpg"
+    assert data.clusters[2].name in page.inner_text("#map-info")
+    opened = page.get_attribute("#map-info a.map-open", "href") or ""
+    assert opened.startswith("file://") and opened.endswith(f"photo-{target:04d}.jpg")
+    _shot(page, "map-click-panel")
+    page.click("#map-info a.map-in-cluster")
+    page.wait_for_load_state("load")
+    assert page.evaluate("document.getElementById(location.hash.slice(1)) !== null")
+    assert errors == []
+
+
+def test_map_of_a_run_that_was_laid_out_before_the_lattice(browser, report) -> None:  # type: ignore[no-untyped-def]
+    """``report`` has loose coordinates (as an older layout made): the map settles them on
+    cells of their own, draws, and a click on a photo opens it in its cluster."""
+    out, data = report
+    page, errors = _open_map(browser, out)
+    _settle(page)
+    n = page.evaluate("imgclustMapApi.n")
+    assert n == len(data.paths)
+    x, y = page.evaluate("imgclustMapApi.screenOf(5)")
+    page.mouse.click(x, y)
+    href = page.get_attribute("#map-info a.map-in-cluster", "href") or ""
+    assert href.startswith("cluster-1-1.html#row1-")
+    assert errors == []
+
+
+def test_map_loads_thumbnails_a_few_at_a_time_even_when_the_loader_is_late(
     browser, report, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """The map's first frame may come before gallery.js has run (seen on a slow machine);
     thumbnails must still appear once it has. Here gallery.js is held back until a frame is
-    drawn."""
-    out, _ = report
+    drawn. Photos without a thumbnail (missing files) stay coloured cells."""
+    out, data = report
     late = tmp_path / "late"
     shutil.copytree(out, late)
     html = (late / "map.html").read_text()
@@ -229,6 +460,11 @@ def test_map_draws_thumbnails_when_the_members_loader_arrives_late(
     }());</script>"""
     assert '<script src="gallery.js"></script>' in html
     (late / "map.html").write_text(html.replace('<script src="gallery.js"></script>', held))
-    page, errors = _open(browser, (late / "map.html").as_uri())
-    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 20", timeout=20_000)
+    page, errors = _open_map(browser, late)
+    _view_on(page, 1, 30.0)  # cluster 1: ten real photos
+    page.wait_for_function("imgclustMapApi.stats.thumbsDrawn >= 8", timeout=20_000)
+    stats = page.evaluate("imgclustMapApi.stats")
+    assert stats["maxLoading"] <= 12  # the cap on images in flight
+    n_real = sum(1 for p in data.paths if Path(p).exists())
+    assert stats["thumbsDrawn"] <= n_real
     assert errors == []

@@ -9,6 +9,7 @@ file and says what to do: never a traceback, never silently wrong features or ne
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from imgclust.store import FeatureStore
 MODEL, N_CLASSES, DIM = "m", 16, 8
 A = [f"/photos/a-{i:02d}.jpg" for i in range(20)]
 B = [f"/photos/b-{i:02d}.jpg" for i in range(20)]
-SHARD = "shard-000001.npz"
+SHARD = "shard-000001.parquet"
 
 FUZZ = settings(
     max_examples=25,
@@ -211,22 +212,92 @@ def test_garbage_marker_sets_the_shard_aside(
 
 def test_marker_records_the_shard_checksum(pristine_store: Path) -> None:
     for shard in (1, 2):
-        data = (pristine_store / MODEL / f"shard-{shard:06d}.npz").read_bytes()
+        data = (pristine_store / MODEL / f"shard-{shard:06d}.parquet").read_bytes()
         marker = json.loads((pristine_store / MODEL / f"shard-{shard:06d}.done.json").read_text())
         assert marker["bytes"] == len(data) and marker["crc32"] == zlib.crc32(data)
 
 
-def test_old_marker_without_checksum_is_trusted_by_size(pristine_store: Path) -> None:
-    with _copy(pristine_store) as root:
-        marker = root / MODEL / "shard-000001.done.json"
-        old = json.loads(marker.read_text())
-        del old["crc32"]
-        marker.write_text(json.dumps(old))
-        with FeatureStore(root, MODEL) as store:
-            found = store.lookup(_records(A))
-            assert store.damaged == [] and sorted(found.found) == A
-            got = store.load(A, found.found, arrays=("embedding",))["embedding"]
-        np.testing.assert_array_equal(got, _block(A, 1).embeddings[0])
+def _legacy_shard(folder: Path, shard: int, block: FeatureBlock, *, crc: bool = True) -> None:
+    """A shard as imgclust wrote them before Parquet: ``.npz`` + a marker without ``format``
+    (and, older still, without ``crc32``)."""
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        paths=np.array(block.paths, dtype=str),
+        sizes=np.asarray(block.sizes, dtype=np.int64),
+        mtimes=np.asarray(block.mtimes, dtype=np.int64),
+        logits=block.logits_array(N_CLASSES),
+        embedding=block.embedding_array(DIM),
+    )
+    data = buf.getvalue()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"shard-{shard:06d}.npz").write_bytes(data)
+    marker: dict[str, Any] = {"n": len(block.paths), "bytes": len(data), "rejected": []}
+    if crc:
+        marker["crc32"] = zlib.crc32(data)
+    (folder / f"shard-{shard:06d}.done.json").write_text(json.dumps(marker))
+
+
+@pytest.mark.parametrize("crc", [True, False], ids=["crc32", "older-marker-without-crc32"])
+def test_npz_store_is_migrated_once_with_a_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, crc: bool
+) -> None:
+    folder = tmp_path / MODEL
+    _legacy_shard(folder, 1, _block(A, 1), crc=crc)
+    _legacy_shard(folder, 2, _block(B, 2), crc=crc)
+    with FeatureStore(tmp_path, MODEL) as store:
+        found = store.lookup(_records(A) + _records(B))
+        assert store.damaged == [] and sorted(found.found) == sorted(A + B) and not found.todo
+        got = store.load(A + B, found.found, arrays=("embedding", "logits"))
+    assert _warned(caplog, "migrated 2 .npz shard(s) to Parquet")
+    assert sorted(p.name for p in folder.glob("shard-*")) == [
+        "shard-000001.done.json", "shard-000001.parquet",
+        "shard-000002.done.json", "shard-000002.parquet",
+    ]  # fmt: skip
+    a, b = _block(A, 1), _block(B, 2)
+    np.testing.assert_array_equal(
+        got["embedding"], np.concatenate([a.embeddings[0], b.embeddings[0]])
+    )
+    np.testing.assert_array_equal(got["logits"], np.concatenate([a.logits[0], b.logits[0]]))
+    caplog.clear()
+    with FeatureStore(tmp_path, MODEL) as store:  # once: the next open finds Parquet only
+        assert store.n_stored == len(A + B)
+    assert not _warned(caplog, "migrated")
+
+
+def test_a_migration_killed_half_way_is_finished_by_the_next_open(tmp_path: Path) -> None:
+    folder = tmp_path / MODEL
+    _legacy_shard(folder, 1, _block(A, 1))
+    # Killed after the Parquet file was renamed into place, before its marker replaced the
+    # old one: the old marker still describes the .npz, which is migrated again.
+    (folder / "shard-000001.parquet").write_bytes(b"PAR1 half of a migration")
+    with FeatureStore(tmp_path, MODEL) as store:
+        found = store.lookup(_records(A))
+        assert store.damaged == [] and sorted(found.found) == A
+        got = store.load(A, found.found, arrays=("embedding",))["embedding"]
+    np.testing.assert_array_equal(got, _block(A, 1).embeddings[0])
+    assert not (folder / "shard-000001.npz").exists()
+
+
+def test_stored_shards_are_plain_parquet_for_other_readers(pristine_store: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    with FeatureStore(pristine_store, MODEL) as store:
+        files = [str(p) for p in store.files()]
+    table = ds.dataset(files, format="parquet").to_table()
+    assert table.column("path").to_pylist() == A + B
+    kind = table.schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(kind) and kind.list_size == DIM
+    assert kind.value_type == pa.float16()
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(
+        emb, np.concatenate([_block(A, 1).embeddings[0], _block(B, 2).embeddings[0]])
+    )
+    top = np.stack(table.column("top_classes").to_numpy(zero_copy_only=False))
+    logits = np.concatenate([_block(A, 1).logits[0], _block(B, 2).logits[0]]).astype(np.float32)
+    np.testing.assert_array_equal(top[:, 0], logits.argmax(axis=1))
+    assert (np.diff(np.take_along_axis(logits, top.astype(int), axis=1), axis=1) <= 0).all()
 
 
 @FUZZ
@@ -255,7 +326,7 @@ def test_shard_truncated_after_open_gives_a_store_error(pristine_store: Path, ke
         shard = store.dir / SHARD
         size = shard.stat().st_size
         _truncate(shard, int(size * keep) if isinstance(keep, float) else keep % size)
-        with pytest.raises(StoreError, match=r"shard-000001\.npz.*delete it"):
+        with pytest.raises(StoreError, match=r"shard-000001\.parquet.*delete it"):
             list(store.iter_rows(A, found.found, "embedding"))
 
 
@@ -446,7 +517,7 @@ def test_damaged_index_without_its_features_gives_input_error(
         if store == "deleted":
             shutil.rmtree(marker / "store")
         else:
-            (marker / "store" / MODEL / "shard-000002.npz").unlink()
+            (marker / "store" / MODEL / "shard-000002.parquet").unlink()
         _flip(marker / INDEX_FILE, 100, 3)
         saved = load_clustering(marker)
         fix = re.escape(str(marker / INDEX_FILE)) + ".*imgclust run"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from imgclust.cli import app
 from imgclust.cluster import create_clusterer, list_clusterers
-from imgclust.config import EmbedConfig
+from imgclust.config import EmbedConfig, default_k
 from imgclust.embed import FeatureBlock, model_for
 from imgclust.models import get_spec
 from imgclust.scan import FileRecord
@@ -128,9 +128,11 @@ def test_every_size_algorithm_and_k(
     assert len(assigned) == n
     if algorithm == "hdbscan":
         return  # the data decides how many; what is unclustered is listed apart (-1)
-    wanted = None if k in (None, "auto") else int(k)
-    asked = 100 if k is None else wanted
-    if asked is not None:
+    if k is None:  # the default: 100, or 1.6 sqrt(n) for a small collection, said so
+        assert said <= default_k(n)
+        assert f"k = {default_k(n)} for" in text
+    elif k != "auto":
+        asked = int(k)
         assert said <= min(asked, n)
         if asked > n:
             assert f"k lowered from {asked} to {n}" in text

@@ -101,9 +101,9 @@ def test_default_k_and_k_at_or_above_the_photo_count_are_lowered(
 ) -> None:
     scenes = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
     photos = copy_photos(demo_photos, tmp_path / "photos", dict.fromkeys(scenes, 3))
-    # The default k (100) on 15 photos; k equal to and above the count.
+    # The default k (100, lowered for small collections) on 15 photos; k at and above the count.
     for out, extra, note in (
-        (tmp_path / "default", (), "note: k lowered from 100 to 15: 15 photos"),
+        (tmp_path / "default", (), "note: k = 6 for 15 photos: the default below 3,900"),
         (tmp_path / "k15", ("--k", 15), None),
         (tmp_path / "k40", ("--k", 40), "note: k lowered from 40 to 15: 15 photos"),
     ):

@@ -62,18 +62,18 @@ def test_torn_shard_is_removed_and_redone(tmp_path: Path) -> None:
         store.write(_block(["/b.jpg"]), 4, 3)
         shard_dir = store.dir
     (shard_dir / "shard-000002.done.json").unlink()  # killed before the marker was written
-    (shard_dir / "shard-000003.npz.tmp123").write_bytes(b"partial")
+    (shard_dir / "shard-000003.parquet.tmp123").write_bytes(b"partial")
     with FeatureStore(tmp_path, "m") as store:
         found = store.lookup(_records(_block(["/a.jpg"])) + _records(_block(["/b.jpg"])))
         assert list(found.found) == ["/a.jpg"] and [r.path for r in found.todo] == ["/b.jpg"]
-    assert not (shard_dir / "shard-000002.npz").exists()
+    assert not (shard_dir / "shard-000002.parquet").exists()
     assert not list(shard_dir.glob("*.tmp*"))
 
 
 def test_truncated_shard_with_marker_is_not_trusted(tmp_path: Path) -> None:
     with FeatureStore(tmp_path, "m") as store:
         store.write(_block(["/a.jpg", "/b.jpg"]), 4, 3)
-        path = store.dir / "shard-000001.npz"
+        path = store.dir / "shard-000001.parquet"
     with open(path, "r+b") as fh:
         fh.truncate(os.path.getsize(path) // 2)
     with FeatureStore(tmp_path, "m") as store:
@@ -107,3 +107,31 @@ def test_newest_shard_wins(tmp_path: Path) -> None:
 def test_second_user_gets_a_clear_error(tmp_path: Path) -> None:
     with FeatureStore(tmp_path, "m"), pytest.raises(StoreError, match="another imgclust run"):
         FeatureStore(tmp_path, "m").open()
+
+
+def test_a_shard_written_elsewhere_is_checked_and_adopted(tmp_path: Path) -> None:
+    import pickle
+
+    block = _block(["/a.jpg", "/b.jpg"])
+    block.rejected.append((FileRecord("/bad.jpg", 5, 6), "corrupt"))
+    with FeatureStore(tmp_path, "m") as store:
+        store.write(_block(["/old.jpg"]), 4, 3)
+        first, second, third = store.reserve(3)
+        assert (first, second, third) == (2, 3, 4)
+        writer = pickle.loads(pickle.dumps(store.writer()))  # as a Ray actor gets it
+        writer.write(second, block, 4, 3)
+        writer.write(third, _block(["/c.jpg"]), 4, 3)
+        (store.dir / f"shard-{third:06d}.parquet").write_bytes(b"damaged on the way")
+        assert not store.lookup(_records(block)).found  # not adopted yet
+        assert store.adopt(second) and not store.adopt(first)  # first: never written
+        assert not store.adopt(third) and store.damaged == [store.dir / "shard-000004.parquet"]
+        found = store.lookup([*_records(block), FileRecord("/bad.jpg", 5, 6)])
+        assert found.found == {"/a.jpg": Location(second, 0), "/b.jpg": Location(second, 1)}
+        assert [r.reason for r in found.rejected] == ["corrupt"]
+        assert store.write(_block(["/d.jpg"]), 4, 3) == 5  # after every reserved number
+    with FeatureStore(tmp_path, "m") as store:  # and a later open finds the same
+        assert sorted(store.locate(["/a.jpg", "/b.jpg", "/c.jpg", "/d.jpg"])) == [
+            "/a.jpg", "/b.jpg", "/d.jpg",
+        ]  # fmt: skip
+        got = store.load(["/b.jpg"], store.locate(["/b.jpg"]), arrays=("embedding",))
+        np.testing.assert_array_equal(got["embedding"], block.embeddings[0][1:])

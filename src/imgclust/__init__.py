@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ClusterConfig, EmbedConfig, ReportConfig, RunConfig, StoreConfig
+from .config import DEFAULT_K, ClusterConfig, EmbedConfig, ReportConfig, RunConfig, StoreConfig
 from .exceptions import (
     ConfigError,
     ImgclustError,
@@ -41,7 +41,7 @@ def cluster_folder(
     inputs: list[str | Path] | tuple[str | Path, ...],
     *,
     out: str | Path,
-    k: int | str | None = 100,
+    k: int | str | None = DEFAULT_K,
     features: str = "embedding",
     model: str = "efficientnet_lite0",
     **options: Any,
@@ -50,7 +50,8 @@ def cluster_folder(
 
     ``options`` go to the stage configs by name (``batch_size``, ``device``, ``cache_dir``,
     ``seed``, ``thumb_size``...) and are validated as the command line's are. ``k`` is a
-    number, or ``None``/``"auto"`` to choose it from the data.
+    number, ``None``/``"auto"`` to choose it from the data, or the default: 100, fewer below
+    3,900 photos (:func:`imgclust.config.default_k`).
 
     Raises:
         ConfigError: an option is unknown or invalid; else as :func:`run`.

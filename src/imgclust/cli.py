@@ -148,9 +148,13 @@ def _summary(result: Any) -> None:
     from .steps import plural
 
     n_good, n_all = len(result.paths), result.n_scanned
+    tree = result.clustering.tree
+    groups = (
+        f" in {plural(tree.n_groups, 'group')}" if tree is not None and tree.n_groups > 1 else ""
+    )
     console.print(
         f"[bold green]{n_good:,} good images of {n_all:,}[/] clustered into "
-        f"[bold]{plural(result.k, 'cluster')}[/] ({len(result.rejected):,} rejected; "
+        f"[bold]{plural(result.k, 'cluster')}[/]{groups} ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
     for note in result.notes:
@@ -195,10 +199,12 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 KOpt = Annotated[
     str | None,
     _opt(
-        "Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample); lowered "
-        "to the number of photos when there are fewer, and the summary says so.",
+        "Number of clusters, or 'auto' (chosen by kNN-graph modularity on a sample). The "
+        "default is 100, and 1.6·√n for fewer than 3,900 photos (e.g. 28 for 300); a k above "
+        "the number of photos is lowered to it. The summary says which k ran. Clusters are "
+        "also gathered into named groups (a tree over the clusters).",
         "N|auto",
-        "100",
+        "100, or 1.6·√n below 3,900 photos",
     ),
 ]
 AlgorithmOpt = Annotated[str | None, _opt(ALGORITHM_HELP, "NAME", "auto")]
@@ -265,6 +271,17 @@ DupOpt = Annotated[
         "0.1",
     ),
 ]
+NamesOpt = Annotated[
+    str | None,
+    _opt(
+        "How clusters are named: auto (the classes strongest in the cluster, and where one "
+        "would lead over a tenth of the names, what sets each apart), distinctive (always "
+        "what sets a cluster apart from the collection) or dominant (the strongest classes). "
+        "Names never repeat; broader WordNet words name mixed leaves (citrus, motor vehicle).",
+        "HOW",
+        "auto",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None, _opt("TOML config file; command-line options win over it.", "FILE")
 ]
@@ -290,6 +307,20 @@ def run(
     refine: RefineOpt = None,
     refine_k: RefineKOpt = None,
     dup_threshold: DupOpt = None,
+    names: NamesOpt = None,
+    engine: Annotated[
+        str | None,
+        _opt(
+            "Where photos are embedded: local (this machine) or ray (a Ray cluster; "
+            "pip install 'imgclust[ray]'; PHOTOS and OUT on storage every node sees).",
+            "local|ray",
+            "local",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        _opt("With --engine ray: HOST:PORT of a Ray cluster.", "HOST:PORT", "a local Ray"),
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -560,6 +591,33 @@ def list_models_cmd() -> None:
         status = "installed" if missing is None else f"not installed ({missing})"
         typer.echo(f"{name:20s} {spec.preprocess.input_size}px  {spec.description}  [{status}]")
     typer.echo("timm:<name>          any timm ImageNet-1k model (weights from the hub)")
+
+
+@app.command("review")
+def review_cmd(
+    out: Annotated[Path, typer.Argument(help="Output folder of `imgclust run`.", metavar="OUT")],
+    port: Annotated[
+        int | None, _opt("Port on 127.0.0.1 to listen on.", "N", "a free port", "--port")
+    ] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")
+    ] = False,
+) -> None:
+    """Rename, merge, split and move clusters in a local web app; Ctrl-C stops it.
+
+    Every edit is journalled in OUT and written at once to its report, CSVs and saved
+    clustering (assign, similar and export follow it). Example: imgclust review clusters
+    """
+    from .review.app import review
+
+    def ready(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    try:
+        review(out, port=port, open_browser=not no_browser, on_ready=ready)
+    except ImgclustError as exc:
+        raise _fail(exc) from exc
+    console.print(f"review of {out} stopped; its edits are saved")
 
 
 @app.callback()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .config import ReportConfig
-from .describe import ClusterSummary, ImageTopClasses
+from .describe import ClusterSummary, ClusterTree, ImageTopClasses
 from .scan import Rejection
 
 #: The name of the group of photos in no cluster (HDBSCAN's noise, label -1).
@@ -99,6 +99,7 @@ class Clustering:
         assigned_inputs: folders/files added by ``assign``, which the next ``run`` rescans.
         report: how the gallery was drawn (``assign`` redraws it the same way).
         index_crc32: CRC-32 of ``index.faiss`` as saved (set when loaded).
+        tree: the clusters' tree and their groups (:mod:`imgclust.describe.groups`).
     """
 
     paths: Sequence[str]
@@ -122,6 +123,7 @@ class Clustering:
     assigned_inputs: Sequence[str] = ()
     report: ReportConfig = field(default_factory=ReportConfig)
     index_crc32: int | None = None
+    tree: ClusterTree | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -250,6 +252,7 @@ def regroup(
                 members=idx,
                 distances=distances[idx],
                 medoid=old.medoid if old else int(idx[0]),
+                distinctive=old.distinctive if old else (),
             )
         )
     return out
@@ -295,17 +298,32 @@ def image_table(c: Clustering) -> dict[str, Any]:
 
 
 def cluster_table(c: Clustering) -> dict[str, Any]:
-    """The per-cluster table (``clusters.csv`` / ``clusters.parquet``), by id."""
+    """The per-cluster table (``clusters.csv`` / ``clusters.parquet``), by id: cluster, size,
+    name, medoid, top_classes (dominant), distinctive_classes, and with a tree: group,
+    group_name, parent (the tree node it first merges into: clusters are ``0..k-1``,
+    merges ``k..2k-2`` in the order of ``tree.linkage``)."""
     from .report.exports import format_classes
 
     rows = sorted(c.clusters, key=lambda s: (s.cluster_id < 0, s.cluster_id))
-    return {
+    table: dict[str, Any] = {
         "cluster": np.array([s.cluster_id for s in rows], dtype=np.int64),
         "size": np.array([s.size for s in rows], dtype=np.int64),
         "name": [s.name for s in rows],
         "medoid": [c.paths[s.medoid] for s in rows],
         "top_classes": [format_classes(s.top_classes) for s in rows],
     }
+    if any(s.distinctive for s in rows):
+        table["distinctive_classes"] = [format_classes(s.distinctive) for s in rows]
+    if c.tree is not None:  # the group a cluster is in, and its first merge in the tree
+        tree = c.tree
+        table["group"] = np.array(
+            [tree.groups[s.cluster_id] if s.cluster_id >= 0 else -1 for s in rows], np.int64
+        )
+        table["group_name"] = [tree.names[g] if g >= 0 else UNCLUSTERED for g in table["group"]]
+        table["parent"] = np.array(
+            [tree.parents[s.cluster_id] if s.cluster_id >= 0 else -1 for s in rows], np.int64
+        )
+    return table
 
 
 __all__ = [

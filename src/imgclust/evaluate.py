@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .cluster import create_clusterer, make_features
-from .config import ClusterConfig, EmbedConfig, parse_k
+from .config import DEFAULT_K, ClusterConfig, EmbedConfig, default_k, parse_k
 from .exceptions import InputError
 from .scan import scan
 from .steps import embed_missing, embedder_for
@@ -148,7 +148,10 @@ def evaluate(
     timings["embed+load"] = round(stored.embed_seconds, 3)
     n_groups = len(set(stored.truth))
     start = time.perf_counter()
-    labels = cluster_stored(stored, cluster, n_groups if k is None else parse_k(k))
+    chosen = n_groups if k is None else parse_k(k)
+    if chosen == DEFAULT_K:
+        chosen = default_k(len(stored.paths))
+    labels = cluster_stored(stored, cluster, chosen if not isinstance(chosen, str) else None)
     timings["cluster"] = round(time.perf_counter() - start, 3)
     return Evaluation(
         scores=score(stored.truth, labels),

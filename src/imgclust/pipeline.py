@@ -27,11 +27,13 @@ from .cluster import (
     finish_features,
     row_features,
 )
+from .cluster.distributed import FeatureRows
 from .clustering import Clustering, image_columns
-from .config import RunConfig
+from .config import DEFAULT_K, SMALL_COLLECTION, RunConfig, default_k
 from .decode import ThumbTarget
-from .describe import ClusterSummary, class_statistics, describe
+from .describe import ClusterSummary, class_statistics, describe, name_and_group
 from .embed import Embedder
+from .engines import Engine, create_engine
 from .exceptions import ConfigError, InputError
 from .models import imagenet_class_names
 from .models.spec import ModelSpec
@@ -54,7 +56,6 @@ from .steps import (
     SilentProgress,
     embed_missing,
     embedder_for,
-    fit_clusters,
     inside,
     output_folder,
     plural,
@@ -204,8 +205,9 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
     # --refine splits clusters of the clustering the report in OUT shows: same model,
     # features and store as that run, and the same images (checked after the scan).
     base = load_clustering(out / MARKER_DIR) if config.cluster.refine else None
-    with output_folder(out, "run"):
-        return _run(config, out, base, progress or SilentProgress())
+    # The engine (Ray, with --engine ray) is joined once for the command and left after it.
+    with output_folder(out, "run"), create_engine(config.embed) as engine:
+        return _run(config, out, base, progress or SilentProgress(), engine)
 
 
 @dataclass
@@ -222,14 +224,16 @@ class _Collection:
     notes: list[str]
 
 
-def _run(config: RunConfig, out: Path, base: SavedClustering | None, prog: Progress) -> RunResult:
+def _run(
+    config: RunConfig, out: Path, base: SavedClustering | None, prog: Progress, engine: Engine
+) -> RunResult:
     timings: dict[str, float] = {}
     previous = saved_inventory(out / MARKER_DIR)
     assigned, missing = _assigned_inputs(config, [] if previous is None else previous[1])
     store_dir = Path(base.store_dir) if base else config.store_dir.resolve()
     feature_kind = base.features if base else config.cluster.features
     embedder = embedder_for(
-        config.embed,
+        engine.place(config.embed),  # the device (and so precision) of its model workers
         model=base.model if base else None,
         # Every image gets a thumbnail (member pages show them all): made while decoding,
         # the report need not decode each photo a second time.
@@ -240,16 +244,22 @@ def _run(config: RunConfig, out: Path, base: SavedClustering | None, prog: Progr
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
         found = scan([*config.inputs, *map(Path, assigned)], exclude=[out, store_dir])
         prog.finish()
-    coll = _embed(config, found.records, found.rejected, embedder, store_dir, base, prog, timings)
+    coll = _embed(
+        config, found.records, found.rejected, embedder, store_dir, base, prog, timings, engine
+    )
     with _timed(timings, "cluster"):
         prog.start("cluster")
-        fitted = fit_clusters(
+        k, k_note = _resolve_k(config.cluster.k, len(coll.paths))
+        fitted = engine.fit_clusters(  # (the Ray engine: k-means as passes over the shards)
             coll.features,
             coll.paths,
-            _clusterer(config, base),
+            _clusterer(config, base, k),
             algorithm=config.cluster.algorithm,
-            requested_k=None if base else config.cluster.k,
+            requested_k=None if base else k,
+            rows=FeatureRows(store_dir, embedder.spec.name, feature_kind, coll.found),
+            work_dir=out / MARKER_DIR / "passes",
         )
+        fitted.notes[:0] = [] if base or k_note is None else [k_note]
         prog.finish()
     clustering = _record(config, coll, fitted, embedder.spec, store_dir, feature_kind, timings)
     clustering = replace(clustering, assigned_inputs=assigned)
@@ -284,6 +294,7 @@ def _embed(
     base: SavedClustering | None,
     prog: Progress,
     timings: dict[str, float],
+    engine: Engine,
 ) -> _Collection:
     """Embed what the store lacks, then load the clustered features into one matrix."""
     spec = embedder.spec
@@ -293,8 +304,9 @@ def _embed(
             _check_refinable(base, store.lookup(records), config)
         with _timed(timings, "embed"):
             embedded = embed_missing(
-                records, embedder, store, shard_size=config.store.shard_size, progress=prog
-            )
+                records, embedder, store, shard_size=config.store.shard_size, progress=prog,
+                engine=engine,
+            )  # fmt: skip
         paths = sorted(embedded.found)
         rejected = list(scan_rejected) + embedded.rejected
         if not paths:
@@ -320,7 +332,7 @@ def _embed(
             )
             centre = finish_features(kind, feats)
         damaged = list(store.damaged)
-    notes = []
+    notes = list(embedded.notes)  # (the Ray engine's photos and img/s per node)
     if damaged:
         notes.append(
             f"{plural(len(damaged), 'damaged feature-store shard')} set aside as *.damaged "
@@ -351,10 +363,20 @@ def _record(
         columns = image_columns(coll.paths)
     with _timed(timings, "duplicates"):
         duplicate_of = _duplicates(coll, fitted, feature_kind, spec, store_dir, config)
-    with _timed(timings, "layout"):
+    with _timed(timings, "groups"):
         centroids = centroids_by_label(
             fitted.model.cluster_centers_, fitted.model.labels_, fitted.labels
         )
+        clusters, tree = name_and_group(
+            clusters,
+            stats.cluster_scores,
+            centroids,
+            coll.features,
+            fitted.labels,
+            imagenet_class_names(),
+            method=config.cluster.names,
+        )
+    with _timed(timings, "layout"):
         layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
     return Clustering(
         paths=coll.paths,
@@ -376,6 +398,7 @@ def _record(
         layout=layout,
         feature_centre=coll.centre,
         report=config.report,
+        tree=tree,
     )
 
 
@@ -472,11 +495,24 @@ def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -
             raise ConfigError(f"--refine {cid}: cluster {cid} has one image; nothing to split")
 
 
-def _clusterer(config: RunConfig, base: SavedClustering | None) -> Clusterer:
+def _resolve_k(k: int | str | None, n: int) -> tuple[int | None, str | None]:
+    """The k to cluster ``n`` photos with, and a note when the default rule lowered it."""
+    if k != DEFAULT_K:
+        return (k if isinstance(k, int) or k is None else int(k)), None
+    chosen = default_k(n)
+    if chosen == 100:
+        return chosen, None
+    return chosen, (
+        f"k = {chosen} for {plural(n, 'photo')}: the default below "
+        f"{SMALL_COLLECTION:,} photos is 1.6·√n, not 100 (--k N to choose)"
+    )
+
+
+def _clusterer(config: RunConfig, base: SavedClustering | None, k: int | None) -> Clusterer:
     """The run's clusterer, or, with ``--refine``, the saved clustering with clusters split."""
     c = config.cluster
     if base is None:
-        return create_clusterer(c.algorithm, c.k, random_state=c.seed)
+        return create_clusterer(c.algorithm, k, random_state=c.seed)
     return SplitClusters(
         base.labels,
         base.centroids,

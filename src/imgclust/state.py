@@ -39,7 +39,7 @@ import numpy as np
 from ._fs import atomic_write
 from .clustering import Clustering, ranks_by_cluster, regroup
 from .config import ReportConfig
-from .describe import ClusterSummary
+from .describe import ClusterSummary, ClusterTree
 from .exceptions import InputError, OutputError
 from .report.layout import MapLayout
 from .scan import Rejection
@@ -65,6 +65,7 @@ def from_parts(
     distances: np.ndarray,
     top_class_ids: np.ndarray,
     top_class_scores: np.ndarray,
+    distinctive: Sequence[tuple[tuple[str, float], ...]] | None = None,
     **fields: Any,
 ) -> Clustering:
     """A :class:`Clustering` from its saved parts: cluster names, top classes and medoids by
@@ -73,9 +74,11 @@ def from_parts(
     from .models import imagenet_class_names
 
     labels, distances = np.asarray(labels), np.asarray(distances)
+    distinctive = distinctive or [()] * len(names)
+    parts = zip(names, cluster_top_classes, medoids, distinctive, strict=True)
     summaries = [
-        ClusterSummary(cid, name, tuple(tops), np.zeros(0, np.int64), np.zeros(0), int(m))
-        for cid, (name, tops, m) in enumerate(zip(names, cluster_top_classes, medoids, strict=True))
+        ClusterSummary(cid, name, tuple(tops), np.zeros(0, np.int64), np.zeros(0), int(m), tuple(d))
+        for cid, (name, tops, m, d) in enumerate(parts)
     ]
     return Clustering(
         labels=labels,
@@ -136,6 +139,8 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         "report": asdict(saved.report),
         "assigned_inputs": list(saved.assigned_inputs),
         "columns": {name: [str(v) for v in values] for name, values in saved.columns.items()},
+        "cluster_distinctive": [[list(t) for t in c.distinctive] for c in saved.named],
+        "group_names": list(saved.tree.names) if saved.tree is not None else None,
     }
     top_ids, top_scores = saved.top_class_arrays()
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), dtype=np.uint8)
@@ -154,6 +159,10 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         arrays["duplicate_of"] = np.asarray(saved.duplicate_of, np.int64)
     if saved.feature_centre is not None:
         arrays["feature_centre"] = np.asarray(saved.feature_centre, np.float32)
+    if saved.tree is not None:
+        arrays["tree_linkage"] = np.asarray(saved.tree.linkage, np.float64)
+        arrays["tree_groups"] = np.asarray(saved.tree.groups, np.int64)
+        arrays["tree_parents"] = np.asarray(saved.tree.parents, np.int64)
     if saved.coords is not None and saved.layout is not None:
         arrays["coords"] = np.asarray(saved.coords, np.float32)
         for name in ("centres", "radii", "basis", "scale"):
@@ -221,6 +230,18 @@ def _saved_from(
         distances=arrays["distances"],
         top_class_ids=arrays["top_class_ids"],
         top_class_scores=arrays["top_class_scores"],
+        distinctive=[
+            tuple((d, float(s)) for d, s in t) for t in meta.get("cluster_distinctive") or []
+        ]
+        or None,
+        tree=ClusterTree(
+            arrays["tree_linkage"],
+            arrays["tree_groups"],
+            arrays["tree_parents"],
+            meta["group_names"],
+        )
+        if "tree_linkage" in arrays
+        else None,
         model=meta["model"],
         features=meta["features"],
         store_dir=str((marker_dir / meta["store_dir"]).resolve()),

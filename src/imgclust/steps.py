@@ -29,6 +29,7 @@ from .config import EmbedConfig
 from .decode import ThumbTarget
 from .describe import outlier_thresholds, rank_members, relabel_by_size
 from .embed import Embedder, model_for
+from .engines import EmbedReport, Engine
 from .exceptions import InputError, OutputError
 from .scan import FileRecord, Rejection
 from .store import FeatureStore, Location
@@ -195,17 +196,23 @@ def embed_missing(
     shard_size: int,
     progress: Progress | None = None,
     attempts: int = 2,
+    engine: Engine | None = None,
 ) -> Embedded:
     """Embed the ``records`` the store has no features for, and account for every one.
 
     A file written to while it was read is stored under the size and mtime it had when it
     was opened, which no longer match: it is stat'ed again and embedded again, up to
     ``attempts`` times; one still changing is rejected with that reason, one that vanished
-    likewise. So every record ends up in ``found`` or ``rejected``.
+    likewise. So every record ends up in ``found`` or ``rejected``. ``engine`` says where the
+    shards are embedded (default: here, :class:`~imgclust.engines.local.LocalEngine`).
     """
+    from .engines.local import LocalEngine
+
+    runner: Engine = engine or LocalEngine()
     prog: Progress = progress or SilentProgress()
     current = list(records)
     result = Embedded(found={}, rejected=[])
+    nodes = EmbedReport()
     for attempt in range(attempts + 1):
         lookup = store.lookup(current)
         if attempt == attempts or not lookup.todo:
@@ -214,12 +221,14 @@ def embed_missing(
             # Its own stage: the first run converts (and for int8 calibrates) the model,
             # which would otherwise look like an embed bar stuck at 0.
             prog.start("model")
-            embedder.load()
+            runner.prepare(embedder)
             prog.finish()
         prog.start("embed" if attempt == 0 else "re-embed", len(lookup.todo))
-        for block in embedder.iter_blocks(lookup.todo, shard_size, on_progress=prog.advance):
-            store.write(block, embedder.spec.n_classes, embedder.spec.embedding_dim)
-            result.n_embedded += len(block.paths)
+        done = runner.embed(
+            lookup.todo, embedder, store, shard_size=shard_size, on_progress=prog.advance
+        )
+        result.n_embedded += done.n_embedded
+        nodes.merge(done)
         prog.finish()
         after = store.lookup(current)
         stale = {r.path for r in after.todo}
@@ -235,6 +244,8 @@ def embed_missing(
         Rejection(r.path, "the file kept changing while it was read; run again once it is whole")
         for r in lookup.todo
     ]
+    if nodes.nodes:
+        result.notes.append(nodes.node_summary())
     return result
 
 

@@ -1,15 +1,23 @@
-"""Feature store: per-shard files with done markers, so runs resume and re-runs are cheap.
+"""Feature store: one Parquet file per shard with a done marker, so runs resume and re-runs
+are cheap, and any Parquet reader (pandas, Polars, DuckDB, Ray) reads the features directly.
 
 Layout, one folder per model::
 
-    STORE/<model>/shard-000001.npz          paths, sizes, mtimes, logits, embedding (float16)
-    STORE/<model>/shard-000001.done.json    written last: counts, byte size and CRC-32 of the
-                                            shard, rejected files
-    STORE/<model>/shard-000001.npz.damaged  a shard that failed its check, set aside
-    STORE/<model>/lock                      held by the run using the store
+    STORE/<model>/shard-000001.parquet       a row per embedded image: path, size, mtime_ns,
+                                             embedding and logits (fixed-size lists of
+                                             float16), top_classes (5 class ids, best first)
+    STORE/<model>/shard-000001.done.json     written last: counts, byte size and CRC-32 of the
+                                             shard file, rejected files (path, reason)
+    STORE/<model>/shard-000001.parquet.damaged  a shard that failed its check, set aside
+    STORE/<model>/lock                       held by the run using the store
 
 A shard is written to a temporary name, fsynced and renamed; its done marker follows the
-same way. Opening the store checks every shard against its marker before indexing its rows:
+same way. Only shards with a marker are committed: another reader should take the files
+:meth:`FeatureStore.files` names (or ``shard-??????.parquet`` while no run is writing). A
+shard may be written by another process or machine (:class:`ShardWriter`, the Ray engine's
+actors) under a number :meth:`FeatureStore.reserve` handed out; :meth:`FeatureStore.adopt`
+then checks and indexes it. Opening the store checks every shard against its marker before
+indexing its rows:
 
 * no marker: a torn write (a run killed between the two renames). The shard is deleted.
 * a marker that is not one this store wrote, a size or CRC-32 that differs from the marker's,
@@ -17,12 +25,17 @@ same way. Opening the store checks every shard against its marker before indexin
   ``.damaged`` (safe to delete), its marker deleted, a warning logged naming it, and it is
   listed in :attr:`FeatureStore.damaged` for the run's summary.
 
-Either way its images are embedded again by the same run. Markers written before the
-CRC-32 was kept have none: their shards are checked by size alone. A shard read later
-(:meth:`FeatureStore.load`, :meth:`FeatureStore.iter_rows`) that fails to decode raises a
-:class:`StoreError` naming it. An image is looked up by path and taken from the store only if
-its size and mtime are unchanged; the newest shard wins when a path was embedded more than
-once.
+Either way its images are embedded again by the same run. Every later read of a shard
+(:meth:`FeatureStore.load`, :meth:`FeatureStore.iter_rows`) checks the bytes it parses
+against the marker's CRC-32 again and raises a :class:`StoreError` naming a shard that no
+longer matches: damage after the open is an error, never silently wrong features. An image is
+looked up by path and taken from the store only if its size and mtime are unchanged; the
+newest shard wins when a path was embedded more than once.
+
+Stores written before Parquet hold ``shard-NNNNNN.npz`` files (markers without a ``format``
+key, some without a CRC-32: checked by size alone). Opening such a store migrates each good
+shard once to Parquet under the same number (rows keep their places) and logs a message; a
+migration killed half-way is finished by the next open.
 """
 
 from __future__ import annotations
@@ -49,11 +62,18 @@ from .scan import FileRecord, Rejection
 
 logger = logging.getLogger(__name__)
 
-_SHARD_RE = re.compile(r"^shard-(\d{6,})\.npz$")
+_SHARD_RE = re.compile(r"^shard-(\d{6,})\.(parquet|npz)$")
 _DAMAGED = ".damaged"
+#: The ``format`` of markers of Parquet shards; markers without one describe ``.npz`` shards.
+_FORMAT = "parquet"
+#: Class ids kept per image in the ``top_classes`` column, best first.
+TOP_CLASSES = 5
+#: The feature columns a shard holds (fixed-size lists of float16).
+FEATURE_COLUMNS: tuple[str, ...] = ("embedding", "logits")
 
 #: What decoding damaged bytes can raise: from ``json``, ``zipfile`` (bad CRC, header, method
-#: or flags: ``NotImplementedError``/``RuntimeError``), ``zlib``, numpy's ``.npy`` reader.
+#: or flags: ``NotImplementedError``/``RuntimeError``), ``zlib``, numpy's ``.npy`` reader, and
+#: pyarrow (its errors subclass ``ValueError``, ``OSError``, ``TypeError``, ``KeyError``...).
 DECODE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     EOFError,
@@ -104,6 +124,7 @@ class _Marker:
     size: int
     crc32: int | None
     rejected: list[tuple[str, str, int, int]]  # path, reason, size, mtime_ns
+    parquet: bool  # False: a marker of an .npz shard (before Parquet)
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,130 @@ def _store_error(path: Path, exc: OSError) -> StoreError:
     )
 
 
+def _damaged_error(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"feature store shard {path} is damaged ({why}); delete it and run again (its "
+        "images are embedded again)"
+    )
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Writes committed shards into one model's store folder: picklable, so a worker on
+    another machine (on storage every node sees) writes its shard itself.
+
+    Only the process holding the store (:class:`FeatureStore`) decides shard numbers
+    (:meth:`FeatureStore.reserve`), so two writers never pick the same one.
+    """
+
+    dir: str
+    model: str
+
+    def write(self, shard: int, block: FeatureBlock, n_classes: int, dim: int) -> None:
+        """Write ``block`` as shard number ``shard``: the Parquet file, then its marker, each
+        atomically. Writing the same number again (a retried task) replaces both.
+
+        Raises:
+            StoreError: the folder cannot be written (full disk, permissions).
+        """
+        folder = Path(self.dir)
+        path = folder / f"shard-{shard:06d}.parquet"
+        logits = block.logits_array(n_classes)
+        table = shard_table(
+            block.paths,
+            block.sizes,
+            block.mtimes,
+            embedding=block.embedding_array(dim),
+            logits=logits,
+            model=self.model,
+        )
+        data = _parquet_bytes(table, path)
+        marker = {
+            "format": _FORMAT,
+            "n": len(block.paths),
+            "bytes": len(data),
+            "crc32": zlib.crc32(data),
+            "rejected": [
+                {"path": _encode_path(r.path), "size": r.size, "mtime_ns": r.mtime_ns,
+                 "reason": reason}
+                for r, reason in block.rejected
+            ],
+        }  # fmt: skip
+        payload = json.dumps(marker, ensure_ascii=True).encode()
+        atomic_write(path, lambda fh: fh.write(data), error=_store_error)
+        atomic_write(_done(folder, shard), lambda fh: fh.write(payload), error=_store_error)
+
+
+def shard_table(
+    paths: Sequence[str],
+    sizes: Sequence[int],
+    mtimes: Sequence[int],
+    *,
+    embedding: np.ndarray,
+    logits: np.ndarray,
+    model: str = "",
+) -> Any:
+    """The ``pyarrow.Table`` of one shard (the columns the module docstring lists)."""
+    import pyarrow as pa
+
+    def fixed(rows: np.ndarray) -> Any:
+        rows = np.ascontiguousarray(rows)
+        return pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), rows.shape[1])
+
+    logits = np.asarray(logits, dtype=STORE_DTYPE)
+    n_top = min(TOP_CLASSES, logits.shape[1])
+    top = np.zeros((len(logits), n_top), dtype=np.int64)
+    if len(logits) and n_top:
+        scores = -logits.astype(np.float32)
+        part = np.argpartition(scores, n_top - 1, axis=1)[:, :n_top]
+        best = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(part, best, axis=1)
+    schema_meta = {"imgclust": json.dumps({"format": _FORMAT, "model": model})}
+    return pa.table(
+        {
+            "path": pa.array([_encode_path(p) for p in paths], type=pa.string()),
+            "size": pa.array(np.asarray(sizes, dtype=np.int64)),
+            "mtime_ns": pa.array(np.asarray(mtimes, dtype=np.int64)),
+            "embedding": fixed(np.asarray(embedding, dtype=STORE_DTYPE)),
+            "logits": fixed(logits),
+            "top_classes": fixed(top.astype(np.int16)),
+        }
+    ).replace_schema_metadata(schema_meta)
+
+
+def _parquet_bytes(table: Any, path: Path) -> memoryview:
+    """The Parquet file of ``table``, built in memory (~5 MB a shard) so the marker's
+    checksum is that of the very bytes written."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    try:
+        # zstd: float16 features shrink ~10%; one row group, statistics for the scalars only.
+        pq.write_table(
+            table, buf, compression="zstd", use_dictionary=False,
+            write_statistics=["path", "size", "mtime_ns"],
+        )  # fmt: skip
+    except OSError as exc:  # what a real file would raise (and a test's full disk)
+        raise _store_error(path, exc) from exc
+    return buf.getbuffer()
+
+
+def feature_rows(table: Any, name: str) -> np.ndarray:
+    """Column ``name`` (``"embedding"``, ``"logits"``) of a shard table as an ``(n, width)``
+    float16 array."""
+    import pyarrow as pa
+
+    column = table.column(name)
+    width = column.type.list_size
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    flat = values.flatten()  # honours the array's offset, unlike .values
+    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=STORE_DTYPE).reshape(-1, width)
+
+
+def _done(folder: Path, shard: int) -> Path:
+    return folder / f"shard-{shard:06d}.done.json"
+
+
 class FeatureStore:
     """The features of one model under one folder. Use as a context manager (takes a lock).
 
@@ -136,11 +281,13 @@ class FeatureStore:
     """
 
     def __init__(self, root: Path, model: str) -> None:
+        self.model = model
         self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
         self._lock: Any = None
         self._index: dict[str, tuple[Location, int, int]] = {}
         self._rejected: dict[str, tuple[str, int, int]] = {}
         self._shards: list[int] = []
+        self._next = 1
         self.damaged: list[Path] = []
 
     def __enter__(self) -> FeatureStore:
@@ -151,7 +298,7 @@ class FeatureStore:
         self.close()
 
     def open(self) -> None:
-        """Lock the store, delete torn shards, and index what is stored."""
+        """Lock the store, delete torn shards, migrate ``.npz`` shards, index what is stored."""
         from filelock import FileLock, Timeout  # flock on POSIX, msvcrt on Windows
 
         lock = FileLock(self.dir / "lock", timeout=0)
@@ -166,85 +313,157 @@ class FeatureStore:
         except OSError as exc:
             raise StoreError(f"cannot create the feature store at {self.dir}: {exc}") from exc
         self._lock = lock
-        self._clean_and_index()
+        try:
+            self._clean_and_index()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Release the lock and the in-memory index (~400 bytes an image)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        self._index, self._rejected, self._shards = {}, {}, []
+        self._index, self._rejected, self._shards, self._next = {}, {}, [], 1
 
     def _shard_path(self, shard: int) -> Path:
-        return self.dir / f"shard-{shard:06d}.npz"
+        return self.dir / f"shard-{shard:06d}.parquet"
 
     def _done_path(self, shard: int) -> Path:
-        return self.dir / f"shard-{shard:06d}.done.json"
+        return _done(self.dir, shard)
+
+    def writer(self) -> ShardWriter:
+        """A picklable writer of this store's shards (for workers elsewhere)."""
+        return ShardWriter(str(self.dir), self.model)
+
+    def files(self) -> list[Path]:
+        """The committed shard files (each has its marker), in shard order."""
+        return [self._shard_path(s) for s in self._shards]
 
     def _clean_and_index(self) -> None:
-        """Delete what killed runs left, set damaged shards aside, index the rest."""
+        """Delete what killed runs left, migrate .npz shards, set damaged ones aside, index."""
         self.damaged = []
         for tmp in self.dir.glob("*.tmp*"):
             tmp.unlink(missing_ok=True)  # left by a killed run
-        shards = []
-        for path in self.dir.glob("shard-*.npz"):
+        found: dict[int, set[str]] = {}
+        for path in self.dir.glob("shard-*"):
             m = _SHARD_RE.match(path.name)
             if m:
-                shards.append(int(m.group(1)))
+                found.setdefault(int(m.group(1)), set()).add(m.group(2))
         for done in self.dir.glob("shard-*.done.json"):
-            if not done.with_name(done.name.replace(".done.json", ".npz")).exists():
+            m = re.match(r"^shard-(\d{6,})\.done\.json$", done.name)
+            if m and int(m.group(1)) not in found:
                 done.unlink(missing_ok=True)  # its shard was deleted by hand
-        for shard in sorted(shards):
-            table = self._check_shard(shard)
-            if table is None:  # torn: killed before its marker was written
-                self._shard_path(shard).unlink(missing_ok=True)
+        n_migrated = 0
+        for shard in sorted(found):
+            self._next = max(self._next, shard + 1)
+            outcome = self._check_shard(shard, found[shard])
+            if outcome is None:  # torn: killed before its marker was written
+                for suffix in found[shard]:
+                    (self.dir / f"shard-{shard:06d}.{suffix}").unlink(missing_ok=True)
                 continue
+            table, where = outcome
             if isinstance(table, str):
-                self._set_aside(shard, table)
+                self._set_aside(where, shard, table)
                 continue
-            rows = zip(table.paths, table.sizes, table.mtimes, strict=True)
-            for row, (key, size, mtime) in enumerate(rows):
-                self._index[key] = (Location(shard, row), size, mtime)
-                self._rejected.pop(key, None)
-            for key, reason, size, mtime in table.rejected:
-                self._rejected[key] = (reason, size, mtime)
-                self._index.pop(key, None)
-            self._shards.append(shard)
+            if where.suffix == ".npz":
+                self._migrate(shard, where, table)
+                n_migrated += 1
+            self._add(shard, table)
+        if n_migrated:
+            logger.warning(
+                "feature store %s: migrated %d .npz shard(s) to Parquet (once; rows kept)",
+                self.dir,
+                n_migrated,
+            )
 
-    def _check_shard(self, shard: int) -> _PathTable | str | None:
-        """The shard's path table if it matches its marker; ``None`` if it has no marker
-        (torn); otherwise why it is damaged."""
-        path, done = self._shard_path(shard), self._done_path(shard)
+    def _add(self, shard: int, table: _PathTable) -> None:
+        rows = zip(table.paths, table.sizes, table.mtimes, strict=True)
+        for row, (key, size, mtime) in enumerate(rows):
+            self._index[key] = (Location(shard, row), size, mtime)
+            self._rejected.pop(key, None)
+        for key, reason, size, mtime in table.rejected:
+            self._rejected[key] = (reason, size, mtime)
+            self._index.pop(key, None)
+        self._shards.append(shard)
+        self._next = max(self._next, shard + 1)
+
+    def _check_shard(self, shard: int, suffixes: set[str]) -> tuple[_PathTable | str, Path] | None:
+        """``(path table, file)`` if the shard matches its marker; ``None`` if it has no
+        marker (torn); otherwise ``(why it is damaged, file)``. A second file under the
+        same number (left by a killed migration) is deleted."""
+        done = self._done_path(shard)
+        if not suffixes:
+            return None
         try:
             raw = done.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            return f"its marker {done.name} cannot be read: {exc}"
+            return f"its marker {done.name} cannot be read: {exc}", self._file(shard, suffixes)
         try:
             marker = _parse_marker(raw)
         except DECODE_ERRORS as exc:
-            return f"its marker {done.name} is not valid: {exc}"
+            return f"its marker {done.name} is not valid: {exc}", self._file(shard, suffixes)
+        kind = "parquet" if marker.parquet else "npz"
+        path = self.dir / f"shard-{shard:06d}.{kind}"
+        if kind not in suffixes:  # (a migration deletes the .npz only after the marker)
+            return f"its marker describes a .{kind} file", self._file(shard, suffixes)
+        for other in suffixes - {kind}:  # the half a killed migration left
+            (self.dir / f"shard-{shard:06d}.{other}").unlink(missing_ok=True)
         try:
             size = path.stat().st_size
             if size != marker.size:
-                return f"{size} bytes where its marker says {marker.size}"
-            if marker.crc32 is not None and file_crc32(path) != marker.crc32:
-                return "its CRC-32 differs from its marker's"
-            with np.load(path) as data:
-                if data["paths"].dtype.kind != "U":
-                    raise ValueError("its paths are not text")
-                paths = [_decode_path(p) for p in data["paths"].tolist()]
-                sizes = [int(s) for s in data["sizes"].tolist()]
-                mtimes = [int(t) for t in data["mtimes"].tolist()]
-        except DECODE_ERRORS as exc:
-            return f"it cannot be read: {type(exc).__name__}: {exc}"
-        if not len(paths) == len(sizes) == len(mtimes) == marker.n:
-            return f"it holds {len(paths)} rows where its marker says {marker.n}"
-        return _PathTable(paths, sizes, mtimes, marker.rejected)
+                return f"{size} bytes where its marker says {marker.size}", path
+            if marker.parquet:
+                data = _read_checked(path, marker)
+                import pyarrow.parquet as pq
 
-    def _set_aside(self, shard: int, reason: str) -> None:
-        path = self._shard_path(shard)
+                parsed = pq.read_table(_buffer(data), columns=["path", "size", "mtime_ns"])
+                if str(parsed.schema.field("path").type) != "string":
+                    raise ValueError("its paths are not text")
+                paths = [_decode_path(p) for p in parsed.column("path").to_pylist()]
+                sizes = [int(s) for s in parsed.column("size").to_pylist()]
+                mtimes = [int(t) for t in parsed.column("mtime_ns").to_pylist()]
+            else:
+                if marker.crc32 is not None and file_crc32(path) != marker.crc32:
+                    raise _Mismatch
+                with np.load(path) as data:
+                    if data["paths"].dtype.kind != "U":
+                        raise ValueError("its paths are not text")
+                    paths = [_decode_path(p) for p in data["paths"].tolist()]
+                    sizes = [int(s) for s in data["sizes"].tolist()]
+                    mtimes = [int(t) for t in data["mtimes"].tolist()]
+        except _Mismatch:
+            return "its CRC-32 differs from its marker's", path
+        except DECODE_ERRORS as exc:
+            return f"it cannot be read: {type(exc).__name__}: {exc}", path
+        if not len(paths) == len(sizes) == len(mtimes) == marker.n:
+            return f"it holds {len(paths)} rows where its marker says {marker.n}", path
+        return _PathTable(paths, sizes, mtimes, marker.rejected), path
+
+    def _file(self, shard: int, suffixes: set[str]) -> Path:
+        kind = "parquet" if "parquet" in suffixes else "npz"
+        return self.dir / f"shard-{shard:06d}.{kind}"
+
+    def _migrate(self, shard: int, npz: Path, table: _PathTable) -> None:
+        """Rewrite a checked ``.npz`` shard as Parquet under the same number (same rows),
+        marker last, then delete the ``.npz``."""
+        try:
+            with np.load(npz) as data:
+                logits = np.asarray(data["logits"], dtype=STORE_DTYPE)
+                embedding = np.asarray(data["embedding"], dtype=STORE_DTYPE)
+        except DECODE_ERRORS as exc:  # checked a moment ago: damaged while we read it
+            raise _damaged_error(npz, f"{type(exc).__name__}: {exc}") from exc
+        block = FeatureBlock(
+            paths=table.paths, sizes=table.sizes, mtimes=table.mtimes,
+            logits=[logits], embeddings=[embedding],
+            rejected=[(FileRecord(p, s, t), why) for p, why, s, t in table.rejected],
+        )  # fmt: skip
+        self.writer().write(shard, block, logits.shape[1], embedding.shape[1])
+        npz.unlink(missing_ok=True)
+
+    def _set_aside(self, path: Path, shard: int, reason: str) -> None:
         aside = path.with_name(path.name + _DAMAGED)
         try:
             os.replace(path, aside)
@@ -292,53 +511,38 @@ class FeatureStore:
         """
         return {p: hit[0] for p in paths if (hit := self._index.get(p)) is not None}
 
+    def reserve(self, n: int) -> list[int]:
+        """``n`` new shard numbers for shards written elsewhere (:meth:`writer`), then
+        :meth:`adopt`-ed; numbers never written are simply skipped by later opens."""
+        first = self._next
+        self._next += n
+        return list(range(first, first + n))
+
+    def adopt(self, shard: int) -> bool:
+        """Check a shard another process wrote (:meth:`reserve`, :meth:`writer`) against its
+        marker and index it. Returns whether it was there and whole; a damaged one is set
+        aside (:attr:`damaged`) and its images stay todo."""
+        suffixes = {"parquet"} if self._shard_path(shard).exists() else set()
+        outcome = self._check_shard(shard, suffixes)
+        if outcome is None:
+            self._shard_path(shard).unlink(missing_ok=True)
+            return False
+        table, where = outcome
+        if isinstance(table, str):
+            self._set_aside(where, shard, table)
+            return False
+        self._add(shard, table)
+        return True
+
     def write(self, block: FeatureBlock, n_classes: int, dim: int) -> int:
         """Store a block as a new shard (atomically, marker last) and return its number."""
-        shard = (self._shards[-1] + 1) if self._shards else 1
-        path = self._shard_path(shard)
-        arrays = {
-            "paths": np.array([_encode_path(p) for p in block.paths], dtype=object).astype(str)
-            if block.paths
-            else np.zeros(0, dtype="<U1"),
-            "sizes": np.asarray(block.sizes, dtype=np.int64),
-            "mtimes": np.asarray(block.mtimes, dtype=np.int64),
-            "logits": block.logits_array(n_classes),
-            "embedding": block.embedding_array(dim),
-        }
-        # Built in memory (~7 MB a shard) so its checksum is that of the bytes written.
-        buf = io.BytesIO()
-        try:
-            np.savez(buf, **arrays)  # type: ignore[arg-type]
-        except OSError as exc:  # what a real file would raise (and a test's full disk)
-            raise _store_error(path, exc) from exc
-        data = buf.getbuffer()
-        try:
-            atomic_write(path, lambda fh: fh.write(data), error=_store_error)
-            marker = {
-                "n": len(block.paths),
-                "bytes": len(data),
-                "crc32": zlib.crc32(data),
-                "rejected": [
-                    {
-                        "path": _encode_path(r.path),
-                        "size": r.size,
-                        "mtime_ns": r.mtime_ns,
-                        "reason": reason,
-                    }
-                    for r, reason in block.rejected
-                ],
-            }
-            payload = json.dumps(marker, ensure_ascii=True).encode()
-            atomic_write(self._done_path(shard), lambda fh: fh.write(payload), error=_store_error)
-        finally:
-            data.release()
-        for row, (p, s, t) in enumerate(zip(block.paths, block.sizes, block.mtimes, strict=True)):
-            self._index[p] = (Location(shard, row), s, t)
-            self._rejected.pop(p, None)
-        for rec, reason in block.rejected:
-            self._rejected[rec.path] = (reason, rec.size, rec.mtime_ns)
-            self._index.pop(rec.path, None)
-        self._shards.append(shard)
+        (shard,) = self.reserve(1)
+        self.writer().write(shard, block, n_classes, dim)
+        table = _PathTable(
+            list(block.paths), list(block.sizes), list(block.mtimes),
+            [(r.path, reason, r.size, r.mtime_ns) for r, reason in block.rejected],
+        )  # fmt: skip
+        self._add(shard, table)
         return shard
 
     def load(
@@ -387,25 +591,82 @@ class FeatureStore:
         order = np.argsort(shards, kind="stable")
         bounds = np.flatnonzero(np.diff(shards[order])) + 1
         for group in np.split(order, bounds) if n else []:
-            path = self._shard_path(int(shards[group[0]]))
-            try:
-                with np.load(path) as data:
-                    block = data[name][rows[group]]
-            except DECODE_ERRORS as exc:
-                raise StoreError(
-                    f"feature store shard {path} is damaged ({type(exc).__name__}: {exc}); "
-                    "delete it and run again (its images are embedded again)"
-                ) from exc
-            yield group, block
+            yield group, self.read_shard(int(shards[group[0]]), name)[rows[group]]
+
+    def read_shard(self, shard: int, name: str) -> np.ndarray:
+        """All rows of array ``name`` of one committed shard, checked against its marker.
+
+        Raises:
+            StoreError: the shard or its marker is missing, or its bytes no longer match.
+        """
+        table = self.read_table(shard, [name])
+        try:
+            return feature_rows(table, name)
+        except DECODE_ERRORS as exc:
+            raise _damaged_error(self._shard_path(shard), f"{type(exc).__name__}: {exc}") from exc
+
+    def n_rows(self, shard: int) -> int:
+        """Rows of a committed shard, from its marker (the file is not read).
+
+        Raises:
+            StoreError: its marker is missing or unreadable.
+        """
+        try:
+            return _parse_marker(self._done_path(shard).read_bytes()).n
+        except DECODE_ERRORS as exc:
+            raise _damaged_error(self._shard_path(shard), f"its marker: {exc}") from exc
+
+    def read_table(self, shard: int, columns: Sequence[str]) -> Any:
+        """``columns`` of one committed shard as a ``pyarrow.Table``, its bytes checked
+        against its marker (``path`` holds the stored form: :func:`decode_path` it).
+
+        Raises:
+            StoreError: the shard or its marker is missing, or its bytes no longer match.
+        """
+        path = self._shard_path(shard)
+        try:
+            marker = _parse_marker(self._done_path(shard).read_bytes())
+            data = _read_checked(path, marker)
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(_buffer(data), columns=list(columns))
+            if table.num_rows != marker.n:
+                raise ValueError(f"{table.num_rows} rows where its marker says {marker.n}")
+            return table
+        except _Mismatch:
+            raise _damaged_error(path, "its CRC-32 differs from its marker's") from None
+        except DECODE_ERRORS as exc:
+            raise _damaged_error(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Mismatch(Exception):
+    """A shard's bytes differ from what its marker recorded."""
+
+
+def _read_checked(path: Path, marker: _Marker) -> bytes:
+    """The bytes of a shard file, if they match its marker's size and CRC-32."""
+    data = path.read_bytes()
+    if len(data) != marker.size or (marker.crc32 is not None and zlib.crc32(data) != marker.crc32):
+        raise _Mismatch
+    return data
+
+
+def _buffer(data: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(data)
 
 
 def _parse_marker(raw: bytes) -> _Marker:
     """Raises ``ValueError`` (or another of :data:`DECODE_ERRORS`) unless ``raw`` is a done
-    marker as :meth:`FeatureStore.write` writes them."""
+    marker as :class:`ShardWriter` (or an older imgclust) writes them."""
     marker = json.loads(raw.decode("utf-8"))
     if not isinstance(marker, dict):
         raise ValueError("not a JSON object")
     crc = marker.get("crc32")
+    kind = marker.get("format")
+    if kind not in (None, _FORMAT):
+        raise ValueError(f"an unknown shard format {kind!r}")
     rejected = []
     for item in marker.get("rejected", []):
         path, reason = item["path"], item["reason"]
@@ -413,11 +674,14 @@ def _parse_marker(raw: bytes) -> _Marker:
             raise ValueError("a rejected file's path or reason is not text")
         size, mtime = _int(item["size"], "a size"), _int(item["mtime_ns"], "an mtime")
         rejected.append((_decode_path(path), reason, size, mtime))
+    if kind == _FORMAT and crc is None:
+        raise ValueError("it has no checksum")
     return _Marker(
         n=_int(marker.get("n"), "its row count"),
         size=_int(marker.get("bytes"), "its byte count"),
         crc32=None if crc is None else _int(crc, "its checksum"),
         rejected=rejected,
+        parquet=kind == _FORMAT,
     )
 
 
@@ -444,3 +708,7 @@ def _decode_path(stored: str) -> str:
 
         return os.fsdecode(base64.b64decode(stored[4:], validate=True))
     return stored
+
+
+#: A stored path as written in the shard files' ``path`` column, and back.
+encode_path, decode_path = _encode_path, _decode_path

@@ -69,8 +69,22 @@ class _Row:
     tiles: tuple[_Tile, ...]  # the cluster page's row
     strip: tuple[_Tile, ...]  # the index's preview
     n_more: int  # members not shown on the cluster page
-    words: str  # what the index filter matches: name and class descriptions, lower case
+    words: str  # what the index filter matches: name, classes, file and folder names
     n_outliers: int
+    distinctive: tuple[tuple[str, float], ...] = ()  # shown where they differ from top_classes
+    group: int = -1
+
+
+@dataclass(frozen=True)
+class _GroupRow:
+    """One group of clusters as the index shows it."""
+
+    group_id: int
+    name: str
+    size: int  # photos
+    rows: tuple[_Row, ...]
+    strip: tuple[_Tile, ...]  # the first photos of its largest clusters
+    words: str
 
 
 def page_name(page: int) -> str:
@@ -202,6 +216,7 @@ def _write_index(
         model=data.model,
         features=data.features,
         has_map=data.coords is not None and len(data.paths) > 0,
+        groups=_group_rows(data, rows),
     )
     return index
 
@@ -234,7 +249,15 @@ def _row(
         _tile(g[0], anchor, data, thumbs, n_dups=len(g) - 1) for g in groups[: max(n_row, n_strip)]
     )
     outliers = data.outliers
-    words = " ".join([cluster.name] + [d for d, _ in cluster.top_classes]).lower()
+    words = " ".join(
+        [cluster.name]
+        + [d for d, _ in (*cluster.top_classes, *cluster.distinctive)]
+        + _file_words(data, cluster.members)
+    ).lower()
+    shown_distinctive = tuple(cluster.distinctive[:3])
+    if {d for d, _ in shown_distinctive} == {d for d, _ in cluster.top_classes[:3]}:
+        shown_distinctive = ()  # the same classes lead both ways: shown once
+    tree = data.tree
     n_in_row = sum(1 + t.n_dups for t in tiles[:n_row])
     return _Row(
         cluster_id=cluster.cluster_id,
@@ -248,7 +271,40 @@ def _row(
         n_more=cluster.size - n_in_row,
         words=words,
         n_outliers=0 if outliers is None else int(outliers[cluster.members].sum()),
+        distinctive=shown_distinctive,
+        group=int(tree.groups[cluster.cluster_id]) if tree and cluster.cluster_id >= 0 else -1,
     )
+
+
+#: File and folder names the index filter matches, per cluster: all its folders, and file
+#: names for up to this many members (the index page stays small at a million photos).
+FILTER_FILE_NAMES = 2000
+
+
+def _file_words(data: ReportData, members: np.ndarray) -> list[str]:
+    folders = {os.path.basename(os.path.dirname(data.paths[int(i)])) for i in members}
+    names = [os.path.basename(data.paths[int(i)]) for i in members[:FILTER_FILE_NAMES]]
+    return [display_path(w) for w in sorted(folders) + names]
+
+
+def _group_rows(data: ReportData, rows: list[_Row]) -> list[_GroupRow]:
+    """The index's groups (none when the clustering has no tree or one group)."""
+    tree = data.tree
+    if tree is None or tree.n_groups < 2:
+        return []
+    out = []
+    for g, name in enumerate(tree.names):
+        members = tuple(r for r in rows if r.group == g)
+        if not members:
+            continue
+        strip = tuple(t for r in members[:4] for t in r.strip[:2])
+        # The group's own words: its name matches all its clusters, theirs only themselves.
+        out.append(_GroupRow(g, name, sum(r.size for r in members), members, strip, name.lower()))
+    noise = tuple(r for r in rows if r.group < 0)
+    if noise:
+        size = sum(r.size for r in noise)
+        out.append(_GroupRow(-1, "unclustered", size, noise, (), "unclustered"))
+    return out
 
 
 def _tile(
@@ -341,33 +397,107 @@ def _write_map(
     member_page: np.ndarray,
     thumb_size: int,
 ) -> None:
-    """``map.html`` and ``map-data.js``: every image's position, cluster, rank and member
-    page, packed as base64 typed arrays (16 bytes an image: 100k images are 2.1 MB of
-    script). Thumbnails are not listed here: the map loads ``members-N.js`` of the clusters
-    in view when zoomed in far enough to draw them."""
+    """``map.html``, ``map.js`` and ``map-data.js``, and ``map-N.js`` per cluster.
+
+    ``map-data.js``: every image's lattice cell (no two alike: :func:`~.layout.settle`),
+    cluster, rank and member page, as base64 typed arrays (20 bytes an image: 100k images
+    are 2.7 MB of script); each cluster's name, size and group, and each group's name and
+    colour (regions that touch differ: :func:`~.layout.colour_regions`). ``map-N.js``: the
+    hover text and original of each member of cluster N, by rank, loaded when the pointer
+    first comes to that cluster. Thumbnails come from ``members-N.js``, as the gallery's."""
     import base64
 
-    xy = np.asarray(data.coords, dtype=np.float32)
+    from .layout import colour_regions, settle
+
     labels = np.asarray(data.labels, dtype=np.int32)
+    cells = settle(np.asarray(data.coords), labels).astype(np.int32)
     ranks = np.asarray(data.ranks, dtype=np.int32)
+    by_id = sorted(clusters, key=lambda c: c.cluster_id)  # the order np.unique(labels) has
+    group_of, group_names, noise = _map_groups(data, by_id)
+    colour = colour_regions(cells, labels, np.asarray(group_of), len(MAP_PALETTE))
     meta = {
-        "n": len(xy),
+        "n": len(cells),
         "thumbSize": thumb_size,
-        "clusters": {str(c.cluster_id): [c.name, c.size] for c in clusters},
+        "clusters": {str(c.cluster_id): [c.name, c.size, group_of[i]] for i, c in enumerate(by_id)},
+        "groups": [
+            [name, UNCLUSTERED_COLOUR if g == noise else MAP_PALETTE[colour[g]]]
+            for g, name in enumerate(group_names)
+        ],
     }
 
     def b64(a: np.ndarray) -> str:
-        return base64.b64encode(
-            np.ascontiguousarray(a).astype("<f4" if a.dtype.kind == "f" else "<i4").tobytes()
-        ).decode("ascii")
+        return base64.b64encode(np.ascontiguousarray(a, dtype="<i4").tobytes()).decode("ascii")
 
     script = (
-        f'imgclustMap({_js_json(meta)}, "{b64(xy.reshape(-1))}", '
+        f'imgclustMap({_js_json(meta)}, "{b64(cells.reshape(-1))}", '
         f'"{b64(labels)}", "{b64(ranks)}", "{b64(np.asarray(member_page, np.int32))}");\n'
     )
     atomic_write_text(out_dir / "map-data.js", script)
+    written = set()
+    for c in by_id:
+        name = f"map-{c.cluster_id}.js"
+        hover = [_map_hover(data, int(i)) for i in c.members]
+        originals = [file_url(data.paths[int(i)]) for i in c.members]
+        atomic_write_text(
+            out_dir / name,
+            f"imgclustMapInfo({c.cluster_id}, {_js_json(hover)}, {_js_json(originals)});\n",
+        )
+        written.add(name)
+    for old in out_dir.glob("map-*.js"):  # clusters an earlier, larger report had
+        if _MAP_INFO_RE.fullmatch(old.name) and old.name not in written:
+            with contextlib.suppress(OSError):
+                old.unlink()
     atomic_write_text(out_dir / "map.js", (_HERE / "static" / "map.js").read_text("utf-8"))
-    _render(env, "map.html", out_dir / "map.html", common, n_images=len(xy))
+    _render(env, "map.html", out_dir / "map.html", common, n_images=len(cells))
+
+
+#: Region colours of the map: Tableau's ten without its grey (kept for the unclustered), a
+#: blue lightened for the dark ground; regions that touch never share one.
+MAP_PALETTE = (
+    "#5b9bd5", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+)  # fmt: skip
+UNCLUSTERED_COLOUR = "#8e9197"
+_MAP_INFO_RE = re.compile(r"map--?\d+\.js")
+
+
+def _map_groups(data: ReportData, by_id: list[ClusterSummary]) -> tuple[list[int], list[str], int]:
+    """The group of each cluster (``by_id`` order), the groups' names, and which group the
+    unclustered photos are (-1: none). Groups are the clustering's tree's when it has one,
+    else one a cluster; the unclustered photos are a group of their own."""
+    from ..clustering import UNCLUSTERED
+
+    tree = data.tree
+    group_of: list[int] = []
+    names: list[str] = []
+    index: dict[Any, int] = {}
+    for c in by_id:
+        if c.cluster_id < 0:
+            key: Any = UNCLUSTERED
+            name = UNCLUSTERED
+        elif tree is not None and c.cluster_id < len(tree.groups):
+            key = ("group", int(tree.groups[c.cluster_id]))
+            name = str(tree.names[key[1]])
+        else:
+            key = ("cluster", c.cluster_id)
+            name = c.name
+        if key not in index:
+            index[key] = len(names)
+            names.append(name)
+        group_of.append(index[key])
+    return group_of, names, index.get(UNCLUSTERED, -1)
+
+
+def _map_hover(data: ReportData, index: int) -> str:
+    """What hovering a photo on the map shows below its name: rank, classes, flags."""
+    lines = [f"rank {int(data.ranks[index])} · distance {float(data.distances[index]):.4g}"]
+    lines += [f"{short_name(d)}  {s:.3f}" for d, s in data.image_top_classes[index]]
+    if data.outliers is not None and bool(data.outliers[index]):
+        lines.append("outlier: beyond the cluster's typical distance")
+    for column, values in data.columns.items():
+        if values[index]:
+            lines.append(f"{column}: {values[index]}")
+    return "\n".join([display_path(data.paths[index]), *lines])
 
 
 def _js_json(value: object) -> str:

@@ -140,36 +140,66 @@
 
   var cardsBox = document.getElementById("cards");
   if (!cardsBox) { return; }
-  var cards = Array.prototype.slice.call(cardsBox.children);
+  var cards = Array.prototype.slice.call(cardsBox.querySelectorAll(".card"));
+  var groups = Array.prototype.slice.call(cardsBox.querySelectorAll(".group"));
   var filter = document.getElementById("filter");
   var sort = document.getElementById("sort");
   var shown = document.getElementById("shown");
 
+  function matches(el, words) {
+    var text = el.getAttribute("data-words") || "";
+    return words.every(function (w) { return text.indexOf(w) >= 0; });
+  }
+
+  // A group that matches shows all its clusters; otherwise the clusters that match, and the
+  // group only when one of them does.
   function applyFilter() {
     var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     var n = 0;
+    var groupHit = {};
+    groups.forEach(function (g) { groupHit[g.id] = words.length > 0 && matches(g, words); });
     cards.forEach(function (card) {
-      var text = card.getAttribute("data-words") || "";
-      var ok = words.every(function (w) { return text.indexOf(w) >= 0; });
+      var group = card.closest(".group");
+      var ok = (group && groupHit[group.id]) || matches(card, words);
       card.classList.toggle("hidden", !ok);
       if (ok) { n += 1; }
+    });
+    groups.forEach(function (g) {
+      var any = g.querySelector(".card:not(.hidden)") !== null;
+      g.classList.toggle("hidden", !any);
+      if (words.length && any) { g.querySelector("details").open = true; }
     });
     shown.textContent = words.length ? n.toLocaleString() + " of " + cards.length.toLocaleString() + " clusters" : "";
   }
 
-  function applySort() {
-    var bySize = sort.value === "size";
-    var sorted = cards.slice().sort(function (a, b) {
-      if (bySize) {
-        return b.getAttribute("data-size") - a.getAttribute("data-size") ||
-          a.getAttribute("data-cluster") - b.getAttribute("data-cluster");
-      }
-      return a.getAttribute("data-name").localeCompare(b.getAttribute("data-name"));
-    });
-    var frag = document.createDocumentFragment();
-    sorted.forEach(function (c) { frag.appendChild(c); });
-    cardsBox.appendChild(frag);
+  function order(a, b) {
+    if (sort.value === "size") {
+      return b.getAttribute("data-size") - a.getAttribute("data-size") ||
+        (a.getAttribute("data-cluster") || a.getAttribute("data-group")) -
+        (b.getAttribute("data-cluster") || b.getAttribute("data-group"));
+    }
+    return a.getAttribute("data-name").localeCompare(b.getAttribute("data-name"));
   }
+
+  function reorder(box, items) {
+    var frag = document.createDocumentFragment();
+    items.slice().sort(order).forEach(function (c) { frag.appendChild(c); });
+    box.appendChild(frag);
+  }
+
+  // Both levels: the groups among themselves, and the clusters inside each group.
+  function applySort() {
+    if (!groups.length) { reorder(cardsBox, cards); return; }
+    reorder(cardsBox, groups);
+    groups.forEach(function (g) {
+      var box = g.querySelector(".group-cards");
+      reorder(box, Array.prototype.slice.call(box.querySelectorAll(".card")));
+    });
+  }
+
+  function openAll(open) { groups.forEach(function (g) { g.querySelector("details").open = open; }); }
+  on("expand-all", "click", function () { openAll(true); });
+  on("collapse-all", "click", function () { openAll(false); });
 
   var timer = null;
   filter.addEventListener("input", function () {

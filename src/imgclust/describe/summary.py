@@ -12,7 +12,7 @@ from typing import overload
 
 import numpy as np
 
-from .cluster.features import softmax
+from ..cluster.features import softmax
 
 #: A class joins a cluster's name if its mean score is at least this share of the top class's.
 NAME_SHARE = 0.25
@@ -34,6 +34,8 @@ class ClusterSummary:
         members: indices into the run's image table, nearest the centroid first.
         distances: each member's distance to the centroid, aligned with ``members``.
         medoid: index of the member with the smallest mean distance to the others.
+        distinctive: the classes that set it apart from the collection, as (description,
+            score) (:mod:`imgclust.describe.names`); empty until named.
     """
 
     cluster_id: int
@@ -42,6 +44,7 @@ class ClusterSummary:
     members: np.ndarray
     distances: np.ndarray
     medoid: int
+    distinctive: tuple[tuple[str, float], ...] = ()
 
     @property
     def size(self) -> int:

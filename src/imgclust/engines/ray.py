@@ -1,0 +1,445 @@
+"""The Ray engine: the same shards, decoded and embedded across a Ray cluster (Ray Data).
+
+The job is Ray Data's batch-inference shape over the store's shards::
+
+    from_items(one row per shard: its number and records)
+      → map_batches(DecodeShard)       CPU tasks, one shard (hundreds of photos) each: the
+                                       model inputs, and each photo's gallery thumbnail
+      → map_batches(EmbedShard)        long-lived actors holding the model (one per GPU with
+                                       num_gpus=1, else one per node on OpenVINO/int8); each
+                                       writes its shard (Parquet + marker) into the store
+      → the driver                     checks and indexes each shard as it lands
+
+Only a shard's number and records go out and a few counts come back: no pixel or feature
+row passes through the driver. The inputs and the store must be on storage every node sees.
+Ray retries the tasks of a node that dies and restarts its actors elsewhere; a shard that
+was in flight is decoded and written again under the same number (the write is atomic), so
+a lost node costs its unfinished shards, never a photo. A job killed outright leaves every
+finished shard committed: the next run embeds only the rest.
+
+Ray is imported here only, when an engine first needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..cluster.distributed import data_settings
+from ..config import EmbedConfig
+from ..decode import Decoded, decode
+from ..embed import STORE_DTYPE, FeatureBlock
+from ..exceptions import ConfigError, ImgclustError
+from ..scan import FileRecord
+from ..workers import DecodePool
+from . import EmbedReport, EngineError, NodeStats
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..cluster import Clusterer
+    from ..cluster.distributed import FeatureRows
+    from ..embed import Embedder
+    from ..steps import Fitted
+    from ..store import FeatureStore, ShardWriter
+
+logger = logging.getLogger(__name__)
+
+#: Photos a shard holds at most under this engine (fewer if --shard-size says so). A shard
+#: is one decode task and one model call: enough photos to amortise a task's start
+#: (~10 ms), few enough that the model starts within seconds and that a shard's pixels
+#: (~40 MB) move easily; each shard boundary costs the model one drained batch.
+BLOCK_PHOTOS = 256
+#: The variable Ray reads a cluster's authentication token from (Ray >= 2.59).
+_TOKEN = "RAY_AUTH_TOKEN"
+#: Memory a decode task asks for per photo: its model input and a copy on the way out.
+DECODE_BYTES_PER_PHOTO = 2 * 260 * 260 * 3
+
+
+def import_ray() -> Any:
+    """``ray``, or a :class:`ConfigError` that says how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ConfigError(
+            f"--engine ray needs Ray ({exc}); install it with: pip install 'imgclust[ray]'"
+        ) from exc
+    return ray
+
+
+class RayEngine:
+    """Embeds on a Ray cluster (``address`` ``HOST:PORT``) or, without one, on a local Ray
+    instance started for the command (no dashboard; workers' logs stay in Ray's session
+    folder under the temp folder; nothing is written to the home folder).
+
+    A process already connected to Ray (a notebook, a test) is used as it is, and left so.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+        self._ray: Any = None
+        self._started = False
+        self._token: str | None = None
+
+    def __enter__(self) -> RayEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave Ray if this engine joined or started it."""
+        if self._started and self._ray is not None:
+            self._ray.shutdown()
+        if self._token is not None and os.environ.get(_TOKEN) == self._token:
+            del os.environ[_TOKEN]
+        self._started, self._ray, self._token = False, None, None
+
+    def _own_token(self) -> None:
+        """A local instance's token in this process's environment (its raylets and workers
+        inherit it), where Ray would otherwise write one to ``~/.ray/auth_token``."""
+        if not ({_TOKEN, f"{_TOKEN}_PATH"} & set(os.environ)):
+            import secrets
+
+            self._token = os.environ[_TOKEN] = secrets.token_hex(32)
+
+    def connect(self) -> Any:
+        """Join (or start) Ray once; returns the ``ray`` module."""
+        if self._ray is not None:
+            return self._ray
+        ray = import_ray()
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never phone home
+            where = self.address or "local"
+            if self.address is None:
+                self._own_token()
+            try:
+                ray.init(
+                    address=where,
+                    include_dashboard=False,
+                    log_to_driver=False,  # workers' output stays in the session's log files
+                    logging_level=logging.ERROR,  # its start-up notes: in its log
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise EngineError(
+                    f"cannot reach the Ray cluster at {where} ({exc}); check --ray-address "
+                    "(HOST:PORT of its head's GCS), or leave it out for a local Ray instance"
+                ) from exc
+            self._started = True
+        _quiet_ray_data()
+        self._ray = ray
+        return ray
+
+    def place(self, embed: EmbedConfig) -> EmbedConfig:
+        """``device="auto"``: ``cuda`` when the cluster has GPUs, else ``cpu``. A local
+        instance's are this machine's: Ray is not started for that (nor at all by a run
+        that finds every photo stored)."""
+        if embed.device != "auto":
+            return embed
+        if self._local_only():
+            from ..embed import resolve_device
+
+            return replace(embed, device=resolve_device("auto"))
+        ray = self.connect()
+        return replace(embed, device="cuda" if ray.cluster_resources().get("GPU", 0) else "cpu")
+
+    def _local_only(self) -> bool:
+        """Whether Ray, when needed, will be a local instance on this machine alone: no
+        address, and nothing in this process has joined Ray yet."""
+        if self._ray is not None or self.address is not None:
+            return False
+        ray = sys.modules.get("ray")
+        return ray is None or not ray.is_initialized()
+
+    def prepare(self, embedder: Embedder) -> None:
+        """Reach (or start) Ray; the model is built in the actors, not here."""
+        self.connect()
+
+    def embed(
+        self,
+        records: Sequence[FileRecord],
+        embedder: Embedder,
+        store: FeatureStore,
+        *,
+        shard_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> EmbedReport:
+        """Embed ``records`` on the cluster, ``min(shard_size, BLOCK_PHOTOS)`` a shard.
+
+        Raises:
+            EngineError: the job failed beyond Ray's retries (the shards it finished stay
+                stored) or Ray cannot be reached.
+            StoreError: a worker could not write the store.
+        """
+        report = EmbedReport()
+        if not records:
+            return report
+        ray = self.connect()
+        start = time.perf_counter()
+        per_shard = max(1, min(shard_size, BLOCK_PHOTOS))
+        groups = [records[i : i + per_shard] for i in range(0, len(records), per_shard)]
+        numbers = store.reserve(len(groups))
+        rows = [
+            {"shard": n, "records": _records_json(g)} for n, g in zip(numbers, groups, strict=True)
+        ]
+        pending = set(numbers)
+        # Ray Data's own progress bars would draw over ours (which counts the shards).
+        quiet = data_settings(ray, enable_progress_bars=False, verbose_stats_logs=False)
+        try:
+            with quiet:
+                results = self._job(ray, rows, embedder, store.writer()).iter_rows()
+            for result in results:
+                shard = int(result["shard"])
+                if shard not in pending:
+                    continue  # (a retried shard reported twice)
+                pending.discard(shard)
+                if not store.adopt(shard):
+                    continue  # damaged on the way: set aside, its photos stay todo
+                node = report.nodes.setdefault(result["node"], NodeStats(result["node"]))
+                node.n_embedded += int(result["n_embedded"])
+                node.n_shards += 1
+                report.n_embedded += int(result["n_embedded"])
+                if on_progress is not None:
+                    on_progress(int(result["n_records"]))
+        except ImgclustError:
+            raise
+        except Exception as exc:
+            cause = _imgclust_cause(exc)
+            if cause is not None:
+                raise cause from exc
+            done = len(numbers) - len(pending)
+            raise EngineError(
+                f"the Ray job failed ({type(exc).__name__}: {_first_line(exc)}); the "
+                f"{done} of {len(numbers)} shards it finished are stored: run again to "
+                "embed the rest"
+            ) from exc
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def fit_clusters(
+        self,
+        features: np.ndarray,
+        paths: Sequence[str],
+        clusterer: Clusterer,
+        *,
+        algorithm: str,
+        requested_k: int | None,
+        rows: FeatureRows,
+        work_dir: Path,
+    ) -> Fitted:
+        """On a cluster of several nodes, k-means with a given k runs as passes over the
+        stored shards (:mod:`imgclust.cluster.distributed`: the same labels, ranks,
+        distances and fences as the local path). Every other clusterer, and k-means on a
+        single machine (where faiss here already uses every core, and the passes would only
+        add Ray's job start-ups, ~5 s), runs here on the matrix."""
+        from ..cluster import KMeans
+        from ..cluster.distributed import DISTRIBUTED_KINDS, fit_kmeans, read_assignments
+        from ..steps import Fitted, fit_clusters, k_notes
+
+        plain = type(clusterer) is KMeans and rows.kind in DISTRIBUTED_KINDS
+        if not plain or self._local_only() or _n_nodes(self.connect()) < 2:
+            return fit_clusters(
+                features, paths, clusterer, algorithm=algorithm, requested_k=requested_k
+            )
+        k, seed = int(clusterer.n_clusters or 1), clusterer.random_state
+        try:
+            result = fit_kmeans(
+                self.connect(), rows.source(paths), k=k, seed=seed, work_dir=work_dir
+            )
+            got = read_assignments(result, paths)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        model = KMeans(len(result.raw_centroids), random_state=seed)
+        model.n_clusters_ = len(result.raw_centroids)
+        model.cluster_centers_ = result.raw_centroids
+        model.labels_ = got["raw_labels"]
+        model.distances_ = got["distances"]
+        model.inertia_ = float((got["distances"].astype(np.float64) ** 2).sum())
+        labels = got["labels"]
+        notes = k_notes(features, labels, algorithm="kmeans", requested_k=requested_k)
+        return Fitted(
+            model, labels, got["distances"], got["ranks"], result.fences, got["outliers"],
+            "kmeans", notes,
+        )  # fmt: skip
+
+    def _job(
+        self, ray: Any, rows: list[dict[str, Any]], embedder: Embedder, writer: ShardWriter
+    ) -> Any:
+        """The Ray Data pipeline over ``rows`` (one per shard); lazy until iterated."""
+        resources = ray.cluster_resources()
+        n_gpus = int(resources.get("GPU", 0))
+        on_gpu = n_gpus > 0 and str(embedder.device).startswith(("cuda", "auto"))
+        n_actors = max(1, min(len(rows), n_gpus if on_gpu else _n_nodes(ray)))
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        ds = ds.map_batches(
+            DecodeShard(embedder),
+            batch_size=1,  # a shard per call: its records are one task
+            batch_format="numpy",
+            # Beside a model on the CPU (which takes every core it is given, as locally),
+            # two decode tasks a core, as the local engine's decode workers share them.
+            num_cpus=1 if on_gpu else 0.5,
+            # Its pixels, asked for as a resource: what also keeps Ray Data from fusing the
+            # decoding into the model actors (where it would run between the batches).
+            memory=DECODE_BYTES_PER_PHOTO * BLOCK_PHOTOS,
+        )
+        return ds.map_batches(
+            EmbedShard,
+            fn_constructor_args=(embedder, writer),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            num_cpus=1,
+            num_gpus=1 if on_gpu else 0,
+        )
+
+
+class DecodeShard:
+    """One shard's records → their model inputs (a Ray task; picklable, no model).
+
+    Each file has the run's deadline (``--decode-timeout``): decoding runs in one
+    :class:`~imgclust.workers.DecodePool` worker beside the task, so a file that hangs or
+    crashes its decoder costs that file, never the task.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.decode_fn = functools.partial(
+            decode,
+            preprocess=embedder.spec.preprocess,
+            max_pixels=embedder.max_pixels,
+            thumb=embedder.thumbnails,
+        )
+        self.timeout = embedder.decode_timeout
+        self.pooled = embedder.workers > 0
+        self.size = embedder.spec.preprocess.input_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{"shard", "records"}`` (one row) → the row with ``pixels`` and ``decoded``."""
+        records = json.loads(str(batch["records"][0]))
+        paths = [r[0] for r in records]
+        outs = list(self._decode(paths))
+        good = [out.array for out in outs if out.array is not None]
+        size = self.size
+        pixels = np.stack(good) if good else np.zeros((0, size, size, 3), dtype=np.uint8)
+        decoded = [
+            [out.size, out.mtime_ns, out.reason if out.array is None else None] for out in outs
+        ]
+        return {
+            "shard": batch["shard"],
+            "records": batch["records"],
+            "decoded": np.array([json.dumps(decoded)]),
+            "pixels": pixels[None],
+        }
+
+    def _decode(self, paths: list[str]) -> Iterator[Decoded]:
+        if not self.pooled:
+            yield from map(self.decode_fn, paths)
+            return
+        with DecodePool(self.decode_fn, workers=1, timeout=self.timeout) as pool:
+            for _, out in pool.imap(paths, prefetch=16):
+                yield out
+
+
+class EmbedShard:
+    """The model, in a long-lived Ray actor: a decoded shard → its features, written into
+    the store as that shard, and a few counts for the driver."""
+
+    def __init__(self, embedder: Embedder, writer: ShardWriter) -> None:
+        import ray
+
+        self.embedder = embedder
+        self.model = embedder.load()  # once per actor: convert/compile (cached), warm
+        self.writer = writer
+        self.node = _node_name(ray)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Embed one decoded shard and commit it."""
+        shard = int(batch["shard"][0])
+        records = json.loads(str(batch["records"][0]))
+        decoded = json.loads(str(batch["decoded"][0]))
+        pixels = np.asarray(batch["pixels"][0], dtype=np.uint8)
+        block = FeatureBlock()
+        bs = self.embedder.batch_size
+        jobs = ((i, pixels[i : i + bs]) for i in range(0, len(pixels), bs))
+        for _, outputs in self.model.map(jobs):
+            assert outputs is not None
+            logits, emb = outputs
+            block.logits.append(logits.astype(STORE_DTYPE))
+            block.embeddings.append(emb.astype(STORE_DTYPE))
+        for (path, size, mtime), (got_size, got_mtime, reason) in zip(
+            records, decoded, strict=True
+        ):
+            if reason is None:
+                block.paths.append(path)
+                block.sizes.append(int(got_size))
+                block.mtimes.append(int(got_mtime))
+            else:
+                block.rejected.append((FileRecord(path, int(size), int(mtime)), str(reason)))
+        spec = self.embedder.spec
+        self.writer.write(shard, block, spec.n_classes, spec.embedding_dim)
+        return {
+            "shard": np.array([shard]),
+            "n_records": np.array([len(records)]),
+            "n_embedded": np.array([len(block.paths)]),
+            "node": np.array([self.node]),
+        }
+
+
+def _n_nodes(ray: Any) -> int:
+    """Live nodes with CPUs."""
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0))
+
+
+def _records_json(records: Sequence[FileRecord]) -> str:
+    # JSON keeps undecodable file-name bytes (surrogate escapes) exactly, as \\udcXX.
+    return json.dumps([[r.path, r.size, r.mtime_ns] for r in records], ensure_ascii=True)
+
+
+def _node_name(ray: Any) -> str:
+    """``10.0.0.5/a1b2c3``: the node's address and the start of its id (two raylets on one
+    machine share the address)."""
+    ctx = ray.get_runtime_context()
+    return f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:6]}"
+
+
+def _imgclust_cause(exc: BaseException) -> ImgclustError | None:
+    """The imgclust error a Ray task raised (Ray wraps it), if that is what failed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ImgclustError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data logs every job's plan and stats to the console at INFO, into our progress
+    bars: keep those in its log file (``ray-data.log`` in the session folder) only."""
+    with contextlib.suppress(Exception):
+        for handler in logging.getLogger("ray.data").handlers:
+            if (
+                not isinstance(handler, logging.FileHandler)
+                and "File" not in type(handler).__name__
+            ):
+                handler.setLevel(logging.ERROR)

@@ -1,0 +1,270 @@
+"""The map's layout (report/layout.py): one photo a cell, clusters as filled discs that keep
+neighbours near, photos added later placed without a refit, and region colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgclust.report import layout as lay
+from imgclust.report.layout import MapLayout, colour_regions, fit_layout, settle
+
+
+def _photos(
+    n_clusters: int = 8, per: int = 150, d: int = 48, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters of photos, each made of 3 sub-groups (so there is structure inside a cluster
+    to keep): float16 features, centroids, labels, distances to the centroid."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(n_clusters, d))
+    parts = centres[:, None, :] + rng.normal(scale=1.0, size=(n_clusters, 3, d))
+    labels = np.repeat(np.arange(n_clusters), per)
+    part = rng.integers(0, 3, len(labels))
+    feats = parts[labels, part] + rng.normal(scale=0.35, size=(len(labels), d))
+    centroids = np.stack([feats[labels == c].mean(axis=0) for c in range(n_clusters)])
+    distances = np.linalg.norm(feats - centroids[labels], axis=1)
+    return feats.astype(np.float16), centroids.astype(np.float32), labels, distances
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[MapLayout, np.ndarray, tuple[np.ndarray, ...]]:
+    data = _photos()
+    layout = fit_layout(*data)
+    return layout, layout.place(*data), data
+
+
+def test_every_photo_has_a_cell_of_its_own_inside_its_disc(fitted) -> None:  # type: ignore[no-untyped-def]
+    layout, cells, (_, _, labels, _) = fitted
+    assert np.array_equal(cells, np.rint(cells))  # whole cells
+    assert len(np.unique(cells, axis=0)) == len(cells)
+    reach = np.linalg.norm(cells - layout.centres[labels], axis=1)
+    assert (reach <= layout.radii[labels]).all()
+    gaps = np.linalg.norm(layout.centres[:, None] - layout.centres[None], axis=2)
+    need = layout.radii[:, None] + layout.radii[None] + lay.GAP
+    upper = np.triu_indices(len(layout.radii), 1)
+    assert (gaps[upper] >= need[upper] - 1e-6).all()  # discs apart by GAP cells
+
+
+def test_members_fill_their_disc_without_holes_nearest_in_the_middle(fitted) -> None:  # type: ignore[no-untyped-def]
+    layout, cells, (_, _, labels, distances) = fitted
+    for cid in range(len(layout.radii)):
+        idx = np.flatnonzero(labels == cid)
+        offsets = cells[idx] - layout.centres[cid]
+        disc = lay._disc_cells(len(idx))  # the len(idx) cells nearest the middle
+        assert {tuple(o) for o in offsets.astype(int).tolist()} == {tuple(c) for c in disc.tolist()}
+        by_distance = idx[np.argsort(distances[idx], kind="stable")]
+        n_core = int(np.ceil(lay.CORE * len(idx)))
+        core = cells[by_distance[:n_core]] - layout.centres[cid]
+        assert np.array_equal(core, disc[:n_core])  # the nearest, nearest first, in the middle
+        # and on the whole the nearer photos sit nearer the middle
+        rho = np.corrcoef(np.argsort(np.argsort(distances[idx])), np.hypot(*offsets.T))[0, 1]
+        assert rho > 0.3
+
+
+def test_neighbours_in_feature_space_stay_neighbours_on_the_map(fitted) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.manifold import trustworthiness
+
+    layout, cells, (feats, _, labels, _) = fitted
+    x = feats.astype(np.float32)
+    ours = trustworthiness(x, cells, n_neighbors=10)
+    # the same discs with the photos of each dealt at random: clusters alone
+    rng = np.random.default_rng(1)
+    shuffled = cells.copy()
+    for cid in range(len(layout.radii)):
+        idx = np.flatnonzero(labels == cid)
+        shuffled[idx] = cells[rng.permutation(idx)]
+    assert ours > trustworthiness(x, shuffled, n_neighbors=10) + 0.02
+    assert ours > 0.97
+
+
+def test_placing_is_the_same_in_any_number_of_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _photos(n_clusters=4, per=90, seed=3)
+    layout = fit_layout(*data)
+    whole = layout.place(*data)
+    monkeypatch.setattr(lay, "_PLACE_ROWS", 37)
+    assert np.array_equal(layout.place(*data), whole)
+
+
+def test_photos_added_later_land_by_their_neighbours_without_a_refit() -> None:
+    feats, centroids, labels, distances = _photos(seed=5)
+    rng = np.random.default_rng(0)
+    later = rng.random(len(labels)) < 0.1
+    layout = fit_layout(feats[~later], centroids, labels[~later], distances[~later])
+    before = layout.place(feats[~later], centroids, labels[~later], distances[~later])
+    added = layout.place(feats[later], centroids, labels[later], distances[later])
+    # near their cluster's disc ...
+    reach = np.linalg.norm(added - layout.centres[labels[later]], axis=1)
+    assert (reach <= layout.radii[labels[later]] + 1).all()
+    # ... and near the fitted photo nearest them in feature space, much nearer than chance
+    x_old = feats[~later].astype(np.float32)
+    x_new = feats[later].astype(np.float32)
+    nearest = np.argmin(((x_new[:, None] - x_old[None]) ** 2).sum(axis=2), axis=1)
+    gap = np.linalg.norm(added - before[nearest], axis=1)
+    same = labels[~later][nearest] == labels[later]
+    spread = np.linalg.norm(before[:, None] - before[None], axis=2)
+    chance = np.mean([spread[i][labels[~later] == labels[~later][i]].mean() for i in nearest])
+    assert np.median(gap[same]) < 0.5 * chance
+    # once settled, every photo has a cell of its own again and the fitted ones barely moved
+    both = settle(np.r_[before, added], np.r_[labels[~later], labels[later]])
+    assert len(np.unique(both, axis=0)) == len(both)
+    moved = np.abs(both[: len(before)] - before).max(axis=1)
+    assert np.median(moved) == 0 and moved.mean() < 1.0
+
+
+def test_settle_moves_photos_outward_one_cell_along_the_way() -> None:
+    # a full 3x3 disc (centre 0,0) and a newcomer on the middle cell
+    grid = np.array([(x, y) for x in (-1, 0, 1) for y in (-1, 0, 1)], dtype=float)
+    coords = np.r_[grid, [[0.2, 0.1]]]  # rounds to the middle, taken
+    out = settle(coords, np.zeros(len(coords), int))
+    assert len(np.unique(out, axis=0)) == len(out)
+    assert tuple(out[-1]) == (0, 0)  # the newcomer keeps the cell it came to
+    moved = np.flatnonzero(np.abs(out[:-1] - grid).sum(axis=1) > 0)
+    assert len(moved) >= 1 and (np.abs(out[moved] - grid[moved]).max(axis=1) <= 1).all()
+    untouched = settle(grid, np.zeros(9, int))
+    assert np.array_equal(untouched, grid)
+
+
+def test_touching_regions_get_different_colours_and_a_group_one_colour() -> None:
+    # 36 small regions on a 6x6 grid of discs, 2 cells between side neighbours
+    centres = np.array([(x * 8, y * 8) for x in range(6) for y in range(6)])
+    cells = np.concatenate([c + lay._disc_cells(20) for c in centres])
+    labels = np.repeat(np.arange(36), 20)
+    colour = colour_regions(cells, labels, np.arange(36), 6)
+    for a in range(36):
+        for b in range(a + 1, 36):
+            if np.abs(centres[a] - centres[b]).sum() <= 8:  # side by side
+                assert colour[a] != colour[b]
+    assert len(set(colour.tolist())) >= 4
+    groups = np.arange(36) // 6  # a column of regions per group
+    per_group = colour_regions(cells, labels, groups, 6)
+    assert len(per_group) == 6
+    for g in range(5):
+        assert per_group[g] != per_group[g + 1]  # neighbouring columns differ
+    with pytest.raises(ValueError, match="groups"):
+        colour_regions(cells, labels, np.arange(5), 6)
+
+
+def test_layouts_saved_by_older_versions_still_place_photos() -> None:
+    feats, centroids, labels, distances = _photos(n_clusters=3, per=40, seed=2)
+    # as state.py loads one: the four saved arrays, positionally (no anchors)
+    layout = fit_layout(feats, centroids, labels, distances)
+    no_anchors = MapLayout(layout.centres, layout.radii, layout.basis, layout.scale)
+    few = slice(0, 12)
+    placed = no_anchors.place(feats[few], centroids, labels[few], distances[few])
+    reach = np.linalg.norm(placed - layout.centres[labels[few]], axis=1)
+    assert (reach <= layout.radii[labels[few]] + 1).all()
+    # a layout from before the lattice: one projection, one scale per cluster
+    legacy = MapLayout(
+        centres=np.array([[0, 0], [30, 0], [0, 30]], np.float32),
+        radii=np.array([6, 6, 6], np.float32),
+        basis=np.eye(feats.shape[1], 2, dtype=np.float32),
+        scale=np.ones(3, np.float32) * float(np.percentile(distances, 99)),
+    )
+    old = legacy.place(feats, centroids, labels, distances)
+    assert (np.linalg.norm(old - legacy.centres[labels], axis=1) <= 6.001).all()
+
+
+def test_small_sets_and_one_cluster() -> None:
+    feats, centroids, labels, distances = _photos(n_clusters=1, per=5, seed=4)
+    layout = fit_layout(feats, centroids, labels, distances)
+    cells = layout.place(feats, centroids, labels, distances)
+    assert len(np.unique(cells, axis=0)) == 5
+    one = fit_layout(feats[:1], centroids, labels[:1], distances[:1])
+    assert one.place(feats[:1], centroids, labels[:1], distances[:1]).tolist() == [[0.0, 0.0]]
+
+
+def test_tsne_keeps_separate_groups_apart() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 10))
+    b = rng.normal(size=(40, 10)) + 8
+    y = lay.tsne([np.r_[a, b].astype(np.float32), a[:3].astype(np.float32)])
+    assert y[0].shape == (80, 2) and y[1].shape == (3, 2)
+    first, second = y[0][:40], y[0][40:]
+    between = np.linalg.norm(first.mean(axis=0) - second.mean(axis=0))
+    within = max(first.std(axis=0).max(), second.std(axis=0).max())
+    assert between > 3 * within
+
+
+# -- what the report writes for the map (report/html.py _write_map) ------------------------
+
+
+def _report(tmp_path, n_clusters: int = 5, per: int = 30, tree=None):  # type: ignore[no-untyped-def]
+    from imgclust.describe import ClusterSummary, rank_members
+    from imgclust.report import ReportData
+
+    feats, centroids, labels, distances = _photos(n_clusters=n_clusters, per=per, seed=7)
+    layout = fit_layout(feats, centroids, labels, distances)
+    coords = layout.place(feats, centroids, labels, distances)
+    paths = [str(tmp_path / f"missing-{i:04d}.jpg") for i in range(len(labels))]
+    ranks = rank_members(labels, distances)
+    clusters = []
+    for cid in range(n_clusters):
+        idx = np.flatnonzero(labels == cid)
+        idx = idx[np.argsort(ranks[idx])]
+        tops = ((f"class {cid}, a synonym", 0.5),)
+        clusters.append(ClusterSummary(cid, f"name {cid}", tops, idx, distances[idx], int(idx[0])))
+    return ReportData(
+        paths=paths, labels=labels, ranks=ranks, distances=distances,
+        image_top_classes=[(("tabby, tabby cat", 0.75), ("tiger cat", 0.125))] * len(labels),
+        clusters=clusters, rejected=[], model="m", features="embedding",
+        coords=coords, tree=tree,
+    )  # fmt: skip
+
+
+def _map_data(out):  # type: ignore[no-untyped-def]
+    import base64
+    import json
+
+    script = (out / "map-data.js").read_text("ascii")
+    head, *arrays = script[len("imgclustMap(") :].rsplit(', "', 4)
+    meta = json.loads(head)
+    cells, labels, ranks, _ = (
+        np.frombuffer(base64.b64decode(a.split('"')[0]), "<i4") for a in arrays
+    )
+    return meta, cells.reshape(-1, 2), labels, ranks
+
+
+def test_the_map_data_holds_a_cell_per_photo_names_groups_and_hover_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from imgclust.config import ReportConfig
+    from imgclust.report import write_report
+
+    data = _report(tmp_path)
+    write_report(tmp_path / "out", data, ReportConfig(), workers=1)
+    meta, cells, labels, ranks = _map_data(tmp_path / "out")
+    assert len(np.unique(cells, axis=0)) == len(cells) == meta["n"]
+    assert np.array_equal(cells, np.asarray(data.coords).astype(int))  # already settled
+    assert np.array_equal(labels, data.labels) and np.array_equal(ranks, data.ranks)
+    # one group per cluster by default, named like it; regions that touch differ in colour
+    assert [meta["clusters"][str(c)] for c in range(5)] == [[f"name {c}", 30, c] for c in range(5)]
+    assert [g[0] for g in meta["groups"]] == [f"name {c}" for c in range(5)]
+    assert all(g[1].startswith("#") for g in meta["groups"])
+    # map-2.js: every member of cluster 2 by rank: its path, rank, classes; its original
+    script = (tmp_path / "out" / "map-2.js").read_text("ascii")
+    assert script.startswith("imgclustMapInfo(2, ")
+    members = data.clusters[2].members
+    first = data.paths[int(members[0])]
+    assert script.count("missing-") == 2 * len(members)
+    assert f"{first.split('/')[-1]}\\nrank 0" in script and "tabby  0.750" in script
+    assert "file://" in script
+
+
+def test_groups_come_from_the_clusterings_tree_and_stale_map_files_go(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from imgclust.config import ReportConfig
+    from imgclust.describe import ClusterTree
+    from imgclust.report import write_report
+
+    tree = ClusterTree(
+        linkage=np.zeros((4, 4)),
+        groups=np.array([0, 0, 1, 1, 1]),
+        parents=np.full(5, -1),
+        names=["cats", "cups"],
+    )
+    out = tmp_path / "out"
+    write_report(out, _report(tmp_path, tree=tree), ReportConfig(), workers=1)
+    meta, *_ = _map_data(out)
+    assert [g[0] for g in meta["groups"]] == ["cats", "cups"]
+    assert [meta["clusters"][str(c)][2] for c in range(5)] == [0, 0, 1, 1, 1]
+    assert (out / "map-4.js").exists()
+    write_report(out, _report(tmp_path, n_clusters=3), ReportConfig(), workers=1)
+    assert (out / "map-2.js").exists() and not (out / "map-3.js").exists()
+    assert not (out / "map-4.js").exists()

@@ -1,0 +1,309 @@
+"""The Ray engine on a real multi-node Ray cluster on this machine (three raylets).
+
+The cluster is started and stopped by the module's fixture (``ray.cluster_utils.Cluster``);
+each run is the real CLI in a subprocess, a driver joining it with ``--ray-address``. On
+2 cores the module takes about a minute. Skipped, saying why, where Ray is not installed
+(``pip install 'imgclust[ray]'``; the ``dev`` extra brings it).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+pytestmark = pytest.mark.slow
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'imgclust[ray]'")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+SHARD = 8  # photos per shard: 24 shards for the three actors to share
+K, SEED = 8, 3
+NODE_RE = re.compile(r"node ([^ :;]+)/([0-9a-f]{6}): ([\d,]+) photos")
+
+
+def _cli(photos: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "imgclust.cli", "run", str(photos), "--out", str(out),
+            "--k", str(K), "--algorithm", "kmeans", "--seed", str(SEED),
+            "--shard-size", str(SHARD), "--quiet", *extra]  # fmt: skip
+
+
+def _run(cmd: list[str], *, unset: tuple[str, ...] = (), **env: str) -> Any:
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**environ, **env})
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _info(out: Path) -> dict[str, Any]:
+    info: dict[str, Any] = json.loads((out / ".imgclust" / "run.json").read_text())
+    return info
+
+
+def _per_node(out: Path) -> dict[str, int]:
+    """Node id (first 6 hex digits) → photos its actor embedded, from the run's summary."""
+    notes = [n for n in _info(out)["notes"] if n.startswith("ray engine:")]
+    assert len(notes) == 1, _info(out)["notes"]
+    return {m[1]: int(m[2].replace(",", "")) for m in NODE_RE.findall(notes[0])}
+
+
+def _accounted(out: Path, photos: Path) -> None:
+    """Every image file under ``photos`` is in exactly one of the two CSVs."""
+    clustered = [r["path"] for r in _rows(out / "assignments.csv")]
+    rejected = [r["path"] for r in _rows(out / "rejected.csv")]
+    files = sorted(str(p) for p in photos.rglob("*.jpg"))
+    assert sorted(clustered + rejected) == files
+    assert not set(clustered) & set(rejected)
+
+
+@pytest.fixture(scope="module")
+def photos(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~200 photos: the demo's 96 (and its corrupt file) twice, in two folders."""
+    folder = tmp_path_factory.mktemp("ray") / "photos"
+    for part in ("a", "b"):
+        shutil.copytree(demo_photos, folder / part, ignore=shutil.ignore_patterns("*.txt"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """A head and two worker raylets, two CPUs each; stopped after the module. Its token
+    is in the environment (which the CLI runs inherit), not in ``~/.ray``."""
+    token = {"RAY_AUTH_TOKEN": os.urandom(32).hex()}
+    saved = {k: os.environ.get(k) for k in token}
+    os.environ.update(token)
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "include_dashboard": False,
+            # A killed node is noticed in ~2 s rather than Ray's default ~15 s.
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 2},
+        },
+        shutdown_at_exit=True,
+    )
+    workers = [c.add_node(num_cpus=2) for _ in range(2)]
+    c.wait_for_nodes()
+    c.workers = workers  # type: ignore[attr-defined]
+    yield c
+    c.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def ray_out(cluster: Any, photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ray-out") / "out"
+    _run(_cli(photos, out, "--engine", "ray", "--ray-address", cluster.address))
+    return out
+
+
+def test_every_node_embeds_and_every_file_is_accounted_for(
+    cluster: Any, ray_out: Path, photos: Path
+) -> None:
+    per_node = _per_node(ray_out)
+    nodes = {n.node_id[:6] for n in cluster.list_all_nodes()}
+    assert set(per_node) == nodes and all(n > 0 for n in per_node.values()), per_node
+    info = _info(ray_out)
+    assert sum(per_node.values()) == info["n_embedded"] == info["n_clustered"] == 192
+    assert info["config"]["embed"]["engine"] == "ray"
+    _accounted(ray_out, photos)
+
+
+def test_a_local_run_on_the_ray_store_gives_the_same_assignments(
+    ray_out: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "local"
+    store = ray_out / ".imgclust" / "store"
+    _run(_cli(photos, out, "--cache", str(store)))  # the default engine: local
+    info = _info(out)
+    assert info["n_embedded"] == 0 and info["n_cached"] == 192  # the store, as it is
+    assert not any(n.startswith("ray engine") for n in info["notes"])
+    assert _rows(out / "assignments.csv") == _rows(ray_out / "assignments.csv")
+    assert _rows(out / "rejected.csv") == _rows(ray_out / "rejected.csv")
+
+
+def test_the_ray_store_serves_assign_similar_and_parquet_readers(
+    ray_out: Path, photos: Path, tmp_path: Path
+) -> None:
+    import pyarrow.dataset as ds
+
+    from imgclust.assign import assign_folder
+    from imgclust.similar import find_similar
+    from imgclust.store import FeatureStore
+
+    # Any Parquet reader: one row per embedded photo, the embedding a fixed-size float16 list.
+    (model_dir,) = (ray_out / ".imgclust" / "store").iterdir()
+    with FeatureStore(model_dir.parent, model_dir.name) as store:
+        files = [str(p) for p in store.files()]
+    table = ds.dataset(files, format="parquet").to_table()
+    paths = table.column("path").to_pylist()
+    assert sorted(paths) == sorted(r["path"] for r in _rows(ray_out / "assignments.csv"))
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    assert emb.shape == (192, 1280) and emb.dtype == np.float16
+    frame = table.select(["path", "top_classes"]).to_pandas()
+    frame["scene"] = frame["path"].str.split("/").str[-2]
+    frame["best"] = frame["top_classes"].map(lambda t: int(t[0]))
+    coffee = frame[frame["scene"] == "coffee"]["best"]
+    assert len(coffee) == 16 and coffee.value_counts().iloc[0] >= 12  # they agree: a cup
+
+    out = tmp_path / "out"
+    shutil.copytree(ray_out, out)
+    saved = _rows(out / "assignments.csv")
+    query = next(r["path"] for r in saved if "/coffee/" in r["path"])
+    similar = find_similar(Path(query), out, n=3, device="cpu")
+    assert all("/coffee/" in nb.path for nb in similar.neighbours)
+
+    new = tmp_path / "new"
+    new.mkdir()
+    ImageOps.mirror(Image.open(query)).save(new / "mirrored.jpg", quality=85)
+    assigned = assign_folder([new], out, workers=0)
+    coffee = {r["cluster"] for r in saved if "/coffee/" in r["path"]}
+    assert assigned.paths == [str(new / "mirrored.jpg")]
+    assert {str(c) for c in assigned.labels} <= coffee
+
+
+def _blobs(root: Path, n: int, *, dim: int = 16, n_classes: int = 10) -> list[str]:
+    """A store of ``n`` rows in three well-separated blobs (class ``c`` strongest in blob
+    ``c``), 250 rows a shard; returns the paths."""
+    from imgclust.embed import FeatureBlock
+    from imgclust.store import FeatureStore
+
+    rng = np.random.default_rng(0)
+    paths = [f"/synthetic/{i:05d}.jpg" for i in range(n)]
+    blob = rng.integers(0, 3, n)
+    centres = np.eye(3, dim) * 4
+    emb = (centres[blob] + rng.normal(0, 0.3, (n, dim))).astype(np.float16)
+    logits = rng.normal(0, 1, (n, n_classes))
+    logits[np.arange(n), blob] += 6
+    with FeatureStore(root, "m") as store:
+        for start in range(0, n, 250):
+            rows = slice(start, start + 250)
+            store.write(
+                FeatureBlock(
+                    paths=paths[rows], sizes=[1] * len(paths[rows]), mtimes=[1] * len(paths[rows]),
+                    logits=[logits[rows].astype(np.float16)], embeddings=[emb[rows]],
+                ),
+                n_classes, dim,
+            )  # fmt: skip
+    return paths
+
+
+def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from imgclust.cluster import KMeans
+    from imgclust.cluster.distributed import (
+        FeatureRows,
+        fit_kmeans,
+        read_assignments,
+        sample_fraction,
+    )  # fmt: skip
+    from imgclust.steps import fit_clusters
+    from imgclust.store import FeatureStore
+
+    n = 3000
+    paths = _blobs(tmp_path / "store", n)
+    assert sample_fraction(n, 3, 16) < 1  # trained on a sample, not on every row
+    with FeatureStore(tmp_path / "store", "m") as store:
+        found = store.locate(paths)
+        matrix = store.load(paths, found, arrays=("embedding",))["embedding"]
+    rows = FeatureRows(tmp_path / "store", "m", "embedding", found)
+    peaks: dict[int, int] = {}
+    ray.init(address=cluster.address)
+    try:
+        result = fit_kmeans(
+            ray, rows.source(paths), k=3, seed=0, work_dir=tmp_path / "work",
+            on_peak=lambda pid, peak: peaks.__setitem__(pid, max(peak, peaks.get(pid, 0))),
+        )  # fmt: skip
+    finally:
+        ray.shutdown()
+    got = read_assignments(result, paths)
+    from imgclust.cluster.features import row_features
+
+    local = fit_clusters(
+        row_features("embedding", matrix).astype(np.float16), paths, KMeans(3), algorithm="kmeans",
+        requested_k=3,
+    )  # fmt: skip
+    assert result.n_sample < n and result.n_rows == n and len(peaks) >= 2  # several workers
+    np.testing.assert_array_equal(got["labels"], local.labels)
+    assert list(result.sizes) == np.bincount(local.labels).tolist()
+    # Centroids of a half sample: the distances agree to its noise (0.3 a dimension / ~22).
+    np.testing.assert_allclose(got["distances"], local.distances, atol=0.05)
+    for c in range(3):  # ranks: 0.. by distance, ties by path, as fit_clusters numbers them
+        members = np.flatnonzero(got["labels"] == c)
+        order = members[np.lexsort((members, got["distances"][members]))]
+        assert got["ranks"][order].tolist() == list(range(len(members)))
+    assert np.isfinite(result.fences).all()
+    np.testing.assert_array_equal(got["outliers"], got["distances"] > result.fences[got["labels"]])
+    np.testing.assert_allclose(result.cluster_scores.sum(axis=1), 1.0, rtol=1e-5)
+    blob_of = {int(np.argmax(result.cluster_scores[c])) for c in range(3)}
+    assert blob_of == {0, 1, 2}  # each cluster named by its own blob's class
+
+
+def test_a_node_killed_mid_embed_costs_no_photo(cluster: Any, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _cli(photos, out, "--engine", "ray", "--ray-address", cluster.address),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    markers = str(out / ".imgclust" / "store" / "*" / "*.done.json")
+    deadline = time.monotonic() + 120
+    while len(glob.glob(markers)) < 2:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no shard was stored in two minutes"
+        time.sleep(0.02)
+    victim = cluster.workers[0]
+    cluster.remove_node(victim, allow_graceful=False)  # kill -9 its raylet and workers
+    assert len(glob.glob(markers)) < 192 // SHARD, "killed too late: the job had finished"
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode != 0:  # Ray gave up on the job: a re-run resumes from the shards
+        _run(_cli(photos, out, "--engine", "ray", "--ray-address", cluster.address))
+    info = _info(out)
+    assert info["n_clustered"] == 192 and info["n_rejected"] == 2, err[-3000:]
+    _accounted(out, photos)
+    # Each photo embedded once: every committed shard's rows together are the 192 photos.
+    (model_dir,) = (out / ".imgclust" / "store").iterdir()
+    n_rows = sum(json.loads(p.read_text())["n"] for p in model_dir.glob("*.done.json"))
+    assert n_rows == 192
+
+
+def test_a_local_ray_instance_writes_nothing_into_the_home_folder(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    from imgclust.models.runtime import cache_root
+
+    photos = tmp_path / "photos"
+    shutil.copytree(demo_photos / "coffee", photos / "coffee")
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "imgclust.cli", "run", str(photos), "--out", str(out),
+           "--k", "2", "--engine", "ray", "--quiet"]  # fmt: skip
+    # Without the cluster fixture's token: the engine gives its local instance one.
+    done = _run(cmd, unset=("RAY_AUTH_TOKEN",), HOME=str(home), IMGCLUST_CACHE=str(cache_root()))
+    assert _info(out)["n_clustered"] == 8 and "ray engine: 8 photos" in done.stderr
+    # (~/intel is OpenVINO's telemetry, which every run on it writes, the local engine's too.)
+    assert [p for p in home.iterdir() if p.name != "intel"] == []
