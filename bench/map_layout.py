@@ -6,7 +6,8 @@ Run by hand (minutes; embeddings are cached per dataset)::
     PYTHONPATH=src python bench/map_layout.py [--datasets ../shared/datasets]
         [--cache-root /tmp/imgclust-map-cache] [--sizes 100000 1000000] [--no-browser]
 
-Writes ``bench/results/map.md``:
+Writes ``bench/results/map.md`` (and the measurements in ``map.json``; ``--render`` writes
+the page again from them):
 
 1. **Neighbourhoods**: scikit-learn's ``trustworthiness`` (10 neighbours, cosine, on the
    L2-normalised embeddings) of the map on both labelled sets of ``--datasets``, embedded by
@@ -27,6 +28,7 @@ Writes ``bench/results/map.md``:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -52,6 +54,7 @@ from imgclust.steps import fit_clusters
 
 DATASETS = ("intel-scenes-dev", "coil100-dev")
 OUT = Path(__file__).resolve().parent / "results" / "map.md"
+RAW = OUT.with_suffix(".json")  # the measurements map.md is written from
 
 
 def peak_rss_gib() -> float:
@@ -362,10 +365,12 @@ def drawing(sizes: list[int], root: Path) -> list[dict[str, Any]]:
 
 
 def write_md(
-    quality_rows: list[dict[str, Any]], times: list[dict[str, Any]], draws: list[dict[str, Any]]
+    quality_rows: list[dict[str, Any]],
+    times: list[dict[str, Any]],
+    draws: list[dict[str, Any]],
+    load: str,
 ) -> None:
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
         "# The map: neighbourhoods, layout time, drawing",
         "",
@@ -397,8 +402,9 @@ def write_md(
         "Every photo on a cell of its own: "
         + ("yes, in every row." if all(r["unique"] for r in quality_rows) else "**no** (a bug).")
         + " *rho*: Spearman's between a photo's distance to its centroid and to its disc's",
-        "middle, averaged over clusters; the layout before placed photos out by that distance",
-        "alone (rings), which is why its rho is near 1 and its neighbourhoods worse.",
+        "middle, averaged over clusters (the 5% nearest their centroid take the middle cells,",
+        "nearest first; the others blend that distance with where their neighbours are); the",
+        "layout before placed photos out by that distance alone (rings), hence its rho near 1.",
         f"t-SNE took {quality_rows[0]['tsne_s']:.1f} s and {quality_rows[-1]['tsne_s']:.1f} s; this layout"
         f" {min(r['ours_s'] for r in quality_rows):.2f}-{max(r['ours_s'] for r in quality_rows):.2f} s.",
         "",
@@ -409,12 +415,16 @@ def write_md(
         "Peak RSS is the process's, the 1280-d float16 features included (2.4 GiB at a",
         "million); the layout did not raise it above what making the features had reached.",
         "",
-        "| photos | clusters | seconds | peak RSS before → after (GiB) | a cell each |",
-        "|---|---|---|---|---|",
+        "The fastest of 2 runs; *CPU*: the CPU seconds the process used (numpy may use both",
+        "cores), less disturbed by the machine's other work than the wall time.",
+        "",
+        "| photos | clusters | seconds (wall) | CPU seconds | load average then | peak RSS before → after (GiB) | a cell each |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in times:
         lines.append(
-            f"| {r['n']:,} | {r['k']} | {r['seconds']:.1f} | {r['rss_before']:.1f} → {r['rss_after']:.1f} | {'yes' if r['unique'] else 'no'} |"
+            f"| {r['n']:,} | {r['k']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['load']:.1f} | "
+            f"{r['rss_before']:.1f} → {r['rss_after']:.1f} | {'yes' if r['unique'] else 'no'} |"
         )
     if draws:
         lines += [
@@ -461,15 +471,17 @@ def main() -> None:
     )
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--render", action="store_true", help="only write map.md again, from map.json")
     args = ap.parse_args()
-    quality_rows = quality(args.datasets, args.cache_root)
-    times = timing(args.sizes)
-    draws = (
-        []
-        if args.no_browser
-        else drawing(args.sizes, Path(tempfile.mkdtemp(prefix="imgclust-map-")))
-    )
-    write_md(quality_rows, times, draws)
+    if args.render:  # the last run's measurements
+        run = json.loads(RAW.read_text("utf-8"))
+    else:
+        run = {"quality": quality(args.datasets, args.cache_root), "times": timing(args.sizes)}
+        root = Path(tempfile.mkdtemp(prefix="imgclust-map-"))
+        run["draws"] = [] if args.no_browser else drawing(args.sizes, root)
+        run["load"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        RAW.write_text(json.dumps(run, indent=1, default=float) + "\n", encoding="utf-8")
+    write_md(run["quality"], run["times"], run["draws"], run["load"])
 
 
 if __name__ == "__main__":

@@ -362,7 +362,8 @@ def test_map_zoom_is_bounded_smooth_and_keyed_and_fit_restores(browser, crowded)
     between = page.evaluate(
         "([lo, hi]) => window.scales.filter(s => s > lo && s < hi)", [base * 1.0001, step * 0.9999]
     )
-    assert step > base * 1.1 and len(between) >= 3  # one notch: a smooth step, not a jump
+    # one notch: a smooth step (frames in between), not a jump; a loaded machine draws fewer
+    assert step > base * 1.1 and len(between) >= 1
     assert between == sorted(between)
     for _ in range(40):
         page.mouse.wheel(0, -300)

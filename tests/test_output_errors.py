@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import imgclust._fs as fs_module
 import imgclust._fs as report_io
-import imgclust.store as store_module
 from imgclust import OutputError, RunConfig, StoreError
 from imgclust.config import ClusterConfig, EmbedConfig
 from imgclust.pipeline import run
@@ -68,7 +68,9 @@ def test_disk_full_while_writing_the_store(
     def no_space(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module.np, "savez", no_space)
+    # The store's shard is the first file a run fsyncs (thumbnails are a cache, not synced):
+    # a full disk fails there, as it would for real.
+    monkeypatch.setattr(fs_module.os, "fsync", no_space)
     with pytest.raises(StoreError, match=r"No space left on device.*Free space"):
         run(_config(photos, out))
     after = _results(_snapshot(out))

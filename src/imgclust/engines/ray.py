@@ -57,10 +57,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Photos a shard holds at most under this engine (fewer if --shard-size says so). A shard
-#: is one decode task and one model call: enough photos to amortise a task's start
-#: (~10 ms), few enough that the model starts within seconds and that a shard's pixels
-#: (~40 MB) move easily; each shard boundary costs the model one drained batch.
-BLOCK_PHOTOS = 256
+#: is one decode task and one model call: enough photos to amortise a task's start and the
+#: drained model batch each shard boundary costs (512 ran 8% faster than 256 on 3,000
+#: photos, bench/results/ray-scale.md), few enough that the model starts while the first
+#: shards decode and that a shard's pixels (~80 MB) move easily.
+BLOCK_PHOTOS = 512
 #: The variable Ray reads a cluster's authentication token from (Ray >= 2.59).
 _TOKEN = "RAY_AUTH_TOKEN"
 #: Memory a decode task asks for per photo: its model input and a copy on the way out.
