@@ -165,8 +165,10 @@ def _write_model(marker_dir: Path, saved: SavedClustering) -> None:
         arrays["tree_parents"] = np.asarray(saved.tree.parents, np.int64)
     if saved.coords is not None and saved.layout is not None:
         arrays["coords"] = np.asarray(saved.coords, np.float32)
-        for name in ("centres", "radii", "basis", "scale"):
-            arrays[f"map_{name}"] = getattr(saved.layout, name)
+        for name in ("centres", "radii", "basis", "scale", "anchors"):
+            value = getattr(saved.layout, name, None)
+            if value is not None:
+                arrays[f"map_{name}"] = value
     arrays["crc32"] = np.array(_payload_crc32(arrays), dtype=np.uint32)
     atomic_write(marker_dir / MODEL_FILE, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
@@ -253,7 +255,11 @@ def _saved_from(
         report=ReportConfig(**meta["report"]),
         coords=arrays.get("coords"),
         layout=MapLayout(
-            arrays["map_centres"], arrays["map_radii"], arrays["map_basis"], arrays["map_scale"]
+            arrays["map_centres"],
+            arrays["map_radii"],
+            arrays["map_basis"],
+            arrays["map_scale"],
+            arrays.get("map_anchors"),
         )
         if "map_centres" in arrays
         else None,
