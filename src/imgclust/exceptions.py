@@ -10,7 +10,8 @@ what to do next. A bad *image* is never an exception: it is a counted rejection 
     ├── InputError             an input folder is missing or holds no images
     ├── ModelUnavailableError  a model's weights or its runtime cannot be had here
     ├── StoreError             the feature store cannot be read or written
-    └── OutputError            the output folder cannot be written (read-only, disk full)
+    ├── OutputError            the output folder cannot be written (read-only, disk full)
+    └── EngineError            a distributed engine (Ray) failed (engines/__init__.py)
 """
 
 from __future__ import annotations
