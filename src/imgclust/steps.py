@@ -313,6 +313,21 @@ def fit_clusters(
     )  # fmt: skip
 
 
+def count_distinct_rows(x: np.ndarray, chunk: int = 65536) -> int:
+    """How many different rows ``x`` has, without sorting (or copying) the rows themselves:
+    each row is projected on a random direction, in float64, a chunk at a time; equal rows
+    give equal numbers and different rows, almost surely, different ones. (``np.unique(x,
+    axis=0)`` would sort a copy of a million 1280-d rows.)"""
+    x = np.asarray(x)
+    if len(x) == 0:
+        return 0
+    direction = np.random.default_rng(0).standard_normal(x.shape[1])
+    keys = np.concatenate(
+        [x[i : i + chunk].astype(np.float64) @ direction for i in range(0, len(x), chunk)]
+    )
+    return len(np.unique(keys))
+
+
 def k_notes(
     features: np.ndarray, labels: np.ndarray, *, algorithm: str, requested_k: int | None
 ) -> list[str]:
@@ -326,7 +341,7 @@ def k_notes(
     elif requested_k is not None and requested_k > n:
         notes.append(f"k lowered from {requested_k} to {n}: {plural(n, 'photo')}")
     elif requested_k is not None and n_clusters < requested_k:
-        n_distinct = len(np.unique(np.asarray(features), axis=0))
+        n_distinct = count_distinct_rows(features)
         why = (
             f"only {n_distinct} of the {n} photos differ in their features"
             if n_distinct < requested_k
