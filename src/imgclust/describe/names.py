@@ -35,6 +35,13 @@ METHODS = ("auto", "distinctive", "dominant")
 #: With "auto", a class leading more than this share of the clusters' dominant names is too
 #: common to tell them apart: those clusters are named by their distinctive classes.
 MAX_LEAD_SHARE = 0.1
+#: Re-scoring such a crowd, a cluster is named only by classes strong in it (at least this
+#: share of its top mean score), ...
+STRONG = 0.4
+#: ... each scored by its divergence term from the crowd plus this much of its own mean score,
+#: ``m_c * (log(m_c / m_crowd) + OWN_MASS)``: what sets it apart, among what it shows. Both from
+#: ``bench/names.py`` (a plateau: 0.4-0.5 and 0.5-1.0 score alike on both labelled sets).
+OWN_MASS = 0.5
 #: A second class this close to the first makes the leaves "disagree": a hypernym may name them.
 CLOSE = 0.5
 #: Below this divergence from the others of its name (nats), nothing separates a cluster.
@@ -102,8 +109,9 @@ def name_clusters(
 
 def _uncrowded(means: np.ndarray, weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Re-score the clusters whose leading class leads too many (> MAX_LEAD_SHARE): each by
-    what sets it apart from the clusters it would share that lead with. A few rounds, as a
-    re-scored crowd may gather under a new lead."""
+    what sets it apart from the clusters it would share that lead with, among the classes
+    strong in it (STRONG, OWN_MASS). A few rounds, as a re-scored crowd may gather under a new
+    lead."""
     scores = scores.copy()
     limit = max(1, MAX_LEAD_SHARE * len(means))
     for _ in range(3):
@@ -115,7 +123,17 @@ def _uncrowded(means: np.ndarray, weights: np.ndarray, scores: np.ndarray) -> np
         for leader in crowded:
             crowd = np.flatnonzero(leaders == leader)
             crowd_mean = (means[crowd] * weights[crowd, None]).sum(0) / weights[crowd].sum()
-            scores[crowd] = class_scores(means[crowd], crowd_mean, "distinctive")
+            own = means[crowd]
+            apart = class_scores(own, crowd_mean, "distinctive") + OWN_MASS * own
+            strong = own >= STRONG * own.max(axis=1, keepdims=True)
+            # A weak class never leads; among them the old order stays (for the name's tail).
+            rescored = np.where(strong, apart, own - 1e6)
+            still = np.flatnonzero(np.argmax(rescored, axis=1) == leader)
+            if len(still) > limit:  # nothing strong sets these apart: the clusters where the
+                # crowd's class is weakest are named by whatever sets them apart at all
+                free = still[np.argsort(-own[still, leader], kind="stable")[int(limit) :]]
+                rescored[free] = apart[free]
+            scores[crowd] = rescored
     return scores
 
 
