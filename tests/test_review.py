@@ -190,12 +190,13 @@ def test_move_unsort_exclude_undo_redo_persist(synthetic: tuple[Path, np.ndarray
     session.edit(op="unsort", paths=[blue[0]])
     state = session.edit(op="exclude", paths=[blue[1]])
     assert [c["size"] for c in state["clusters"]] == [7, 10, 9, 2, 1]
-    assert [c["name"] for c in state["clusters"]][3:] == ["odd ones", "unclustered"]
+    assert [c["name"] for c in state["clusters"]][3:] == ["odd ones", "unsorted"]
     session.review.publish()
     now = by_path(out)
     assert all(now[p]["cluster"] == "2" for p in red[:3])
     assert {now[p]["cluster_name"] for p in red[3:5]} == {"odd ones"}
-    assert now[blue[0]]["cluster"] == "-1" and blue[1] not in now
+    assert now[blue[0]]["cluster"] == "-2" and now[blue[0]]["cluster_name"] == "unsorted"
+    assert blue[1] not in now
     assert rows(out, "rejected.csv") == [{"path": blue[1], "reason": EXCLUDED_REASON}]
     saved = load_clustering(out / ".imgclust")
     assert blue[1] not in saved.paths and len(saved.paths) == 29
@@ -208,9 +209,9 @@ def test_move_unsort_exclude_undo_redo_persist(synthetic: tuple[Path, np.ndarray
     state = session.edit(op="undo")
     assert [c["size"] for c in state["clusters"]] == [7, 10, 11, 2] and state["can_redo"]
     state = session.edit(op="redo")
-    assert state["clusters"][-1] == {**state["clusters"][-1], "id": -1, "size": 1}
+    assert state["clusters"][-1] == {**state["clusters"][-1], "id": -2, "size": 1}
     session.review.publish()
-    assert by_path(out)[blue[0]]["cluster"] == "-1" and blue[1] in by_path(out)
+    assert by_path(out)[blue[0]]["cluster"] == "-2" and blue[1] in by_path(out)
     assert len(load_clustering(out / ".imgclust").paths) == 30
     html = (out / "index.html").read_text("utf-8")
     assert "odd ones" in html

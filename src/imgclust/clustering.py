@@ -23,6 +23,16 @@ from .scan import Rejection
 
 #: The name of the group of photos in no cluster (HDBSCAN's noise, label -1).
 UNCLUSTERED = "unclustered"
+#: The name (and label) of the group of photos ``imgclust review`` marked "not this cluster":
+#: in no cluster, like the unclustered, but put there by the user (kept apart from the noise).
+UNSORTED = "unsorted"
+UNSORTED_LABEL = -2
+
+
+def group_name(label: int) -> str:
+    """The name of the group of photos of a negative ``label``: unclustered or unsorted."""
+    return UNSORTED if label == UNSORTED_LABEL else UNCLUSTERED
+
 
 #: Extra per-image columns: name → function of the image paths giving one value per path
 #: (strings; "" when unknown). Registered with :func:`register_image_column`.
@@ -78,7 +88,8 @@ class Clustering:
 
     Attributes:
         paths: absolute paths of the clustered images.
-        labels: cluster id of each image (0 = the largest; -1: unclustered).
+        labels: cluster id of each image (0 = the largest; -1: unclustered; -2: unsorted,
+            marked "not this cluster" in ``imgclust review``).
         ranks: rank inside its cluster (0 = nearest the centroid).
         distances: distance to its cluster's centroid in the clustered feature space.
         image_top_classes: each image's strongest ImageNet classes as (description, score)
@@ -177,9 +188,9 @@ class Clustering:
         return self.top_class_arrays()[1]
 
     def cluster_name(self, label: int) -> str:
-        """The name of cluster ``label`` (:data:`UNCLUSTERED` for -1)."""
+        """The name of cluster ``label`` (:data:`UNCLUSTERED` for -1, :data:`UNSORTED` for -2)."""
         names = self.names
-        return names[label] if 0 <= label < len(names) else UNCLUSTERED
+        return names[label] if 0 <= label < len(names) else group_name(label)
 
     def top_class_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Each image's top classes as ``(ids, scores)``, ``(n, 3)`` arrays."""
@@ -237,7 +248,7 @@ def regroup(
 ) -> list[ClusterSummary]:
     """The summaries of ``clusters`` (names, classes, medoids kept) with their members and
     distances taken from ``labels`` again, nearest first; an unclustered group appears when
-    ``labels`` has -1s, and clusters left empty are dropped."""
+    ``labels`` has -1s (an unsorted one for -2s), and clusters left empty are dropped."""
     by_id = {c.cluster_id: c for c in clusters}
     out = []
     for cid in sorted(set(np.unique(labels).tolist()), key=lambda c: (c < 0, c)):
@@ -247,7 +258,7 @@ def regroup(
         out.append(
             ClusterSummary(
                 cluster_id=int(cid),
-                name=old.name if old else UNCLUSTERED,
+                name=old.name if old else group_name(int(cid)),
                 top_classes=old.top_classes if old else (),
                 members=idx,
                 distances=distances[idx],
@@ -319,7 +330,10 @@ def cluster_table(c: Clustering) -> dict[str, Any]:
         table["group"] = np.array(
             [tree.groups[s.cluster_id] if s.cluster_id >= 0 else -1 for s in rows], np.int64
         )
-        table["group_name"] = [tree.names[g] if g >= 0 else UNCLUSTERED for g in table["group"]]
+        table["group_name"] = [
+            tree.names[g] if g >= 0 else group_name(int(cid))
+            for g, cid in zip(table["group"], table["cluster"], strict=True)
+        ]
         table["parent"] = np.array(
             [tree.parents[s.cluster_id] if s.cluster_id >= 0 else -1 for s in rows], np.int64
         )
@@ -329,8 +343,11 @@ def cluster_table(c: Clustering) -> dict[str, Any]:
 __all__ = [
     "IMAGE_COLUMNS",
     "UNCLUSTERED",
+    "UNSORTED",
+    "UNSORTED_LABEL",
     "Clustering",
     "cluster_table",
+    "group_name",
     "image_columns",
     "image_table",
     "ranks_by_cluster",

@@ -40,6 +40,7 @@ from .models.spec import ModelSpec
 from .neardup import near_duplicates
 from .report import write_exports, write_report
 from .report.layout import MapLayout, fit_layout
+from .review.carry import carry_review, save_carried
 from .scan import Rejection, check_roots, display_path, scan
 from .state import (
     SavedClustering,
@@ -85,7 +86,8 @@ class RunResult:
         assigned_missing: folders/files added by ``assign`` that no longer exist.
         skipped: imgclust output or export folders inside the inputs, not scanned.
         notes: where the result differs from what was asked (k lowered, fewer clusters,
-            unclustered photos, files that changed while read, damaged shards), in words.
+            unclustered photos, files that changed while read, damaged shards), and which
+            review edits carried over and which could not (:mod:`imgclust.review.carry`).
     """
 
     out_dir: Path
@@ -157,8 +159,8 @@ class RunResult:
 
     @property
     def n_unclustered(self) -> int:
-        """Photos in no cluster (HDBSCAN's noise)."""
-        return int((self.labels < 0).sum())
+        """Photos in no cluster (HDBSCAN's noise; not the photos review marked unsorted)."""
+        return int((self.labels == -1).sum())
 
     @property
     def n_scanned(self) -> int:
@@ -263,11 +265,21 @@ def _run(
         prog.finish()
     clustering = _record(config, coll, fitted, embedder.spec, store_dir, feature_kind, timings)
     clustering = replace(clustering, assigned_inputs=assigned)
+    with _timed(timings, "carry"):
+        # The user's edits in `imgclust review` carried onto this clustering (names, merges,
+        # moves, exclusions): what the outputs show; the run's own becomes the review base.
+        carry = carry_review(out / MARKER_DIR, clustering, coll.features)
+    carried = carry.carried if carry is not None else None
+    shown = carried.clustering if carried is not None else clustering
     with _timed(timings, "report"):
-        index = _write_outputs(out, clustering, config, prog)
+        index = _write_outputs(out, shown, config, prog)
     with _timed(timings, "save"):
         # Last: assign/similar must never see a clustering the report on disk does not show.
-        save_clustering(out / MARKER_DIR, clustering, coll.index)
+        if carried is not None:
+            save_carried(out / MARKER_DIR, carried, coll.index)
+        else:
+            save_clustering(out / MARKER_DIR, clustering, coll.index)
+    clustering = shown
     result = RunResult(
         out_dir=out,
         clustering=clustering,
@@ -279,7 +291,7 @@ def _run(
         refined=_refined_ids(fitted.model, fitted.labels),
         assigned_missing=missing,
         skipped=found.skipped,
-        notes=coll.notes + fitted.notes,
+        notes=coll.notes + fitted.notes + (carry.notes if carry is not None else []),
     )
     _write_run_info(out, config, result)
     return result

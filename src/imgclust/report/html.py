@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import jinja2
 
 _HERE = Path(__file__).resolve().parent
-_PAGE_RE = re.compile(r"clusters-\d{3,}\.html|cluster-\d+-\d+\.html|members-\d+\.js")
+_PAGE_RE = re.compile(r"clusters-\d{3,}\.html|cluster--?\d+-\d+\.html|members--?\d+\.js")
 #: Images per page of a cluster's own pages (a large cluster gets many pages, never one).
 MEMBERS_PER_PAGE = 200
 
@@ -300,10 +300,16 @@ def _group_rows(data: ReportData, rows: list[_Row]) -> list[_GroupRow]:
         strip = tuple(t for r in members[:4] for t in r.strip[:2])
         # The group's own words: its name matches all its clusters, theirs only themselves.
         out.append(_GroupRow(g, name, sum(r.size for r in members), members, strip, name.lower()))
-    noise = tuple(r for r in rows if r.group < 0)
-    if noise:
-        size = sum(r.size for r in noise)
-        out.append(_GroupRow(-1, "unclustered", size, noise, (), "unclustered"))
+    from ..clustering import UNSORTED_LABEL, group_name
+
+    for label in (UNSORTED_LABEL, -1):  # marked "not this cluster" in review; the rest
+        unsorted = label == UNSORTED_LABEL
+        noise = tuple(
+            r for r in rows if r.group < 0 and (r.cluster_id == UNSORTED_LABEL) == unsorted
+        )
+        if noise:
+            name = group_name(label)
+            out.append(_GroupRow(label, name, sum(r.size for r in noise), noise, (), name))
     return out
 
 
@@ -465,16 +471,16 @@ def _map_groups(data: ReportData, by_id: list[ClusterSummary]) -> tuple[list[int
     """The group of each cluster (``by_id`` order), the groups' names, and which group the
     unclustered photos are (-1: none). Groups are the clustering's tree's when it has one,
     else one a cluster; the unclustered photos are a group of their own."""
-    from ..clustering import UNCLUSTERED
+    from ..clustering import UNCLUSTERED, group_name
 
     tree = data.tree
     group_of: list[int] = []
     names: list[str] = []
     index: dict[Any, int] = {}
     for c in by_id:
-        if c.cluster_id < 0:
-            key: Any = UNCLUSTERED
-            name = UNCLUSTERED
+        if c.cluster_id < 0:  # unclustered, or unsorted (review's "not this cluster")
+            name = group_name(c.cluster_id)
+            key: Any = name
         elif tree is not None and c.cluster_id < len(tree.groups):
             key = ("group", int(tree.groups[c.cluster_id]))
             name = str(tree.names[key[1]])

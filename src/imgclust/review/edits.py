@@ -28,9 +28,16 @@ or ``assign`` rewrote the folder since), the journal is set aside as
 Edits change only labels, names and membership: a photo keeps its features; a changed
 cluster's centroid becomes the mean of its members' stored features (the base similarity
 index holds them), its members' distances, ranks, outlier fence and medoid (the member
-nearest the centroid) follow. Photos marked "not this cluster" become unclustered (label -1,
-the group the report lists as "unclustered"); excluded photos leave the clustering and are
-listed as rejected with the reason ``excluded in imgclust review``.
+nearest the centroid) follow. Photos marked "not this cluster" go to the "unsorted" group
+(label -2, :data:`~imgclust.clustering.UNSORTED_LABEL`: in no cluster, like HDBSCAN's noise
+at -1, but listed apart from it); excluded photos leave the clustering and are listed as
+rejected with the reason ``excluded in imgclust review``.
+
+The map: every cluster keeps the disc of the base's map layout it came from (``Slot.disc``: a
+merge keeps the larger one's, a split's parts their parent's, a new cluster the disc most of
+its photos came from). Photos moved into a cluster with a disc take cells there, placed by the
+saved layout's anchors as ``assign`` places new photos (no refit); the edited clustering's
+layout lists the discs by the edited cluster ids, so ``assign`` keeps placing by them.
 """
 
 from __future__ import annotations
@@ -49,14 +56,16 @@ from typing import Any
 import numpy as np
 
 from .._fs import atomic_write
-from ..clustering import Clustering, ranks_by_cluster, regroup
+from ..clustering import UNSORTED_LABEL, Clustering, ranks_by_cluster, regroup
 from ..describe import ClusterSummary, ClusterTree, ImageTopClasses, outlier_thresholds, short_name
 from ..exceptions import InputError, OutputError
+from ..report.layout import MapLayout
 from ..scan import Rejection
 
 JOURNAL = "edits.jsonl"
 BASE_DIR = "review-base"
-EXCLUDED = -2  # label of an excluded photo (in the state only; it leaves the clustering)
+UNSORTED = UNSORTED_LABEL  # "not this cluster": the unsorted group
+EXCLUDED = -3  # label of an excluded photo (in the state only; it leaves the clustering)
 EXCLUDED_REASON = "excluded in imgclust review"
 EDIT_OPS = ("rename", "merge", "split", "move", "unsort", "exclude")
 _FORMAT = 1
@@ -108,6 +117,12 @@ class Journal:
         line = (json.dumps(header) + "\n").encode()
         atomic_write(self.path, lambda fh: fh.write(line))
 
+    def rewrite(self, header: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """A new journal of ``header`` and ``records`` (written atomically, whole)."""
+        lines = [json.dumps(header)] + [json.dumps(r, ensure_ascii=True) for r in records]
+        data = ("\n".join(lines) + "\n").encode()
+        atomic_write(self.path, lambda fh: fh.write(data))
+
     def append(self, record: dict[str, Any]) -> None:
         """Append ``record`` durably (cutting off a torn last line first)."""
         line = (json.dumps(record, ensure_ascii=True) + "\n").encode()
@@ -150,15 +165,17 @@ class Slot:
     centroid: np.ndarray
     fence: float
     medoid: int  # base row
+    disc: int = -1  # the base map layout's disc it is drawn in (-1: none)
 
 
 @dataclass(frozen=True)
 class State:
     """The edited clustering over the base's rows."""
 
-    labels: np.ndarray  # int32 per base row: cluster id, -1 unclustered, EXCLUDED
+    labels: np.ndarray  # int32 per base row: cluster id, -1 unclustered, UNSORTED, EXCLUDED
     distances: np.ndarray  # float32 per base row
     slots: tuple[Slot, ...]
+    coords: np.ndarray | None = None  # float32 (n, 2) map cells per base row
 
     def sizes(self) -> np.ndarray:
         """Photos per cluster id."""
@@ -172,10 +189,13 @@ def base_state(base: Clustering) -> State:
     slots = tuple(
         Slot(c.name, tuple(c.top_classes), tuple(c.distinctive), int(groups[c.cluster_id]),
              np.asarray(base.centroids[c.cluster_id], np.float32), float(base.fences[c.cluster_id]),
-             int(c.medoid))
+             int(c.medoid), c.cluster_id if base.layout is not None else -1)
         for c in base.named
     )  # fmt: skip
-    return State(np.asarray(base.labels, np.int32), np.asarray(base.distances, np.float32), slots)
+    coords = None if base.coords is None else np.asarray(base.coords, np.float32)
+    return State(
+        np.asarray(base.labels, np.int32), np.asarray(base.distances, np.float32), slots, coords
+    )
 
 
 class Editor:
@@ -221,7 +241,7 @@ class Editor:
                 target = None if to is None or to == "new" else self._cluster(state, to)
                 return self._move(state, self._rows(state, edit["paths"]), target, edit.get("name"))
             if op == "unsort":
-                return self._move(state, self._rows(state, edit["paths"]), -1, None)
+                return self._move(state, self._rows(state, edit["paths"]), UNSORTED, None)
             if op == "exclude":
                 return self._move(state, self._rows(state, edit["paths"]), EXCLUDED, None)
         except (KeyError, TypeError) as exc:
@@ -272,21 +292,40 @@ class Editor:
         sources = {int(c) for c in np.unique(state.labels[rows]) if c >= 0}
         labels = state.labels.copy()
         slots = list(state.slots)
+        coords = state.coords
         if target is None:  # a new cluster
             target = len(slots)
-            group = -1
-            if sources:  # the group of the cluster most of them come from
+            group, disc = -1, -1
+            if sources:  # the group (and map disc) of the cluster most of them come from
                 counts = {c: int((state.labels[rows] == c).sum()) for c in sources}
-                group = slots[max(counts, key=lambda c: (counts[c], -c))].group
+                most = slots[max(counts, key=lambda c: (counts[c], -c))]
+                group, disc = most.group, most.disc
             tops = self._top_classes(rows)
             default = " / ".join(short_name(d) for d, _ in tops[:2]) or "new cluster"
             slots.append(
                 Slot(self._unique(name or default, slots), tops, (), group,
-                     np.zeros(0, np.float32), float("inf"), int(rows[0]))
+                     np.zeros(0, np.float32), float("inf"), int(rows[0]), disc)
             )  # fmt: skip
+        elif target >= 0:
+            coords = self._placed(coords, rows, slots[target].disc)
         labels[rows] = target
         dirty = sources | ({target} if target >= 0 else set())
-        return self._finish(State(labels, state.distances, tuple(slots)), dirty)
+        return self._finish(State(labels, state.distances, tuple(slots), coords), dirty)
+
+    def _placed(self, coords: np.ndarray | None, rows: np.ndarray, disc: int) -> np.ndarray | None:
+        """``coords`` with ``rows`` moved onto map disc ``disc``, where the base layout's
+        anchors put photos like them (as ``assign`` places new photos); unchanged without a
+        layout or disc. Photos may share a cell: the report's ``settle`` parts them."""
+        layout = self.base.layout
+        if coords is None or layout is None or disc < 0 or disc >= len(self.base.centroids):
+            return coords
+        centroids = np.asarray(self.base.centroids, np.float32)
+        feats = self.features[rows].astype(np.float32)
+        dist = np.sqrt(((feats - centroids[disc]) ** 2).sum(axis=1))
+        cells = layout.place(feats, centroids, np.full(len(rows), disc), dist)
+        out = coords.copy()
+        out[rows] = cells
+        return out
 
     def _split(self, state: State, cid: int, k: Any) -> State:
         from ..cluster import SplitClusters
@@ -311,13 +350,13 @@ class Editor:
             tops = self._top_classes(rows)
             slot = Slot(
                 f"{parent.name} ({n + 1})", tops, (), parent.group, centroid,
-                self._fence(distances[rows]), int(rows[np.argmin(distances[rows])]),
+                self._fence(distances[rows]), int(rows[np.argmin(distances[rows])]), parent.disc,
             )  # fmt: skip
             if part < len(slots):
                 slots[part] = slot
             else:
                 slots.append(slot)
-        return self._compact(State(labels, distances, tuple(slots)))
+        return self._compact(State(labels, distances, tuple(slots), state.coords))
 
     # -- helpers --
 
@@ -336,7 +375,7 @@ class Editor:
                 slots[cid], centroid=centroid, fence=self._fence(dist),
                 medoid=int(rows[np.argmin(dist)]),
             )  # fmt: skip
-        return self._compact(State(state.labels, distances, tuple(slots)))
+        return self._compact(State(state.labels, distances, tuple(slots), state.coords))
 
     def _centre(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feats = self.features
@@ -361,10 +400,11 @@ class Editor:
         keep = np.flatnonzero(sizes > 0)
         if len(keep) == len(state.slots):
             return state
-        new_id = np.full(len(state.slots) + 2, -1, np.int32)  # [-2] and [-1] map to themselves
+        new_id = np.full(len(state.slots) + 3, -1, np.int32)  # [-3]..[-1] map to themselves
         new_id[keep] = np.arange(len(keep), dtype=np.int32)
-        new_id[-1], new_id[-2] = -1, EXCLUDED
-        return State(new_id[state.labels], state.distances, tuple(state.slots[i] for i in keep))
+        new_id[-1], new_id[UNSORTED], new_id[EXCLUDED] = -1, UNSORTED, EXCLUDED
+        slots = tuple(state.slots[i] for i in keep)
+        return State(new_id[state.labels], state.distances, slots, state.coords)
 
     def _top_classes(self, rows: np.ndarray) -> tuple[tuple[str, float], ...]:
         """The strongest classes of these photos: their top-3 scores summed by class."""
@@ -449,12 +489,39 @@ class Editor:
             clusters=regroup(template, labels, distances),
             rejected=sorted([*base.rejected, *excluded], key=lambda r: r.path),
             outliers=outliers,
-            coords=None if base.coords is None else np.asarray(base.coords)[keep],
+            coords=None if state.coords is None else state.coords[keep],
+            layout=self._layout(state, centroids),
             duplicate_of=dup,
             columns={k: np.asarray(v)[keep] for k, v in base.columns.items()},
             centroids=centroids,
             fences=fences,
             tree=tree,
+        )
+
+    def _layout(self, state: State, centroids: np.ndarray) -> MapLayout | None:
+        """The base's map layout with its discs listed by the edited cluster ids (a cluster
+        without a disc gets the disc of the base centroid nearest its own), and the
+        unclustered photos' disc, if the base had one, last: what ``assign`` places by."""
+        layout = self.base.layout
+        if layout is None:
+            return None
+        k_base = len(self.base.centroids)
+        discs = np.array([s.disc for s in state.slots], np.int64)
+        lost = np.flatnonzero((discs < 0) | (discs >= k_base))
+        if len(lost) and k_base:
+            base_c = np.asarray(self.base.centroids, np.float32)
+            d2 = ((centroids[lost, None, :] - base_c[None, :, :]) ** 2).sum(axis=2)
+            discs[lost] = np.argmin(d2, axis=1)
+        elif len(lost):
+            return None
+        if len(layout.radii) > k_base:  # the unclustered photos' disc
+            discs = np.append(discs, k_base)
+        return MapLayout(
+            np.asarray(layout.centres)[discs],
+            np.asarray(layout.radii)[discs],
+            layout.basis,
+            np.asarray(layout.scale)[discs],
+            None if layout.anchors is None else np.asarray(layout.anchors)[discs],
         )
 
 

@@ -12,6 +12,7 @@ The caller holds the output folder's lock for the whole session.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +80,7 @@ class Review:
         self._wake = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._states_seen: list[State] = []  # every state a replay passed through
 
     # -- opening --
 
@@ -93,9 +95,8 @@ class Review:
         current = load_clustering(marker)
         journal = Journal(marker / JOURNAL)
         header, records = journal.read()
-        base_dir = marker / BASE_DIR
         notes = []
-        if header is not None and (base_dir / MODEL_FILE).is_file():
+        if header is not None and (base_dir_of(marker, header) / MODEL_FILE).is_file():
             review = cls._resume(marker, current, journal, header, records)
             if review is not None:
                 return review
@@ -119,6 +120,7 @@ class Review:
         base_dir.mkdir(exist_ok=True)
         for name in (INDEX_FILE, MODEL_FILE):  # the index first: model.npz names its CRC
             link_or_copy(marker / name, base_dir / name)
+        remove_other_bases(marker, BASE_DIR)  # a carried journal's, set aside with it
         return cls(marker, Editor(current, _storage(index)), journal, index)
 
     @classmethod
@@ -132,34 +134,12 @@ class Review:
     ) -> Review | None:
         """The session the journal describes, or ``None`` when it no longer describes the
         folder (another command rewrote ``model.npz``)."""
-        base_dir = marker / BASE_DIR
-        try:
-            base = replace(load_clustering(base_dir), store_dir=current.store_dir)
-        except InputError:
+        review = cls.replay(marker, journal, header, records, store_dir=current.store_dir)
+        if review is None:
             return None
-        holder: dict[str, Any] = {}
-
-        def features() -> np.ndarray:
-            holder["index"] = read_index(base_dir, len(base.paths), saved=base)
-            return _storage(holder["index"])
-
-        editor = Editor(base, features)
-        if header.get("format") != _FORMAT or header.get("base") != state_fingerprint(
-            editor.initial
-        ):
-            return None
-        review = cls(marker, editor, journal, None)
-        seen = {state_fingerprint(editor.initial)}
-        for number, record in enumerate(records, start=1):
-            try:
-                review._step(record)
-            except EditError as exc:
-                raise InputError(
-                    f"{journal.path} record {number} cannot be replayed ({exc}); move the "
-                    "journal away to start the review afresh"
-                ) from exc
-            seen.add(state_fingerprint(review._states[-1]))
-        review._n_records = len(records)
+        editor = review.editor
+        base = editor.base
+        seen = {state_fingerprint(state) for state in review._states_seen}
         now = clustering_fingerprint(base, editor.row_of, current)
         if now is None or now not in seen:
             return None
@@ -176,16 +156,59 @@ class Review:
             review.notes.append("the outputs lagged behind the edit journal: written again")
         if records:
             review.notes.append(f"{len(records)} journal records replayed")
-        review._index = holder  # keeps the base index alive once loaded
+        return review
+
+    @classmethod
+    def replay(
+        cls,
+        marker: Path,
+        journal: Journal,
+        header: dict[str, Any],
+        records: list[dict[str, Any]],
+        *,
+        store_dir: str | None = None,
+    ) -> Review | None:
+        """The session ``journal`` describes, replayed over its base (nothing is written and
+        ``model.npz`` is not looked at); ``None`` when its base is missing or is not the one
+        the header names.
+
+        Raises:
+            InputError: a record cannot be replayed.
+        """
+        base_dir = base_dir_of(marker, header)
+        try:
+            base = load_clustering(base_dir)
+        except InputError:
+            return None
+        if store_dir is not None:
+            base = replace(base, store_dir=store_dir)
+        holder: dict[str, Any] = {}
+
+        def features() -> np.ndarray:
+            holder["index"] = read_index(base_dir, len(base.paths), saved=base)
+            return _storage(holder["index"])
+
+        editor = Editor(base, features)
+        if header.get("format") != _FORMAT or header.get("base") != state_fingerprint(
+            editor.initial
+        ):
+            return None
+        review = cls(marker, editor, journal, holder)  # keeps the base index alive once loaded
+        review._states_seen = [editor.initial]
+        for number, record in enumerate(records, start=1):
+            try:
+                review._step(record)
+            except EditError as exc:
+                raise InputError(
+                    f"{journal.path} record {number} cannot be replayed ({exc}); move the "
+                    "journal away to start the review afresh"
+                ) from exc
+            review._states_seen.append(review._states[-1])
+        review._n_records = len(records)
         return review
 
     def _header(self) -> dict[str, Any]:
-        return {
-            "format": _FORMAT,
-            "kind": "imgclust review edits",
-            "base": state_fingerprint(self.editor.initial),
-            "n_photos": len(self.editor.base.paths),
-        }
+        return journal_header(self.editor, BASE_DIR)
 
     # -- reading --
 
@@ -208,6 +231,16 @@ class Review:
     def history(self) -> list[dict[str, Any]]:
         """The edits in effect, oldest first."""
         return list(self._done)
+
+    @property
+    def undone(self) -> list[dict[str, Any]]:
+        """The edits undone and not redone (what redo would make again, next first)."""
+        return self._undone[::-1]
+
+    @property
+    def states(self) -> list[State]:
+        """The base's state, then the state after each edit in effect."""
+        return list(self._states)
 
     @property
     def current(self) -> Clustering:
@@ -288,13 +321,7 @@ class Review:
             write_exports(self.out, clustering)
             write_report(self.out, clustering, clustering.report)
             if not np.array_equal(kept, self._index_kept):
-                features = self.editor.features
-                index, storage = feature_index(int(kept.sum()), features.shape[1])
-                rows = np.flatnonzero(kept)
-                for start in range(0, len(rows), 65536):
-                    part = rows[start : start + 65536]
-                    storage[start : start + len(part)] = features[part]
-                write_index(self.marker, index)
+                write_index(self.marker, kept_index(self.editor.features, kept))
                 self._index_kept = kept
             save_clustering_meta(self.marker, clustering)  # last: assign/similar follow it
             self.published = version
@@ -329,6 +356,43 @@ class Review:
         if self._thread is not None:
             self._thread.join()
         self.publish()
+
+
+def base_dir_of(marker: Path, header: dict[str, Any]) -> Path:
+    """The folder of the base clustering a journal's header names (``review-base`` by
+    default; a run that carried edits over writes its own, see :mod:`.carry`)."""
+    name = header.get("base_dir", BASE_DIR)
+    if not isinstance(name, str) or not name.startswith(BASE_DIR) or "/" in name or "\\" in name:
+        raise InputError(f"{marker / JOURNAL} names a strange base folder {name!r}; move it away")
+    return marker / name
+
+
+def remove_other_bases(marker: Path, keep: str) -> None:
+    """Delete the base folders under ``marker`` other than ``keep`` (no journal names them)."""
+    for old in [marker / BASE_DIR, *marker.glob(f"{BASE_DIR}-*")]:
+        if old.name != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def kept_index(features: np.ndarray, kept: np.ndarray) -> Any:
+    """A similarity index of the ``kept`` rows of ``features`` (excluded photos left out)."""
+    rows = np.flatnonzero(kept)
+    index, storage = feature_index(len(rows), features.shape[1])
+    for start in range(0, len(rows), 65536):
+        part = rows[start : start + 65536]
+        storage[start : start + len(part)] = features[part]
+    return index
+
+
+def journal_header(editor: Editor, base_dir: str) -> dict[str, Any]:
+    """The header line of a journal over ``editor``'s base, kept in ``base_dir``."""
+    return {
+        "format": _FORMAT,
+        "kind": "imgclust review edits",
+        "base": state_fingerprint(editor.initial),
+        "n_photos": len(editor.base.paths),
+        "base_dir": base_dir,
+    }
 
 
 def _index_matches(marker: Path, saved: Clustering) -> bool:

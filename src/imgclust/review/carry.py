@@ -1,0 +1,525 @@
+"""Carrying the edits of ``imgclust review`` over into a later ``imgclust run`` of the folder.
+
+A run re-clusters a grown folder from scratch: its cluster ids mean nothing to the edits in
+``OUT/.imgclust/edits.jsonl``. :func:`carry_review` replays the edits in effect over their
+old base, step by step, and translates each into an edit of the run's clustering, matching
+the cluster it names in the old state to a cluster of the new state *at that step*:
+
+* **by the photos they share** (the rule whenever the old cluster still has photos in the
+  run): an old cluster *lies in* the new cluster holding a strict majority (more than
+  :data:`MAJORITY`) of its photos that the run clustered, and *is* that cluster when, in
+  turn, a strict majority of the new cluster's photos that both clusterings hold were its
+  photos. Only photos both clusterings hold count, so photos added to the folder (they join
+  new clusters) and photos removed from it change nothing but the counts. A strict majority
+  is the smallest share that makes a match unique without solving an assignment: no two
+  clusters can each hold more than half of the same photos.
+* **by centroid distance**, only for an old cluster none of whose photos the run clustered
+  (all gone, or the folder's photos all new), and only when both runs clustered the same
+  features of the same model: it lies in the new cluster whose centroid is nearest its own,
+  if that is nearer than the old cluster's median member distance (the new centre lies
+  inside the old cluster's core, where half its photos were), and is that cluster when its
+  centroid is also the nearest old centroid to the new one (mutual nearest centres).
+
+A rename and a split need the cluster it *is* (renaming a cluster that is mostly another one
+would mislabel it); a merge merges the new clusters its clusters *lie in* (those that lie in
+the same new cluster are together already); a move goes to the cluster its target lies in,
+or, when that no longer matches, to a new cluster of the target's name, so the photos stay
+together where the user put them; "not this cluster" and exclusions carry for every photo the
+run clustered. Every edit in effect ends as one :class:`Outcome`: carried (with its new
+record) or not, and either way a note that says so ("renamed 'Lisbon trip' carried to
+cluster 4 (38 of 40 photos shared)"; "merge of 3 clusters: one no longer matches, merged the
+other 2 into cluster 7"). Undone edits (the redo stack) are not carried, and a note says so.
+
+How the journal goes on: the run's own clustering becomes the new review base (a fresh
+``review-base-<time>/`` folder that the new journal's header names) and the carried edits are
+written as a new journal over it, so ``imgclust review`` opens on the carried state with every
+carried edit undoable one by one (undo them all to see the run's own clustering). The old
+journal is kept as ``edits-<time>.jsonl``. :func:`save_carried` writes, in this order: the new
+base, the journal, then ``index.faiss`` and ``model.npz`` (last, as every run); a kill before
+the journal leaves the old journal and base in force, a kill after it is mended by running
+again (the new journal then carries onto the next run as any other).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..clustering import Clustering
+from ..exceptions import InputError
+from ..state import INDEX_FILE, save_clustering_meta, write_index
+from .edits import BASE_DIR, EXCLUDED, JOURNAL, EditError, Editor, Journal, State, link_or_copy
+from .session import Review, journal_header, kept_index, remove_other_bases
+
+#: The share of photos a match needs, in each direction (strictly more than this).
+MAJORITY = 0.5
+
+
+@dataclass(frozen=True)
+class Match:
+    """An old cluster's counterpart in the new state.
+
+    Attributes:
+        cluster: its id in the new state, or ``None``.
+        shared: photos the two share (0 for a match by centroid).
+        of: the old cluster's photos the new clustering holds.
+        by: ``"photos"`` or ``"centroid"`` (``""`` when there is no match).
+        why: when there is none, why not (in words).
+    """
+
+    cluster: int | None
+    shared: int = 0
+    of: int = 0
+    by: str = ""
+    why: str = ""
+
+    def detail(self) -> str:
+        """``"38 of 40 photos shared"``, or how the centroid matched."""
+        if self.by == "centroid":
+            return "none of its photos are left; matched by its centre"
+        return f"{self.shared} of {self.of} photos shared"
+
+
+class Matcher:
+    """Matches clusters of states over an old base to clusters of states over a new one."""
+
+    def __init__(self, old: Editor, new: Editor) -> None:
+        self.to_new = np.array([new.row_of.get(p, -1) for p in old.base.paths], np.int64)
+        self.to_old = np.full(len(new.base.paths), -1, np.int64)
+        hit = self.to_new >= 0
+        self.to_old[self.to_new[hit]] = np.flatnonzero(hit)
+        a, b = old.base, new.base
+        self.same_space = (
+            a.model == b.model
+            and a.features == b.features
+            and np.shape(a.centroids)[1:] == np.shape(b.centroids)[1:]
+        )
+
+    def lies_in(self, old: State, c: int, new: State) -> Match:
+        """The new cluster holding most of old cluster ``c``'s photos (see the module)."""
+        rows = np.flatnonzero(old.labels == c)
+        there = self.to_new[rows]
+        there = there[there >= 0]
+        there = there[new.labels[there] != EXCLUDED]
+        if not len(there):
+            return self._by_centroid(old, c, rows, new)
+        labs = new.labels[there]
+        counts = np.bincount(labs[labs >= 0], minlength=len(new.slots))
+        best = int(np.argmax(counts)) if counts.size else -1
+        if best >= 0 and counts[best] > MAJORITY * len(there):
+            return Match(best, int(counts[best]), len(there), "photos")
+        shared = int(counts[best]) if best >= 0 else 0
+        return Match(None, shared, len(there), why=_spread(counts, len(there), new))
+
+    def owned(self, old: State, c: int, new: State) -> Match:
+        """The new cluster old cluster ``c`` *is*: it lies there, and is most of it."""
+        m = self.lies_in(old, c, new)
+        if m.cluster is None:
+            return m
+        rows = np.flatnonzero(new.labels == m.cluster)
+        back = self.to_old[rows]
+        back = back[back >= 0]
+        olds = old.labels[back]
+        olds = olds[olds >= 0]
+        counts = np.bincount(olds, minlength=len(old.slots))
+        name = new.slots[m.cluster].name
+        if m.by == "photos" and counts[c] > MAJORITY * len(olds):
+            return m
+        if m.by == "centroid" and (not len(olds) or counts.max() <= MAJORITY * len(olds)):
+            centres = np.stack([s.centroid for s in old.slots])
+            nearest = int(np.argmin(_dist(centres, new.slots[m.cluster].centroid)))
+            if nearest == c:
+                return m
+            nearer = old.slots[nearest].name
+            return Match(None, why=f"the nearest centre, '{name}', is nearer '{nearer}'")
+        other = int(np.argmax(counts))
+        why = f"'{name}' is mostly other photos"
+        if other != c:
+            why = (
+                f"the cluster most of them are in, '{name}', is mostly the photos of "
+                f"'{old.slots[other].name}'"
+            )
+        return Match(None, m.shared, m.of, why=why)
+
+    def _by_centroid(self, old: State, c: int, rows: np.ndarray, new: State) -> Match:
+        gone = "none of its photos are in this run's clustering"
+        if not self.same_space:
+            return Match(None, why=f"{gone}, and this run's features differ (model or kind)")
+        if not new.slots:
+            return Match(None, why=f"{gone}, and this run has no cluster")
+        d = _dist(np.stack([s.centroid for s in new.slots]), old.slots[c].centroid)
+        best = int(np.argmin(d))
+        radius = float(np.median(old.distances[rows])) if len(rows) else 0.0
+        if d[best] <= radius:
+            return Match(best, by="centroid")
+        return Match(
+            None,
+            why=f"{gone}, and no cluster's centre lies within its median distance "
+            f"({radius:.3g}; the nearest, '{new.slots[best].name}', is {d[best]:.3g} away)",
+        )
+
+
+def _dist(centres: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    return np.sqrt(((np.asarray(centres, np.float32) - centre) ** 2).sum(axis=1))
+
+
+def _spread(counts: np.ndarray, n: int, new: State) -> str:
+    in_clusters = int(counts.sum())
+    if not in_clusters:
+        return f"its {n} photos are in no cluster of this run"
+    top = np.argsort(-counts, kind="stable")[:3]
+    parts = ", ".join(f"'{new.slots[t].name}' ({counts[t]})" for t in top if counts[t])
+    return f"its {n} photos are spread over {parts}" + (
+        f" and {int((counts > 0).sum()) - 3} more" if (counts > 0).sum() > 3 else ""
+    )
+
+
+# -- carrying -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one edit in effect.
+
+    Attributes:
+        edit: the old journal record.
+        record: the carried record (over the run's clustering), or ``None``: not carried.
+        note: what happened, in words, the cluster named by its id in the final state.
+    """
+
+    edit: dict[str, Any]
+    record: dict[str, Any] | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The edits carried onto a run's clustering.
+
+    Attributes:
+        editor: the run's clustering, as a review base.
+        state: the state the carried records lead to.
+        records: the carried records, in journal order.
+        outcomes: one per edit in effect, in order.
+        notes: what the run's summary says (the outcomes' notes, and the rest).
+    """
+
+    editor: Editor
+    state: State
+    records: list[dict[str, Any]]
+    outcomes: list[Outcome]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clustering(self) -> Clustering:
+        """The run's clustering with the edits carried."""
+        return self.editor.clustering(self.state)
+
+
+_Note = Callable[[str], str]  # the cluster's final id → the note
+
+
+def carry_edits(previous: Review, new: Editor) -> Carried:
+    """Carry the edits in effect of ``previous`` (a replayed review) onto ``new``'s base."""
+    old_states = previous.states
+    matcher = Matcher(previous.editor, new)
+    state = new.initial
+    pending: list[tuple[dict[str, Any], dict[str, Any] | None, _Note, np.ndarray]] = []
+    records: list[dict[str, Any]] = []
+    for i, edit in enumerate(previous.history):
+        try:
+            record, note, witness, after = _translate(
+                edit, old_states[i], state, matcher, new, previous.editor
+            )
+        except EditError as exc:  # not expected (the records are checked first): reported
+            record, after, witness = None, state, np.zeros(0, np.int64)
+            note = _fixed(f"{_what(edit, old_states[i])} not carried: {exc}")
+        if record is not None:
+            records.append(record)
+        state = after
+        pending.append((edit, record, note, witness))
+    outcomes = [
+        Outcome(edit, record, note(_final_id(state, witness)))
+        for edit, record, note, witness in pending
+    ]
+    n_carried = sum(o.record is not None for o in outcomes)
+    notes = [f"review edits carried over: {n_carried} of {len(outcomes)}"]
+    notes += [o.note for o in outcomes]
+    if previous.undone:
+        notes.append(
+            f"{_count(len(previous.undone), 'undone review edit')} not carried (redo starts afresh)"
+        )
+    return Carried(new, state, records, outcomes, notes)
+
+
+def _translate(
+    edit: dict[str, Any],
+    old: State,
+    new_state: State,
+    m: Matcher,
+    new: Editor,
+    old_editor: Editor,
+) -> tuple[dict[str, Any] | None, _Note, np.ndarray, State]:
+    """One edit of the old state as an edit of the new state: (record or ``None``, its note,
+    the new rows that find its cluster at the end, the new state)."""
+    op = edit.get("op")
+    what = _what(edit, old)
+    if op in ("rename", "split"):
+        c = int(edit["cluster"])
+        match = m.owned(old, c, new_state)
+        if match.cluster is None:
+            return None, _fixed(f"{what} not carried: {match.why}"), _none(), new_state
+        t = match.cluster
+        witness = np.flatnonzero(new_state.labels == t)
+        if op == "rename":
+            record: dict[str, Any] = {"op": "rename", "cluster": t, "name": edit["name"]}
+            done = f"renamed '{edit['name']}' carried to cluster {{}} ({match.detail()})"
+        else:
+            record = {"op": "split", "cluster": t, "k": edit.get("k")}
+            done = f"{what} carried: cluster {{}} split again on this run's photos"
+        after = new.apply(new_state, record)
+        return record, _late(done), witness, after
+    if op == "merge":
+        return _merge(edit, old, new_state, m, new, what)
+    if op in ("move", "unsort", "exclude"):
+        return _move(edit, old, new_state, m, new, what)
+    return None, _fixed(f"{what} not carried: unknown edit"), _none(), new_state
+
+
+def _merge(
+    edit: dict[str, Any], old: State, new_state: State, m: Matcher, new: Editor, what: str
+) -> tuple[dict[str, Any] | None, _Note, np.ndarray, State]:
+    ids = list(dict.fromkeys(int(c) for c in edit["clusters"]))
+    matches = [m.lies_in(old, c, new_state) for c in ids]
+    targets = list(dict.fromkeys(x.cluster for x in matches if x.cluster is not None))
+    lost = [x for x in matches if x.cluster is None]
+    name = edit.get("name")
+    witness = np.flatnonzero(np.isin(new_state.labels, targets)) if targets else _none()
+    lost_words = (
+        f"{_number(len(lost))} no longer {'matches' if len(lost) == 1 else 'match'} ({lost[0].why})"
+        if lost
+        else ""
+    )
+    if len(targets) >= 2:
+        record: dict[str, Any] = {"op": "merge", "clusters": targets}
+        if name:
+            record["name"] = name
+        together = len(ids) - len(lost) - len(targets)
+        also = f" ({_number(together)} already together in this run)" if together else ""
+        if lost:
+            text = f"{what}: {lost_words}, merged the other {len(ids) - len(lost)}{also}"
+        else:
+            text = f"{what} carried{also}"
+        after = new.apply(new_state, record)
+        return record, _late(text + " into cluster {}"), witness, after
+    if len(targets) == 1:
+        text = f"{what}: this run has them in one cluster already ({{}})"
+        if lost:
+            text = f"{what}: {lost_words}; the others are in one cluster already ({{}})"
+        if not name:
+            return None, _late(text), witness, new_state
+        record = {"op": "rename", "cluster": targets[0], "name": name}
+        return record, _late(text + f", named '{name}'"), witness, new.apply(new_state, record)
+    return (
+        None,
+        _fixed(f"{what} not carried: none of them matches ({lost[0].why})"),
+        witness,
+        (new_state),
+    )
+
+
+def _move(
+    edit: dict[str, Any], old: State, new_state: State, m: Matcher, new: Editor, what: str
+) -> tuple[dict[str, Any] | None, _Note, np.ndarray, State]:
+    op = edit["op"]
+    asked = list(dict.fromkeys(edit["paths"]))
+    rows = [new.row_of.get(p, -1) for p in asked]
+    paths = [p for p, r in zip(asked, rows, strict=True) if r >= 0]
+    paths = [p for p in paths if new_state.labels[new.row_of[p]] != EXCLUDED]
+    gone = len(asked) - len(paths)
+    left = f" ({_count(gone, 'photo')} of them not in this run's clustering)" if gone else ""
+    if not paths:
+        return (
+            None,
+            _fixed(f"{what} not carried: none of them is in this run's clustering"),
+            (_none()),
+            new_state,
+        )
+    witness = np.array(sorted(new.row_of[p] for p in paths), np.int64)
+    n = _count(len(paths), "photo")
+    if op == "unsort":
+        record: dict[str, Any] = {"op": "unsort", "paths": paths}
+        return (
+            record,
+            _fixed(f"{n} marked 'not this cluster' stay unsorted{left}"),
+            witness,
+            (new.apply(new_state, record)),
+        )
+    if op == "exclude":
+        record = {"op": "exclude", "paths": paths}
+        return (
+            record,
+            _fixed(f"{n} excluded stay excluded{left}"),
+            witness,
+            (new.apply(new_state, record)),
+        )
+    to = edit.get("to")
+    if to is None or to == "new":
+        record = {"op": "move", "paths": paths, "to": "new"}
+        if edit.get("name"):
+            record["name"] = edit["name"]
+        text = f"{n} moved to a new cluster stay together in cluster {{}}{left}"
+        return record, _late(text), witness, new.apply(new_state, record)
+    c = int(to)
+    target = old.slots[c].name
+    match = m.lies_in(old, c, new_state)
+    if match.cluster is not None:
+        record = {"op": "move", "paths": paths, "to": match.cluster}
+        text = f"{n} moved to '{target}' stay with it in cluster {{}}{left}"
+    else:
+        record = {"op": "move", "paths": paths, "to": "new", "name": target}
+        text = (
+            f"{n} moved to '{target}': that cluster no longer matches ({match.why}), so they "
+            f"form a new cluster {{}} of its name{left}"
+        )
+    return record, _late(text), witness, new.apply(new_state, record)
+
+
+def _what(edit: dict[str, Any], old: State) -> str:
+    """The edit in words, its clusters by their names then."""
+    op = edit.get("op")
+
+    def name(c: Any) -> str:
+        ok = isinstance(c, int) and 0 <= c < len(old.slots)
+        return f"'{old.slots[c].name}'" if ok else f"#{c}"
+
+    if op == "rename":
+        return f"rename of {name(edit.get('cluster'))} to '{edit.get('name')}'"
+    if op == "split":
+        return f"split of {name(edit.get('cluster'))}"
+    if op == "merge":
+        return f"merge of {len(set(edit.get('clusters') or ()))} clusters"
+    n = len(edit.get("paths") or ())
+    return f"{op} of {_count(n, 'photo')}"
+
+
+def _final_id(state: State, witness: np.ndarray) -> str:
+    """The cluster most of ``witness`` rows are in at the end (its id, or what it is now)."""
+    if not len(witness):
+        return "?"
+    labs = state.labels[witness]
+    labs = labs[labs >= 0]
+    if not len(labs):
+        return "(none now: later edits emptied it)"
+    return str(int(np.bincount(labs).argmax()))
+
+
+def _fixed(text: str) -> _Note:
+    return lambda _cid: text
+
+
+def _late(template: str) -> _Note:
+    """A note whose ``{}`` is filled with the final cluster id (user text is not formatted)."""
+    head, _, tail = template.partition("{}")
+    return lambda cid: f"{head}{cid}{tail}"
+
+
+def _none() -> np.ndarray:
+    return np.zeros(0, np.int64)
+
+
+def _number(n: int) -> str:
+    return ("one", "two", "three", "four")[n - 1] if 1 <= n <= 4 else str(n)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+# -- the output folder ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarryOver:
+    """What :func:`carry_review` found: the carried edits (``None`` when they could not be
+    read) and the notes for the run's summary."""
+
+    carried: Carried | None
+    notes: list[str]
+
+
+def carry_review(marker: Path, run: Clustering, features: np.ndarray) -> CarryOver | None:
+    """The edits in effect in ``marker``'s review journal, carried onto ``run`` (a run's new
+    clustering, ``features`` its rows' clustered features); ``None`` when there are none.
+
+    Never raises for a journal it cannot use: the notes say why nothing was carried.
+    """
+    journal = Journal(marker / JOURNAL)
+    try:
+        header, records = journal.read()
+        if header is None:
+            return None
+        previous = Review.replay(marker, journal, header, records, store_dir=run.store_dir)
+    except InputError as exc:
+        return CarryOver(None, [f"review edits not carried: {exc}"])
+    if previous is None:
+        return CarryOver(None, ["review edits not carried: the journal's base clustering is gone"])
+    if not previous.history:
+        return None
+    carried = carry_edits(previous, Editor(run, features))
+    return CarryOver(carried, carried.notes)
+
+
+def save_carried(marker: Path, carried: Carried, index: Any) -> None:
+    """Write the run's clustering as the new review base, the carried journal over it, then
+    ``index.faiss`` and, last, ``model.npz`` of the carried state (see the module).
+
+    Args:
+        marker: the output folder's ``.imgclust``.
+        carried: what :func:`carry_edits` made.
+        index: the run's similarity index (rows aligned with the run's clustering).
+    """
+    run = carried.editor.base
+    name = f"{BASE_DIR}-{time.time_ns():x}"
+    base_dir = marker / name
+    base_dir.mkdir()
+    kept = carried.state.labels != EXCLUDED
+    if kept.all():  # the same index for both: written once, linked
+        write_index(marker, index)
+        link_or_copy(marker / INDEX_FILE, base_dir / INDEX_FILE)
+    else:
+        write_index(base_dir, index)
+    save_clustering_meta(base_dir, run)
+    journal = Journal(marker / JOURNAL)
+    if journal.path.exists():
+        link_or_copy(journal.path, _free(marker, f"edits-{time.strftime('%Y%m%d-%H%M%S')}"))
+    journal.rewrite(journal_header(carried.editor, name), carried.records)
+    if not kept.all():
+        write_index(marker, kept_index(carried.editor.features, kept))
+    save_clustering_meta(marker, carried.clustering)  # last: assign/similar follow it
+    remove_other_bases(marker, name)
+
+
+def _free(marker: Path, stem: str) -> Path:
+    path, n = marker / f"{stem}.jsonl", 2
+    while path.exists():
+        path, n = marker / f"{stem}-{n}.jsonl", n + 1
+    return path
+
+
+__all__ = [
+    "MAJORITY",
+    "Carried",
+    "CarryOver",
+    "Match",
+    "Matcher",
+    "Outcome",
+    "carry_edits",
+    "carry_review",
+    "save_carried",
+]
