@@ -286,7 +286,7 @@ def _run(
         n_embedded=coll.n_embedded,
         report=index,
         timings=timings,
-        n_new=None if previous is None else len(set(coll.paths) - previous[0]),
+        n_new=None if previous is None else len(set(clustering.paths) - previous[0]),
         algorithm=fitted.algorithm,
         refined=_refined_ids(fitted.model, fitted.labels),
         assigned_missing=missing,

@@ -17,7 +17,8 @@ the cluster it names in the old state to a cluster of the new state *at that ste
   (all gone, or the folder's photos all new), and only when both runs clustered the same
   features of the same model: it lies in the new cluster whose centroid is nearest its own,
   if that is nearer than the old cluster's median member distance (the new centre lies
-  inside the old cluster's core, where half its photos were), and is that cluster when its
+  inside the old cluster's core, where half its photos were; for a cluster of one or two
+  photos, the median over all clusters), and is that cluster when its
   centroid is also the nearest old centroid to the new one (mutual nearest centres).
 
 A rename and a split need the cluster it *is* (renaming a cluster that is mostly another one
@@ -58,6 +59,9 @@ from .session import Review, journal_header, kept_index, remove_other_bases
 
 #: The share of photos a match needs, in each direction (strictly more than this).
 MAJORITY = 0.5
+#: Clusters smaller than this are matched by centroid within the median member distance of
+#: all clusters, not their own.
+_FEW = 3
 
 
 @dataclass(frozen=True)
@@ -154,13 +158,16 @@ class Matcher:
             return Match(None, why=f"{gone}, and this run has no cluster")
         d = _dist(np.stack([s.centroid for s in new.slots]), old.slots[c].centroid)
         best = int(np.argmin(d))
-        radius = float(np.median(old.distances[rows])) if len(rows) else 0.0
+        # The cluster's median member distance; a cluster of one or two photos has no telling
+        # spread (one photo is its own centroid), so it gets the median over all clusters'.
+        spread = rows if len(rows) >= _FEW else np.flatnonzero(old.labels >= 0)
+        radius = float(np.median(old.distances[spread])) if len(spread) else 0.0
         if d[best] <= radius:
             return Match(best, by="centroid")
         return Match(
             None,
-            why=f"{gone}, and no cluster's centre lies within its median distance "
-            f"({radius:.3g}; the nearest, '{new.slots[best].name}', is {d[best]:.3g} away)",
+            why=f"{gone}, and no cluster's centre lies within its median distance, "
+            f"{radius:.3g}: the nearest, '{new.slots[best].name}', is {d[best]:.3g} away",
         )
 
 
@@ -229,7 +236,7 @@ def carry_edits(previous: Review, new: Editor) -> Carried:
     old_states = previous.states
     matcher = Matcher(previous.editor, new)
     state = new.initial
-    pending: list[tuple[dict[str, Any], dict[str, Any] | None, _Note, np.ndarray]] = []
+    pending: list[tuple[dict[str, Any], dict[str, Any] | None, _Note, np.ndarray, str]] = []
     records: list[dict[str, Any]] = []
     for i, edit in enumerate(previous.history):
         try:
@@ -242,10 +249,10 @@ def carry_edits(previous: Review, new: Editor) -> Carried:
         if record is not None:
             records.append(record)
         state = after
-        pending.append((edit, record, note, witness))
+        pending.append((edit, record, note, witness, _holder(state, witness)[1]))
     outcomes = [
-        Outcome(edit, record, note(_final_id(state, witness)))
-        for edit, record, note, witness in pending
+        Outcome(edit, record, note(_final_id(state, witness, name)))
+        for edit, record, note, witness, name in pending
     ]
     n_carried = sum(o.record is not None for o in outcomes)
     notes = [f"review edits carried over: {n_carried} of {len(outcomes)}"]
@@ -356,7 +363,7 @@ def _move(
         record: dict[str, Any] = {"op": "unsort", "paths": paths}
         return (
             record,
-            _fixed(f"{n} marked 'not this cluster' stay unsorted{left}"),
+            _fixed(f"{n} marked 'not this cluster' {_stay(paths)} unsorted{left}"),
             witness,
             (new.apply(new_state, record)),
         )
@@ -364,7 +371,7 @@ def _move(
         record = {"op": "exclude", "paths": paths}
         return (
             record,
-            _fixed(f"{n} excluded stay excluded{left}"),
+            _fixed(f"{n} excluded {_stay(paths)} excluded{left}"),
             witness,
             (new.apply(new_state, record)),
         )
@@ -373,14 +380,14 @@ def _move(
         record = {"op": "move", "paths": paths, "to": "new"}
         if edit.get("name"):
             record["name"] = edit["name"]
-        text = f"{n} moved to a new cluster stay together in cluster {{}}{left}"
+        text = f"{n} moved to a new cluster {_stay(paths)} there: cluster {{}}{left}"
         return record, _late(text), witness, new.apply(new_state, record)
     c = int(to)
     target = old.slots[c].name
     match = m.lies_in(old, c, new_state)
     if match.cluster is not None:
         record = {"op": "move", "paths": paths, "to": match.cluster}
-        text = f"{n} moved to '{target}' stay with it in cluster {{}}{left}"
+        text = f"{n} moved to '{target}' {_stay(paths)} with it in cluster {{}}{left}"
     else:
         record = {"op": "move", "paths": paths, "to": "new", "name": target}
         text = (
@@ -408,15 +415,34 @@ def _what(edit: dict[str, Any], old: State) -> str:
     return f"{op} of {_count(n, 'photo')}"
 
 
-def _final_id(state: State, witness: np.ndarray) -> str:
-    """The cluster most of ``witness`` rows are in at the end (its id, or what it is now)."""
-    if not len(witness):
-        return "?"
-    labs = state.labels[witness]
+def _holder(state: State, witness: np.ndarray, among: np.ndarray | None = None) -> tuple[int, str]:
+    """The cluster (of ``among``, if given) most ``witness`` rows are in, and its name;
+    ``(-1, "")`` when they are in none."""
+    labs = state.labels[witness] if len(witness) else np.zeros(0, np.int32)
     labs = labs[labs >= 0]
+    if among is not None:
+        labs = labs[np.isin(labs, among)]
     if not len(labs):
-        return "(none now: later edits emptied it)"
-    return str(int(np.bincount(labs).argmax()))
+        return -1, ""
+    best = int(np.bincount(labs).argmax())
+    return best, state.slots[best].name
+
+
+def _final_id(state: State, witness: np.ndarray, name: str) -> str:
+    """The id at the end of the cluster an edit made (``name`` just after it, ``witness``
+    rows in it then): the one of that name most of them are in still, else the one most of
+    them are in (later edits may have moved or renamed them)."""
+    named = np.array([i for i, s in enumerate(state.slots) if s.name == name], np.int64)
+    if len(named) == 1:
+        return str(int(named[0]))
+    cid, _ = _holder(state, witness, named if len(named) else None)
+    if cid < 0 and len(named):
+        cid, _ = _holder(state, witness)
+    return str(cid) if cid >= 0 else "(none now: later edits emptied it)"
+
+
+def _stay(paths: list[str]) -> str:
+    return "stays" if len(paths) == 1 else "stay"
 
 
 def _fixed(text: str) -> _Note:

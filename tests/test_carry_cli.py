@@ -1,0 +1,109 @@
+"""Review edits carried into a later `imgclust run` of a grown folder, end to end through the
+CLI: run, edit through the review session's API, add photos, run again, and read what the
+exports, the summary, run.json and the review app then say."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imgclust.cli import app
+from imgclust.review.edits import EXCLUDED_REASON, JOURNAL
+
+pytest.importorskip("starlette", reason="pip install 'imgclust[review]'")
+from test_review import Session
+
+runner = CliRunner()
+SCENES = ("coffee", "chelsea", "rocket", "moon")
+
+
+def _rows(out: Path, name: str) -> list[dict[str, str]]:
+    with open(out / name, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _cluster_of(out: Path, scene: str) -> int:
+    labels = {int(r["cluster"]) for r in _rows(out, "assignments.csv") if f"/{scene}/" in r["path"]}
+    assert len(labels) == 1, f"{scene} is one cluster in this run"
+    return labels.pop()
+
+
+def _run(photos: Path, out: Path, k: int) -> str:
+    args = ["run", str(photos), "--out", str(out), "--k", str(k), "--quiet", "--workers", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for scene in SCENES[:3]:
+        shutil.copytree(demo_photos / scene, photos / scene)
+    _run(photos, out, 3)
+    coffee, cat, rocket = (_cluster_of(out, s) for s in SCENES[:3])
+    rockets = sorted(str(p) for p in (photos / "rocket").glob("*.jpg"))
+    cats = sorted(str(p) for p in (photos / "chelsea").glob("*.jpg"))
+
+    s = Session(out)
+    s.edit(op="rename", cluster=coffee, name="Morning coffee")
+    s.edit(op="move", paths=rockets[:1], to=coffee)  # a rocket among the coffee, on purpose
+    s.edit(op="exclude", paths=rockets[1:2])
+    s.edit(op="unsort", paths=rockets[2:3])
+    state = s.edit(op="merge", clusters=[cat, rocket], name="Cat and rocket")
+    assert len(state["clusters"]) == 3  # two clusters and the unsorted group
+    s.close()
+
+    # The folder grows: a new scene, and two more coffee photos.
+    shutil.copytree(demo_photos / "moon", photos / "moon")
+    for src in sorted((demo_photos / "coffee").glob("*.jpg"))[:2]:
+        shutil.copy(src, photos / "coffee" / f"again-{src.name}")
+    text = _run(photos, out, 4)
+
+    by_path = {r["path"]: r for r in _rows(out, "assignments.csv")}
+    coffees = [r for p, r in by_path.items() if "/coffee/" in p]
+    assert len(coffees) == 10 and {r["cluster_name"] for r in coffees} == {"Morning coffee"}
+    named = coffees[0]["cluster"]
+    assert by_path[rockets[0]]["cluster"] == named  # the moved photo stayed where it was put
+    assert rockets[1] not in by_path  # excluded, still
+    assert {"path": rockets[1], "reason": EXCLUDED_REASON} in _rows(out, "rejected.csv")
+    assert by_path[rockets[2]]["cluster"] == "-2"
+    assert by_path[rockets[2]]["cluster_name"] == "unsorted"
+    merged = {by_path[p]["cluster"] for p in [*cats, *rockets[3:]]}
+    assert len(merged) == 1 and by_path[cats[0]]["cluster_name"] == "Cat and rocket"
+    moons = {by_path[p]["cluster"] for p in by_path if "/moon/" in p}
+    assert len(moons) == 1 and moons != merged and moons != {named}
+    clusters = {r["name"]: r for r in _rows(out, "clusters.csv")}
+    assert {"Morning coffee", "Cat and rocket", "unsorted"} <= set(clusters)
+    assert clusters["unsorted"]["cluster"] == "-2" and clusters["unsorted"]["size"] == "1"
+
+    # The summary says what carried over; run.json keeps the same notes.
+    assert "review edits carried over: 5 of 5" in text
+    assert f"renamed 'Morning coffee' carried to cluster {named} (8 of 8 photos shared)" in text
+    assert "merge of 2 clusters carried" in text
+    notes = json.loads((out / ".imgclust" / "run.json").read_text())["notes"]
+    assert any(n.startswith("1 photo excluded stays excluded") for n in notes)
+
+    # The static report shows it; the review opens on the carried state, each edit undoable.
+    index = (out / "index.html").read_text("utf-8")
+    assert "Morning coffee" in index and "unsorted" in index
+    assert len(list((out / ".imgclust").glob("edits-*.jsonl"))) == 1  # the old journal, kept
+    again = Session(out)
+    state = again.state()
+    assert state["version"] == 5 and state["can_undo"]
+    assert {"Morning coffee", "Cat and rocket", "unsorted"} <= {
+        c["name"] for c in state["clusters"]
+    }
+    for _ in range(5):
+        state = again.edit(op="undo")
+    assert not state["can_undo"] and "Morning coffee" not in {c["name"] for c in state["clusters"]}
+    again.close()
+    lines = (out / ".imgclust" / JOURNAL).read_text("utf-8").splitlines()
+    assert len(lines) == 1 + 5 + 5
