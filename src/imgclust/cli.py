@@ -192,8 +192,12 @@ def _opt(help: str, metavar: str, default: str | None = None, *names: str) -> An
 
 
 Photos = Annotated[
-    list[Path],
-    typer.Argument(help="Folders (searched recursively) or image files.", metavar="PHOTOS"),
+    list[str],  # not Path: it would fold s3://bucket into s3:/bucket
+    typer.Argument(
+        help="Folders (searched recursively), image files, or s3:// gs:// file:// URIs "
+        "(the endpoint and credentials from the environment: AWS_ENDPOINT_URL_S3, ...).",
+        metavar="PHOTOS",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 KOpt = Annotated[

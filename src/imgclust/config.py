@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
+from .uri import is_uri, local_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -196,7 +197,7 @@ class ReportConfig:
 class RunConfig:
     """Everything one ``imgclust run`` needs. Paths may be given as ``str`` or ``Path``."""
 
-    inputs: tuple[Path, ...]
+    inputs: tuple[Path | str, ...]  # local paths; URIs (s3://, gs://) stay str (imgclust.uri)
     out: Path
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -205,11 +206,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         inputs = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else self.inputs
-        _set(self, "inputs", tuple(Path(os.path.expanduser(p)) for p in inputs))
+        _set(self, "inputs", tuple(_input(p) for p in inputs))
         if not self.inputs:
             raise ConfigError("give at least one folder or image to cluster")
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
             raise ConfigError(f"give an output folder, got {self.out!r}")
+        if is_uri(str(self.out)):
+            raise ConfigError(f"--out must be a folder on this machine, got {self.out}")
         _set(self, "out", Path(os.path.expanduser(self.out)))
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
@@ -219,6 +222,16 @@ class RunConfig:
     def store_dir(self) -> Path:
         """Folder of the feature store."""
         return self.store.cache_dir or self.out / ".imgclust" / "store"
+
+
+def _input(path: str | os.PathLike[str]) -> Path | str:
+    """A local path as a ``Path``; a ``file://`` URI as the path it names; other URIs as
+    they are (``Path`` would fold ``s3://b`` into ``s3:/b``)."""
+    text = os.fspath(path)
+    if not is_uri(text):
+        return Path(os.path.expanduser(text))
+    local = local_path(text)
+    return text if local is None else Path(local)
 
 
 _SECTIONS = {"embed": EmbedConfig, "store": StoreConfig, "cluster": ClusterConfig,
@@ -309,4 +322,4 @@ def load_config(
             stages[section] = _build(cls, merged, section)
         except TypeError as exc:
             raise ConfigError(f"invalid [{section}] option: {exc}") from exc
-    return RunConfig(inputs=tuple(Path(p) for p in inputs), out=Path(out), **stages)
+    return RunConfig(inputs=tuple(os.fspath(p) for p in inputs), out=Path(out), **stages)

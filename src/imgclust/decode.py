@@ -1,25 +1,29 @@
-"""Decode: bytes on disk → an upright RGB array of the model's input size.
+"""Decode: bytes on disk (or in object storage) → an upright RGB array of the model's input size.
 
 Every failure comes back as a :class:`Decoded` with ``array=None`` and a human reason; this
 module never raises for a bad file. JPEGs are decoded at reduced scale with Pillow's draft
 mode (libjpeg's DCT scaling), so a 12-megapixel photo is never fully decoded to make a
 224-pixel input. EXIF orientation is applied; every Pillow mode is converted to RGB without
-clipping (16-bit is rescaled, transparency is flattened onto white).
+clipping (16-bit is rescaled, transparency is flattened onto white). A path that is a URI
+(``s3://``, ``gs://``) is read whole through :mod:`imgclust.uri` and decoded from memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import uri as uris
 from ._fs import atomic_write, same_error
 from .models.spec import Preprocess
 
@@ -82,8 +86,8 @@ def open_rgb(
     """
     _register_plugins()
     try:
-        with open(path, "rb", opener=_open_nonblocking) as fh:
-            st = os.fstat(fh.fileno())
+        fh, st = _read_uri(path) if uris.is_uri(path) else _open_local(path)
+        with fh:
             if not stat.S_ISREG(st.st_mode):
                 raise DecodeFailure("not a regular file (a pipe, socket or device)")
             if st.st_size == 0:
@@ -121,6 +125,31 @@ def open_rgb(
         raise DecodeFailure(f"corrupt or truncated: {exc}") from None
     except Exception as exc:  # a decoder bug must not stop the run
         raise DecodeFailure(f"decoder error: {type(exc).__name__}: {exc}") from None
+
+
+def _open_local(path: str) -> tuple[BinaryIO, os.stat_result]:
+    fh = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 (the caller closes it)
+    try:
+        return fh, os.fstat(fh.fileno())
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _read_uri(uri: str) -> tuple[BinaryIO, os.stat_result]:
+    """An object's bytes in memory, and a stat of them (a regular file of that size and
+    mtime): the decoder's seeks would each be a request on the object itself."""
+    try:
+        data, entry = uris.read_file(uri)
+    except FileNotFoundError:
+        raise DecodeFailure("object disappeared before it could be read") from None
+    except IsADirectoryError:
+        raise DecodeFailure("is a prefix, not an object") from None
+    except Exception as exc:  # a network or permission failure costs this photo only
+        raise DecodeFailure(f"cannot read: {uris.short_error(exc)}") from None
+    mtime_s = entry.mtime_ns // 1_000_000_000
+    fields = (stat.S_IFREG | 0o444, 0, 0, 1, 0, 0, entry.size, mtime_s, mtime_s, mtime_s)
+    return io.BytesIO(data), os.stat_result(fields, {"st_mtime_ns": entry.mtime_ns})
 
 
 def _open_nonblocking(path: str, flags: int) -> int:

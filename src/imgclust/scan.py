@@ -4,6 +4,10 @@ A candidate is any regular file whose extension Pillow (or pillow-heif) can read
 really is an image is decode's business. Problems found while walking (a broken symlink, an
 unreadable folder, a symlink loop) come back as :class:`Rejection` rows, never as exceptions.
 
+A root may also be a URI (``s3://bucket/photos``, ``gs://...``): :mod:`imgclust.uri` lists it
+through ``pyarrow.fs`` and its records are keyed by their URIs; everything after the scan is
+the same. Local roots never touch pyarrow.
+
 Folders that imgclust wrote are never scanned: an output folder (it holds ``.imgclust``) or
 an export folder (``.imgclust-export``) inside an input holds thumbnails and links of photos,
 not photos; they are listed in :attr:`ScanResult.skipped`. Folders passed as ``exclude``
@@ -20,6 +24,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from . import uri as uris
 from .exceptions import InputError
 
 #: Extensions treated as images. Anything else is ignored without a word (sidecars, videos).
@@ -34,7 +39,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """One candidate image: its absolute path and the stat fields that key the store."""
+    """One candidate image: its absolute path (or URI) and the stat fields that key the store."""
 
     path: str
     size: int
@@ -69,11 +74,20 @@ def is_image_name(name: str) -> bool:
 
 
 def check_roots(roots: Sequence[str | os.PathLike[str]]) -> None:
-    """Raise :class:`InputError` for the first root that does not exist (before any work)."""
-    for root in roots:
+    """Raise :class:`InputError` for the first root that does not exist (before any work):
+    for a URI, also one whose bucket is missing or that cannot be reached or read."""
+    for root in local_roots(roots):
+        if uris.is_uri(root):
+            uris.check(root)
+            continue
         root_path = os.path.abspath(os.fspath(root))
         if not os.path.lexists(root_path):
             raise InputError(f"input path does not exist: {root_path}")
+
+
+def local_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """``roots`` with ``file://`` URIs as the local paths they name."""
+    return [(uris.local_path(r) or r) if uris.is_uri(r) else r for r in roots]
 
 
 def scan(
@@ -83,13 +97,15 @@ def scan(
 ) -> ScanResult:
     """Walk ``roots`` recursively and return candidate images sorted by absolute path.
 
-    A root may be a folder or a single file. Symlinked folders are followed once (loops are
+    A root may be a folder, a single file or a URI (``s3://``, ``gs://``; ``file://`` is a
+    local path). Symlinked folders are followed once (loops are
     detected by device/inode). Duplicate paths reached through several roots appear once.
     Folders in ``exclude`` and imgclust output/export folders are not entered.
 
     Raises:
         InputError: a root does not exist.
     """
+    roots = local_roots(roots)
     check_roots(roots)
     result = ScanResult()
     seen_paths: set[str] = set()
@@ -100,6 +116,9 @@ def scan(
             st = os.stat(folder)
             seen_dirs.add((st.st_dev, st.st_ino))
     for root in roots:
+        if uris.is_uri(root):
+            _add_uri(root, result, seen_paths)
+            continue
         root_path = os.path.abspath(os.fspath(root))
         if os.path.isdir(root_path):
             for entry in _walk(root_path, seen_dirs, result):
@@ -177,6 +196,37 @@ def _add(path: str, result: ScanResult, seen_paths: set[str]) -> None:
     result.records.append(FileRecord(path, st.st_size, st.st_mtime_ns))
 
 
+def _add_uri(root: str, result: ScanResult, seen_paths: set[str]) -> None:
+    """The objects at or below a URI root (a listing that fails is that root's rejection)."""
+    try:
+        entries, skipped = uris.list_files(root, skip_below=MARKER_NAMES)
+    except OSError as exc:
+        result.rejected.append(Rejection(root, f"listing failed: {uris.short_error(exc)}"))
+        return
+    result.skipped += skipped
+    for entry in entries:
+        if entry.uri in seen_paths:
+            continue
+        seen_paths.add(entry.uri)
+        if is_image_name(entry.uri):
+            result.records.append(FileRecord(entry.uri, entry.size, entry.mtime_ns))
+        else:
+            result.n_ignored += 1
+
+
+def stat_record(path: str) -> FileRecord:
+    """``path``'s record as it is now (a file, or an object named by its URI).
+
+    Raises:
+        OSError: it is gone or cannot be read.
+    """
+    if uris.is_uri(path):
+        entry = uris.stat(path)
+        return FileRecord(path, entry.size, entry.mtime_ns)
+    st = os.stat(path)
+    return FileRecord(path, st.st_size, st.st_mtime_ns)
+
+
 def batched(records: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRecord]]:
     """Split ``records`` into consecutive shards of at most ``size`` records."""
     for start in range(0, len(records), size):
@@ -197,4 +247,5 @@ __all__ = [
     "check_roots",
     "display_path",
     "scan",
+    "stat_record",
 ]

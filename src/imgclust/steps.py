@@ -31,7 +31,7 @@ from .describe import outlier_thresholds, rank_members, relabel_by_size
 from .embed import Embedder, model_for
 from .engines import EmbedReport, Engine
 from .exceptions import InputError, OutputError
-from .scan import FileRecord, Rejection
+from .scan import FileRecord, Rejection, stat_record
 from .store import FeatureStore, Location
 
 #: The marker folder that makes a folder an imgclust output folder (safe to write into).
@@ -258,11 +258,9 @@ def _restat(records: list[FileRecord], stale: set[str]) -> tuple[list[FileRecord
             fresh.append(rec)
             continue
         try:
-            st = os.stat(rec.path)
+            fresh.append(stat_record(rec.path))  # (a URI's object too)
         except OSError as exc:
             gone.append(Rejection(rec.path, f"vanished during the run: {exc.strerror or exc}"))
-            continue
-        fresh.append(FileRecord(rec.path, st.st_size, st.st_mtime_ns))
     return fresh, gone
 
 

@@ -20,8 +20,10 @@ import numpy as np
 
 from .._fs import atomic_write_text, ensure_dir
 from ..config import ReportConfig
+from ..decode import thumb_relpath
 from ..describe import ClusterSummary, short_name
 from ..scan import display_path
+from ..uri import is_uri
 from .data import ReportData
 from .thumbs import make_thumbnails
 
@@ -95,6 +97,15 @@ def page_name(page: int) -> str:
 def member_page_name(cluster_id: int, page: int) -> str:
     """File name of page ``page`` (1-based) of one cluster's members: ``cluster-3-1.html``."""
     return f"cluster-{cluster_id}-{page}.html"
+
+
+def original_url(path: str, thumb: str | None) -> str:
+    """Where a photo's tile links: its original (``file://``); for a photo in object storage,
+    which a browser cannot open from an ``s3://`` or ``gs://`` URI, its thumbnail (the URI
+    is in the tile's hover text), or ``""`` when there is none."""
+    if is_uri(path):
+        return thumb or ""
+    return file_url(path)
 
 
 def file_url(path: str) -> str:
@@ -199,7 +210,9 @@ def _write_index(
 ) -> Path:
     """``rejected.html`` (when there are rejects), then ``index.html``; returns the index."""
     if data.rejected:
-        rejected = [(display_path(r.path), file_url(r.path), r.reason) for r in data.rejected]
+        rejected = [
+            (display_path(r.path), original_url(r.path, None), r.reason) for r in data.rejected
+        ]  # (a rejected URI is shown as text: there is nothing a browser could open)
         _render(env, "rejected.html", out_dir / "rejected.html", common, rejected=rejected)
     index = out_dir / "index.html"
     noise = [c for c in clusters if c.cluster_id < 0]
@@ -333,7 +346,7 @@ def _tile(
         anchor=f"{row_anchor}-{rank}",
         path=display_path(path),
         outlier=outlier,
-        original=file_url(path),
+        original=original_url(path, thumbs.get(path)),
         thumb=thumbs.get(path),
         name=name,
         tooltip=f"{tooltip.rstrip()}\n{folder}",
@@ -443,7 +456,10 @@ def _write_map(
     for c in by_id:
         name = f"map-{c.cluster_id}.js"
         hover = [_map_hover(data, int(i)) for i in c.members]
-        originals = [file_url(data.paths[int(i)]) for i in c.members]
+        originals = [
+            original_url(p, thumb_relpath(p, thumb_size))
+            for p in (data.paths[int(i)] for i in c.members)
+        ]
         atomic_write_text(
             out_dir / name,
             f"imgclustMapInfo({c.cluster_id}, {_js_json(hover)}, {_js_json(originals)});\n",

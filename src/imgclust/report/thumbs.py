@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from .._fs import ensure_dir, output_error
 from ..decode import thumb_relpath
+from ..uri import is_uri
 
 #: Fewer thumbnails than this to make are made in this process: a pool would cost more.
 PARALLEL_MIN = 16
@@ -93,7 +94,9 @@ def make_thumbnails(
 def _freshness(src: str, thumb: Path) -> str:
     """``"fresh"`` (reuse), ``"stale"`` (make it) or ``"missing"`` (no source to make it from)."""
     try:
-        src_mtime = os.stat(src).st_mtime_ns
+        # An object in storage (a URI) is not stat'ed (a request per photo): its thumbnail
+        # is written again whenever a changed object is decoded again.
+        src_mtime = 0 if is_uri(src) else os.stat(src).st_mtime_ns
     except OSError:
         return "missing"
     try:

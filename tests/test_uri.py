@@ -1,0 +1,253 @@
+"""Inputs as URIs (imgclust.uri): a real S3-compatible server (moto's, on 127.0.0.1, started by
+the fixture) read through pyarrow.fs, the same code path as local folders after the scan."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from imgclust import cluster_folder, uri
+from imgclust.cli import app
+from imgclust.config import RunConfig
+from imgclust.decode import decode, thumb_relpath
+from imgclust.exceptions import ConfigError, InputError
+from imgclust.models.spec import Preprocess
+from imgclust.scan import check_roots, scan, stat_record
+
+server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed (dev extra)")
+boto3 = pytest.importorskip("boto3")
+
+BUCKET = "photos"
+K = 4
+PRE = Preprocess(32, 0.875, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@dataclass
+class S3:
+    """The running server: its endpoint and a boto3 client to fill it."""
+
+    endpoint: str
+    client: Any
+
+    def put_folder(self, folder: Path, prefix: str) -> None:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+                self.client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+
+
+def _s3_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookups offline
+    }
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    """moto's S3 server on a free loopback port, the environment pointing pyarrow at it (as a
+    user points it at MinIO), and a bucket; all undone after the module."""
+    # Its request log goes through werkzeug's logger, which the CLI's logging would catch.
+    logging.getLogger("werkzeug").disabled = True
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    for key, value in _s3_env(endpoint).items():
+        patch.setenv(key, value)
+    uri.filesystem.cache_clear()
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    try:
+        yield S3(endpoint, client)
+    finally:
+        server.stop()
+        patch.undo()
+        uri.filesystem.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def photos(demo_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four of the demo's scenes (32 photos), its corrupt file and its README."""
+    folder = tmp_path_factory.mktemp("uri") / "photos"
+    for scene in ("coffee", "astronaut", "chelsea", "rocket"):
+        shutil.copytree(demo_photos / scene, folder / scene)
+    shutil.copy(demo_photos / "broken.jpg", folder / "broken.jpg")
+    (folder / "README.txt").write_text("not a photo")
+    return folder
+
+
+def map_info(out: Path) -> list[str]:
+    """The map's per-cluster scripts: ``imgclustMapInfo(id, hover, originals);``."""
+    return [p.read_text() for p in sorted(out.glob("map-*.js")) if p.stem[4:].isdigit()]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# -- parsing, without a server --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("s3://b/k", True), ("gs://b", True), ("file:///x", True), ("/tmp/a://b", False),
+     ("photos", False), ("C:\\x", False), ("3s://b", False), ("", False)],
+)  # fmt: skip
+def test_is_uri(text: str, expected: bool) -> None:
+    assert uri.is_uri(text) is expected
+    assert uri.is_uri(Path("s3://b")) is False  # a Path has already folded the slashes
+
+
+def test_locate_splits_and_refuses_what_it_cannot_key() -> None:
+    assert uri.locate("s3://bucket/a/b.jpg") == uri.Location("s3", "bucket/a/b.jpg")
+    assert uri.locate("gcs://bucket/a/") == uri.Location("gs", "bucket/a")
+    assert uri.locate("s3://bucket/a").uri("bucket/a/x.jpg") == "s3://bucket/a/x.jpg"
+    for bad, message in [
+        ("hdfs://nn/photos", "unsupported URI scheme 'hdfs://'"),
+        ("s3://", "name a bucket"),
+        ("s3://b/x?endpoint_override=h:1", "options in a URI are not supported"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            uri.locate(bad)
+
+
+def test_file_uris_are_local_paths(photos: Path) -> None:
+    as_uri = photos.as_uri()
+    assert uri.local_path(as_uri) == str(photos)
+    assert uri.local_path("file:///a%20b") == "/a b"
+    assert uri.local_path("s3://b/k") is None
+    with pytest.raises(InputError, match="a path on this machine"):
+        uri.local_path("file://otherhost/x")
+    assert RunConfig(inputs=(as_uri, "s3://b/p"), out="o").inputs == (photos, "s3://b/p")
+    assert scan([as_uri]).records == scan([photos]).records
+    with pytest.raises(ConfigError, match="--out must be a folder on this machine"):
+        RunConfig(inputs=("p",), out="s3://b/out")
+
+
+# -- against the server ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uploaded(s3: S3, photos: Path) -> str:
+    s3.put_folder(photos, "set")
+    return f"s3://{BUCKET}/set"
+
+
+def test_scan_lists_objects_like_files(uploaded: str, photos: Path, s3: S3) -> None:
+    local = scan([photos])
+    remote = scan([uploaded])
+    strip = len(uploaded) + 1
+    assert [r.path[strip:] for r in remote.records] == [
+        os.path.relpath(r.path, photos) for r in local.records
+    ]
+    assert [r.size for r in remote.records] == [r.size for r in local.records]
+    assert all(r.mtime_ns > 0 for r in remote.records) and remote.n_ignored == 1
+    one = remote.records[0]
+    assert scan([one.path]).records == [one]  # a single object as a root
+    assert stat_record(one.path) == one
+    # a copied output folder inside the prefix: its thumbnails are not photos
+    s3.client.put_object(Bucket=BUCKET, Key="set/old-out/.imgclust/run.json", Body=b"{}")
+    s3.client.put_object(Bucket=BUCKET, Key="set/old-out/thumbs/t.jpg", Body=b"x")
+    try:
+        again = scan([uploaded])
+        assert again.records == remote.records
+        assert again.skipped == [f"{uploaded}/old-out"]
+    finally:
+        s3.client.delete_objects(
+            Bucket=BUCKET,
+            Delete={"Objects": [{"Key": "set/old-out/.imgclust/run.json"},
+                                {"Key": "set/old-out/thumbs/t.jpg"}]},
+        )  # fmt: skip
+
+
+def test_missing_bucket_empty_prefix_and_missing_key(s3: S3) -> None:
+    with pytest.raises(InputError, match="the bucket 'no-such-bucket' does not exist"):
+        check_roots(["s3://no-such-bucket/photos"])
+    with pytest.raises(InputError, match="the bucket 'no-such-bucket' does not exist"):
+        check_roots(["s3://no-such-bucket"])
+    with pytest.raises(InputError, match="no object there, and none below it"):
+        check_roots([f"s3://{BUCKET}/empty-prefix"])
+    with pytest.raises(FileNotFoundError):
+        stat_record(f"s3://{BUCKET}/set/gone.jpg")
+    got = decode(f"s3://{BUCKET}/set/gone.jpg", PRE)
+    assert got.array is None and got.reason == "object disappeared before it could be read"
+
+
+def test_a_corrupt_and_an_empty_object_are_rejected_with_reasons(s3: S3, tmp_path: Path) -> None:
+    for name, body in [("cut.jpg", b"\xff\xd8\xff\xe0 not a jpeg"), ("text.jpg", b"hello")]:
+        s3.client.put_object(Bucket=BUCKET, Key=f"odd/{name}", Body=body)
+        (tmp_path / name).write_bytes(body)
+        got = decode(f"s3://{BUCKET}/odd/{name}", PRE)
+        assert got.array is None and got.reason == decode(str(tmp_path / name), PRE).reason
+    s3.client.put_object(Bucket=BUCKET, Key="odd/empty.png", Body=b"")
+    empty = decode(f"s3://{BUCKET}/odd/empty.png", PRE)
+    assert empty.array is None and empty.reason == "empty file (0 bytes)"
+
+
+def test_unreachable_storage_is_one_clear_line(s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{closed}")
+    uri.filesystem.cache_clear()
+    try:
+        with pytest.raises(InputError, match="check the network and the endpoint") as info:
+            check_roots([f"s3://{BUCKET}/set"])
+        assert "\n" not in str(info.value)
+    finally:
+        uri.filesystem.cache_clear()
+
+
+def test_the_cli_says_what_is_wrong_without_a_traceback(s3: S3, tmp_path: Path) -> None:
+    for photos, message in [
+        ("s3://no-such-bucket/x", "the bucket 'no-such-bucket' does not exist"),
+        (f"s3://{BUCKET}/nothing-here", "no object there"),
+        ("ftp://host/x", "unsupported URI scheme"),
+    ]:
+        result = CliRunner().invoke(app, ["run", photos, "--out", str(tmp_path / "o")])
+        assert result.exit_code != 0
+        assert message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_an_s3_run_clusters_as_the_local_run(uploaded: str, photos: Path, tmp_path: Path) -> None:
+    options: dict[str, Any] = {"k": K, "algorithm": "kmeans", "seed": 1, "workers": 1}
+    local = cluster_folder([photos], out=tmp_path / "local", **options)
+    remote = cluster_folder([uploaded], out=tmp_path / "remote", **options)
+    strip = len(uploaded) + 1
+    assert {p[strip:]: c for p, c in remote.assignments().items()} == {
+        os.path.relpath(p, photos): c for p, c in local.assignments().items()
+    }
+    assert all(p.startswith(uploaded + "/") for p in remote.paths)  # keyed by URI
+    assert [r.path for r in remote.rejected] == [f"{uploaded}/broken.jpg"]
+    assert remote.rejected[0].reason == local.rejected[0].reason
+    out = tmp_path / "remote"
+    # every photo's thumbnail was made from the decoded pixels; tiles link it, not s3://
+    assert all((out / thumb_relpath(p, 160)).is_file() for p in remote.paths)
+    pages = " ".join(p.read_text() for p in out.glob("cluster*.html"))
+    assert 'href="s3://' not in pages and 'href="thumbs/160/' in pages
+    assert 'href="s3://' not in (out / "rejected.html").read_text()
+    maps = [json.loads("[" + t[t.index("(") + 1 : t.rindex(")")] + "]") for t in map_info(out)]
+    originals = [o for _, _, links in maps for o in links]
+    assert len(originals) == len(remote.paths) and all(o.startswith("thumbs/") for o in originals)
+    assert sorted(r["path"] for r in _rows(out / "assignments.csv")) == remote.paths
+    again = cluster_folder([uploaded], out=out, **options)  # the store keys by URI: no work
+    assert again.n_embedded == 0 and again.assignments() == remote.assignments()
