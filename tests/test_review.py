@@ -413,3 +413,71 @@ def test_a_kill_between_the_index_and_model_npz_is_repaired(
     assert again.paths == saved.paths
     assert read_index(marker, 30, saved=again).ntotal == 30  # checked against its CRC
     assert again.index_crc32 is not None
+
+
+def test_unsorted_is_its_own_group_in_the_index_and_the_exports(
+    synthetic: tuple[Path, np.ndarray],
+) -> None:
+    out = synthetic[0]
+    s = Session(out)
+    s.edit(op="unsort", paths=photos_of(out, "blue")[:2])
+    s.close()
+    clusters = {r["name"]: r for r in rows(out, "clusters.csv")}
+    assert clusters["unsorted"]["cluster"] == "-2" and clusters["unsorted"]["size"] == "2"
+    assert clusters["unsorted"]["group_name"] == "unsorted"
+    html = (out / "index.html").read_text("utf-8")
+    assert "unsorted" in html and "unclustered" not in html  # no HDBSCAN noise here
+    assert (out / "cluster--2-1.html").is_file()
+    saved = load_clustering(out / ".imgclust")  # assign and similar read it as it is
+    assert saved.cluster_name(-2) == "unsorted" and saved.k == 3
+    s = Session(out)
+    s.edit(op="undo")
+    s.close()
+    assert not (out / "cluster--2-1.html").exists()  # a stale page is removed
+
+
+@pytest.mark.slow
+def test_moved_photos_land_on_their_new_clusters_map_disc(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    from PIL import ImageOps
+
+    from imgclust import cluster_folder
+    from imgclust.assign import assign_folder
+
+    photos = tmp_path / "photos"
+    for scene in SCENES:
+        shutil.copytree(demo_photos / scene, photos / scene)
+    out = tmp_path / "out"
+    cluster_folder([photos], out=out, k=len(SCENES), workers=0)
+    saved = load_clustering(out / ".imgclust")
+    assert saved.layout is not None and saved.coords is not None
+    coffee, cat, rocket = (_cluster_of_scene(saved, s) for s in SCENES)
+    moved = next(p for p in saved.paths if "/rocket/" in p)
+
+    def disc_distance(path: str, disc: int) -> float:
+        row = by_path(out)[path]
+        centre = saved.layout.centres[disc]
+        return float(np.hypot(float(row["x"]) - centre[0], float(row["y"]) - centre[1]))
+
+    assert disc_distance(moved, rocket) <= saved.layout.radii[rocket] + 1
+    s = Session(out)
+    s.edit(op="move", paths=[moved], to=coffee)
+    s.close()
+    # Near coffee's disc now (settle may push it a few cells out of a full disc).
+    assert disc_distance(moved, coffee) <= saved.layout.radii[coffee] + 3
+    assert disc_distance(moved, rocket) > saved.layout.radii[rocket] + 2
+
+    # A merge renumbers the clusters: the saved layout follows, so assign still places a
+    # new rocket photo on the rocket disc.
+    s = Session(out)
+    s.edit(op="merge", clusters=[coffee, cat])
+    s.close()
+    edited = load_clustering(out / ".imgclust")
+    assert edited.k == 2 and edited.layout is not None and len(edited.layout.radii) == 2
+    src = next(p for p in saved.paths if "/rocket/" in p and p != moved)
+    new = tmp_path / "new"
+    new.mkdir()
+    ImageOps.mirror(Image.open(src)).save(new / "new-rocket.jpg", quality=90)
+    assign_folder([new], out, workers=0)
+    assert disc_distance(str(new / "new-rocket.jpg"), rocket) <= saved.layout.radii[rocket] + 3

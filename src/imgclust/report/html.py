@@ -225,7 +225,7 @@ def _write_index(
         n_good=len(data.paths),
         n_scanned=data.n_scanned,
         n_clusters=len(clusters) - len(noise),
-        n_noise=sum(c.size for c in noise),
+        n_noise=sum(c.size for c in noise if c.cluster_id == -1),  # (not review's unsorted)
         model=data.model,
         features=data.features,
         has_map=data.coords is not None and len(data.paths) > 0,
