@@ -98,6 +98,7 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
     again = Session(out)
     state = again.state()
     assert state["version"] == 5 and state["can_undo"]
+    assert "5 of these edits were carried over by `imgclust run`" in " ".join(state["notes"])
     assert {"Morning coffee", "Cat and rocket", "unsorted"} <= {
         c["name"] for c in state["clusters"]
     }

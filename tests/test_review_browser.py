@@ -97,3 +97,81 @@ def test_rename_and_move_with_keys_and_clicks(tmp_path: Path) -> None:
         browser.close()
     assert by_path(out)[moved[0]]["cluster"] == "0"  # written when the app stopped
     assert "Lisbon trip" in (out / "index.html").read_text("utf-8")
+
+
+def _page(p, server):  # type: ignore[no-untyped-def]
+    """A page on ``server``'s app, loaded, with its console errors collected."""
+    browser = p.chromium.launch(executable_path=CHROMIUM)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready]")
+    return browser, page, errors
+
+
+def _scene_cluster(out: Path, scene: str) -> str:
+    ids = {r["cluster"] for p, r in by_path(out).items() if f"/{scene}/" in p}
+    assert len(ids) == 1, f"{scene} is one cluster"
+    return ids.pop()
+
+
+@pytest.mark.slow
+def test_edits_carry_over_a_run_on_a_grown_folder(demo_photos: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imgclust.cli import app
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for scene in ("coffee", "chelsea", "rocket"):
+        shutil.copytree(demo_photos / scene, photos / scene)
+    run = ["run", str(photos), "--out", str(out), "--quiet", "--workers", "0", "--k"]
+    assert CliRunner().invoke(app, [*run, "3"]).exit_code == 0
+    coffee, rocket = _scene_cluster(out, "coffee"), _scene_cluster(out, "rocket")
+
+    with ReviewServer(out) as server, sync_api.sync_playwright() as p:
+        server.start()
+        browser, page, errors = _page(p, server)
+        page.click(f"#clusters li[data-id='{coffee}']")
+        page.keyboard.press("r")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Lisbon trip")
+        page.keyboard.press("Enter")
+        _until(page, f"document.querySelector(\"#clusters li[data-id='{coffee}']\")"
+                     ".innerText.includes('Lisbon')")  # fmt: skip
+        page.click(f"#clusters li[data-id='{rocket}']")
+        _until(page, "document.querySelectorAll('#photos .tile').length === 8")
+        tile = page.locator("#photos .tile").nth(0)
+        moved = tile.get_attribute("data-path")
+        tile.click()
+        page.select_option("#target", coffee)
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("m")
+        _until(page, "document.querySelectorAll('#photos .tile').length === 7")
+        assert errors == []
+        browser.close()
+    assert moved is not None
+
+    # The folder grows by a scene and `imgclust run` re-clusters it.
+    shutil.copytree(demo_photos / "moon", photos / "moon")
+    result = CliRunner().invoke(app, [*run, "4"])
+    assert result.exit_code == 0, result.output
+    assert "renamed 'Lisbon trip' carried" in " ".join(result.output.split())
+    lisbon = by_path(out)[moved]["cluster"]
+    assert by_path(out)[moved]["cluster_name"] == "Lisbon trip"
+
+    with ReviewServer(out) as server, sync_api.sync_playwright() as p:
+        server.start()
+        browser, page, errors = _page(p, server)
+        item = page.locator(f"#clusters li[data-id='{lisbon}']")
+        assert "Lisbon trip" in item.inner_text()
+        assert page.locator("#clusters li").count() == 4  # the moon is a cluster of its own
+        item.click()
+        _until(page, "document.querySelectorAll('#photos .tile').length === 9")
+        shown = page.eval_on_selector_all("#photos .tile", "ts => ts.map(t => t.dataset.path)")
+        assert moved in shown  # the moved rocket is still with the coffee
+        assert page.locator("#history li").count() == 2  # the carried edits, undoable
+        _shot(page, "review-carried")
+        assert errors == []
+        browser.close()

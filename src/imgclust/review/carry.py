@@ -524,7 +524,8 @@ def save_carried(marker: Path, carried: Carried, index: Any) -> None:
     journal = Journal(marker / JOURNAL)
     if journal.path.exists():
         link_or_copy(journal.path, _free(marker, f"edits-{time.strftime('%Y%m%d-%H%M%S')}"))
-    journal.rewrite(journal_header(carried.editor, name), carried.records)
+    header = {**journal_header(carried.editor, name), "carried": len(carried.records)}
+    journal.rewrite(header, carried.records)
     if not kept.all():
         write_index(marker, kept_index(carried.editor.features, kept))
     save_clustering_meta(marker, carried.clustering)  # last: assign/similar follow it

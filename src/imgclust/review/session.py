@@ -156,6 +156,11 @@ class Review:
             review.notes.append("the outputs lagged behind the edit journal: written again")
         if records:
             review.notes.append(f"{len(records)} journal records replayed")
+        if header.get("carried"):
+            review.notes.append(
+                f"{header['carried']} of these edits were carried over by `imgclust run` from the "
+                "review before it (undo them to see that run's own clustering)"
+            )
         return review
 
     @classmethod
