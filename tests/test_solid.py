@@ -125,7 +125,9 @@ def test_hdbscan_lists_unclustered_photos_and_assign_and_similar_work(
     photos = copy_photos(demo_photos, tmp_path / "photos", {"astronaut": 6, "coffee": 6})
     copy_photos(demo_photos, photos, {"rocket": [0], "moon": [0], "page": [0]})  # loners
     out = tmp_path / "out"
-    ok(run_cli(photos, out, store, "--algorithm", "hdbscan"))
+    summary = ok(run_cli(photos, out, store, "--algorithm", "hdbscan"))
+    # No word on a k nobody gave: hdbscan finds its own number.
+    assert "k is not used" not in summary and "k = " not in summary
     labels = {r["path"]: int(r["cluster"]) for r in rows(out / "assignments.csv")}
     assert sorted(labels) == jpgs(photos)  # every photo, clustered or not
     noise = [p for p, c in labels.items() if c == -1]
@@ -144,7 +146,8 @@ def test_hdbscan_lists_unclustered_photos_and_assign_and_similar_work(
 
     # One image: all noise, still a report.
     single = tmp_path / "single"
-    ok(run_cli(photos / "rocket-0.jpg", single, store, "--algorithm", "hdbscan"))
+    given = ok(run_cli(photos / "rocket-0.jpg", single, store, "--algorithm", "hdbscan", "--k", 3))
+    assert "k is not used by hdbscan" in given
     assert [(r["path"], r["cluster"]) for r in rows(single / "assignments.csv")] == [
         (str(photos / "rocket-0.jpg"), "-1")
     ]

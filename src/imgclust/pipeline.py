@@ -252,12 +252,15 @@ def _run(
     with _timed(timings, "cluster"):
         prog.start("cluster")
         k, k_note = _resolve_k(config.cluster.k, len(coll.paths))
+        # hdbscan finds its own number: a note on k only when the user gave one
+        unasked = config.cluster.algorithm == "hdbscan" and config.cluster.k == DEFAULT_K
+        k_note = None if unasked else k_note
         fitted = engine.fit_clusters(  # (the Ray engine: k-means as passes over the shards)
             coll.features,
             coll.paths,
             _clusterer(config, base, k),
             algorithm=config.cluster.algorithm,
-            requested_k=None if base else k,
+            requested_k=None if base or unasked else k,
             rows=FeatureRows(store_dir, embedder.spec.name, feature_kind, coll.found),
             work_dir=out / MARKER_DIR / "passes",
         )
