@@ -30,12 +30,14 @@ import argparse
 import hashlib
 import io
 import json
+import lzma
 import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +369,8 @@ def _up_to_date(folder: Path, spec: str) -> dict[str, object] | None:
     if not isinstance(classes, dict):
         return None
     for cls, files in classes.items():
+        if not isinstance(files, dict):
+            return None
         for name, size in files.items():
             path = folder / cls / name
             if not path.is_file() or path.stat().st_size != size:
@@ -381,7 +385,12 @@ def assemble(collection: Collection, dest: Path, cache: Path, *, force: bool = F
     if not force and (done := _up_to_date(folder, spec)) is not None:
         return done
     archive = fetch(collection.source, cache)
-    layout, dropped = collection.build(archive)
+    try:
+        layout, dropped = collection.build(archive)
+    except (tarfile.TarError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+        raise CollectionError(
+            f"{archive} is damaged ({exc}); delete it and run again to fetch it anew"
+        ) from exc
     tmp = dest / f".{collection.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     classes: dict[str, dict[str, int]] = {}
@@ -450,13 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in COLLECTIONS]
     if unknown:
-        print(f"error: unknown collection {', '.join(unknown)}; known: {', '.join(COLLECTIONS)}")
-        return 2
+        parser.error(f"unknown collection {', '.join(unknown)}; known: {', '.join(COLLECTIONS)}")
     status = 0
     for name in args.names or list(COLLECTIONS):
         try:
             manifest = assemble(COLLECTIONS[name], args.dest, args.cache, force=args.force)
-        except CollectionError as exc:
+        except (CollectionError, OSError) as exc:
             print(f"error: {name}: {exc}", file=sys.stderr)
             status = 1
             continue
