@@ -9,7 +9,10 @@ placeholders). Then the real app on a free loopback port, driven over HTTP:
 * a merge of two clusters and a move of 500 photos: the answer (edit applied in memory and
   journalled) and, separately, until the CSV/Parquet exports, the static report and
   ``model.npz`` on disk show it;
-* an undo, and a restart on the edited folder (the journal replayed).
+* an undo, and a restart on the edited folder (the journal replayed);
+* the carry-over into a later run: a run's clustering of the folder grown by 1% (the same
+  clusters, their ids reversed), the edits carried onto it (:mod:`imgclust.review.carry`)
+  and written (new review base, journal, index, ``model.npz``), then the app reopened on it.
 
     PYTHONPATH=src python bench/review_100k.py [N]
 """
@@ -68,6 +71,82 @@ def synthetic(out: Path, n: int, k: int = 100, d: int = 1280) -> None:
         save_clustering(marker, c, index)
         write_exports(out, c)
         write_report(out, c, c.report)
+
+
+def grown_run(marker: Path, n_new: int) -> tuple[Clustering, object, np.ndarray]:
+    """What a run on the folder grown by ``n_new`` photos might give: the review base's
+    photos in the same clusters with their ids reversed, and ``n_new`` photos near the
+    centres; with its similarity index and that index's storage (the clustered features)."""
+    from dataclasses import replace
+
+    from imgclust.clustering import regroup
+    from imgclust.review.session import _storage
+    from imgclust.state import load_clustering, read_index
+
+    base_dir = next(marker.glob("review-base*"))
+    base = load_clustering(base_dir)
+    old = _storage(read_index(base_dir, len(base.paths), saved=base))
+    rng = np.random.default_rng(1)
+    k, (n, d) = base.k, old.shape
+    extra = rng.integers(0, k, n_new)
+    index, feats = feature_index(n + n_new, d)
+    feats[:n] = old
+    feats[n:] = base.centroids[extra] + rng.normal(scale=0.6, size=(n_new, d))
+    labels = (k - 1 - np.concatenate([base.labels, extra])).astype(np.int64)
+    distances = np.linalg.norm(
+        feats.astype(np.float32) - base.centroids[k - 1 - labels], axis=1
+    ).astype(np.float32)
+    ids, scores = base.top_class_arrays()
+    names = imagenet_class_names()
+    template = [
+        ClusterSummary(k - 1 - c.cluster_id, c.name, c.top_classes, c.members, c.distances, 0)
+        for c in base.named
+    ]
+    run = replace(
+        base,
+        paths=[*base.paths, *(f"/nonexistent/new/img-{i:07d}.jpg" for i in range(n_new))],
+        labels=labels, ranks=rank_members(labels, distances), distances=distances,
+        image_top_classes=ImageTopClasses(
+            np.concatenate([ids, ids[:n_new]]), np.concatenate([scores, scores[:n_new]]), names
+        ),
+        clusters=regroup(sorted(template, key=lambda c: c.cluster_id), labels, distances),
+        outliers=np.zeros(n + n_new, bool), duplicate_of=np.full(n + n_new, -1),
+        centroids=np.ascontiguousarray(base.centroids[::-1]), columns={},
+    )  # fmt: skip
+    return run, index, feats
+
+
+def carry_over(out: Path, results: dict[str, float]) -> None:
+    """The edits carried onto a grown run, written as a run writes them, and the app
+    reopened on the result."""
+    from imgclust.review.carry import carry_review, save_carried
+
+    marker = out / ".imgclust"
+    with output_folder(out, "run", create=False):
+        run, index, feats = timed("carry: a grown run's clustering (made up, +1%)",
+                                  lambda: grown_run(marker, len(feats_rows(marker)) // 100),
+                                  results)  # fmt: skip
+        carry = timed("carry: match and translate the edits",
+                      lambda: carry_review(marker, run, feats), results)  # fmt: skip
+        assert carry is not None and carry.carried is not None
+        for note in carry.notes:
+            print("   ", note)
+        carried = carry.carried
+        timed("carry: exports + report of the carried state",
+              lambda: (write_exports(out, carried.clustering),
+                       write_report(out, carried.clustering, run.report)), results)  # fmt: skip
+        timed("carry: new base, journal, index.faiss, model.npz written",
+              lambda: save_carried(marker, carried, index), results)  # fmt: skip
+    server = timed("carry: the app reopened on the carried state",
+                   lambda: ReviewServer(out).__enter__(), results)  # fmt: skip
+    assert server.review.version == len(carried.records) and server.review.can_undo
+    server.__exit__(None, None, None)
+
+
+def feats_rows(marker: Path) -> list[str]:
+    from imgclust.state import load_clustering
+
+    return list(load_clustering(marker).paths)
 
 
 def timed(label: str, fn, results: dict[str, float]):  # type: ignore[no-untyped-def]
@@ -148,9 +227,11 @@ def main() -> None:
               f"{sizes[1]:,} + {sizes[2]:,}")  # fmt: skip
         timed("merge #1 + #2: answer", lambda: edit({"op": "merge", "clusters": [1, 2]}), results)
         timed("merge: exports + report + model.npz written", server.review.publish, results)
-        photos = client.get("/api/cluster/0", params={"limit": 500}).json()["photos"]
+        # From the merged cluster (#1 after the merge): #0 is small at 100k (zipf % k).
+        photos = client.get("/api/cluster/1", params={"limit": 500}).json()["photos"]
         paths = [p["path"] for p in photos]
-        timed("move 500 photos #0 → #3: answer",
+        assert len(paths) == 500 or n < 5_000, len(paths)
+        timed("move 500 photos #1 → #3: answer",
               lambda: edit({"op": "move", "paths": paths, "to": 3}), results)  # fmt: skip
         timed("move: exports + report + model.npz written", server.review.publish, results)
         timed("exclude 500 photos: answer",
@@ -166,6 +247,7 @@ def main() -> None:
                         lambda: ReviewServer(out).__enter__(), results)  # fmt: skip
         assert restart.review.version == 4
         restart.__exit__(None, None, None)
+        carry_over(out, results)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS {peak:.2f} GiB")
 
