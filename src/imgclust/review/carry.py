@@ -197,11 +197,18 @@ class Outcome:
         edit: the old journal record.
         record: the carried record (over the run's clustering), or ``None``: not carried.
         note: what happened, in words, the cluster named by its id in the final state.
+        held: the run's clustering does what the edit did already (no record needed).
     """
 
     edit: dict[str, Any]
     record: dict[str, Any] | None
     note: str
+    held: bool = False
+
+    @property
+    def carried(self) -> bool:
+        """Whether the edit holds in the carried state (by its record, or already)."""
+        return self.record is not None or self.held
 
 
 @dataclass(frozen=True)
@@ -237,24 +244,29 @@ def carry_edits(previous: Review, new: Editor) -> Carried:
     matcher = Matcher(previous.editor, new)
     state = new.initial
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, _Note, np.ndarray, str]] = []
+    held: set[int] = set()  # edits the new state does already (nothing to journal)
     records: list[dict[str, Any]] = []
+    given: set[str] = set()  # names the user gave (a merge keeps one over the run's own)
     for i, edit in enumerate(previous.history):
+        asked = _with_kept_name(edit, old_states[i], old_states[i + 1], given)
+        if isinstance(edit.get("name"), str):
+            given.add(edit["name"].strip())
         try:
-            record, note, witness, after = _translate(
-                edit, old_states[i], state, matcher, new, previous.editor
-            )
+            record, note, witness, after = _translate(asked, old_states[i], state, matcher, new)
         except EditError as exc:  # not expected (the records are checked first): reported
             record, after, witness = None, state, np.zeros(0, np.int64)
             note = _fixed(f"{_what(edit, old_states[i])} not carried: {exc}")
-        if record is not None:
+        if record == {}:
+            held.add(i)
+        if record:
             records.append(record)
         state = after
-        pending.append((edit, record, note, witness, _holder(state, witness)[1]))
+        pending.append((edit, record or None, note, witness, _holder(state, witness)[1]))
     outcomes = [
-        Outcome(edit, record, note(_final_id(state, witness, name)))
-        for edit, record, note, witness, name in pending
+        Outcome(edit, record, note(_final_id(state, witness, name)), i in held)
+        for i, (edit, record, note, witness, name) in enumerate(pending)
     ]
-    n_carried = sum(o.record is not None for o in outcomes)
+    n_carried = sum(o.carried for o in outcomes)
     notes = [f"review edits carried over: {n_carried} of {len(outcomes)}"]
     notes += [o.note for o in outcomes]
     if previous.undone:
@@ -264,16 +276,29 @@ def carry_edits(previous: Review, new: Editor) -> Carried:
     return Carried(new, state, records, outcomes, notes)
 
 
+def _with_kept_name(
+    edit: dict[str, Any], before: State, after: State, given: set[str]
+) -> dict[str, Any]:
+    """``edit``, a merge given the name its cluster kept when that name was the user's: the
+    merged cluster keeps the largest one's name, and the largest may differ in the run."""
+    if edit.get("op") != "merge" or edit.get("name"):
+        return edit
+    rows = np.flatnonzero(before.labels == int(edit["clusters"][0]))
+    merged = int(after.labels[rows[0]]) if len(rows) else -1
+    kept = after.slots[merged].name if merged >= 0 else ""
+    return {**edit, "name": kept} if kept in given else edit
+
+
 def _translate(
     edit: dict[str, Any],
     old: State,
     new_state: State,
     m: Matcher,
     new: Editor,
-    old_editor: Editor,
 ) -> tuple[dict[str, Any] | None, _Note, np.ndarray, State]:
-    """One edit of the old state as an edit of the new state: (record or ``None``, its note,
-    the new rows that find its cluster at the end, the new state)."""
+    """One edit of the old state as an edit of the new state: (its record, ``None`` when it
+    cannot carry or ``{}`` when the new state does what it did already; its note; the new
+    rows that find its cluster at the end; the new state)."""
     op = edit.get("op")
     what = _what(edit, old)
     if op in ("rename", "split"):
@@ -329,7 +354,7 @@ def _merge(
         if lost:
             text = f"{what}: {lost_words}; the others are in one cluster already ({{}})"
         if not name:
-            return None, _late(text), witness, new_state
+            return {}, _late(text), witness, new_state  # holds without an edit
         record = {"op": "rename", "cluster": targets[0], "name": name}
         return record, _late(text + f", named '{name}'"), witness, new.apply(new_state, record)
     return (
