@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from imgclust.cluster import create_clusterer, make_features
-from imgclust.config import EmbedConfig
+from imgclust.config import EmbedConfig, default_k
 from imgclust.describe import class_statistics, cluster_name, relabel_by_size, short_name
 from imgclust.describe.groups import CUTS, LINKAGES, build_tree
 from imgclust.describe.hierarchy import load as load_hierarchy
@@ -172,7 +172,35 @@ ACCEPTED: dict[str, dict[str, set[str]]] = {
         "obj19": {"fire engine", "truck", "motor vehicle", "tow truck", "trailer truck",
                   "school bus", "ambulance", "pickup", "moving van"},
     },
+    # Assembled by bench/collect_photos.py from registry packages (freely licensed, not public
+    # domain: no public-domain labelled set of 100+ photos is in PyPI, npm or Debian; see
+    # bench/results/collections.md). Classes without a fitting ImageNet word are left out.
+    "tuxpaint-photos": {
+        "bird": {"bird"}, "fish": {"fish"}, "invertebrate": {"invertebrate"},
+        "bovid": {"bovid"}, "rodent": {"rodent", "leporid"}, "big-cat": {"big cat"},
+        "deer": {"ruminant"}, "equine": {"equine"}, "primate": {"primate"},
+        "marine-mammal": {"aquatic mammal", "otter", "sea lion"},
+        "fruit": {"edible fruit", "fruit", "produce"},
+        "vegetable": {"vegetable", "corn", "ear", "produce"}, "mushroom": {"fungus", "mushroom"},
+        "flower": {"flower"}, "tool": {"tool", "rule", "paintbrush"},
+        "musical-instrument": {"musical instrument"}, "vehicle": {"vehicle"}, "ball": {"ball"},
+    },
+    "ifct-foods": {
+        "fruit": {"edible fruit", "fruit", "produce"}, "other-vegetable": {"vegetable", "produce"},
+        "leafy-vegetable": {"vegetable", "produce"}, "root-tuber": {"vegetable", "produce"},
+        "mushroom": {"fungus", "mushroom"}, "marine-fish": {"fish"}, "freshwater-fish": {"fish"},
+        "marine-shellfish": {"crustacean"}, "marine-mollusk": {"mollusk"}, "poultry": {"bird"},
+    },
 }  # fmt: skip
+#: Where each set's photos are (folder = class): the shared datasets, and the collections
+#: ``bench/collect_photos.py`` assembles (run it first; a set not there is skipped, said so).
+COLLECTIONS = Path("/tmp/imgclust-collections")
+SETS = {
+    "intel-scenes-dev": DATASETS / "intel-scenes-dev",
+    "coil100-dev": DATASETS / "coil100-dev",
+    "tuxpaint-photos": COLLECTIONS / "tuxpaint-photos",
+    "ifct-foods": COLLECTIONS / "ifct-foods",
+}
 
 
 def cluster(feats: np.ndarray, k: int | None, paths: list[str]) -> np.ndarray:
@@ -256,14 +284,21 @@ def main() -> None:
     print("Model: EfficientNet-Lite0, int8 (the default); clusters: `--algorithm auto` "
           "(spectral), features: embedding.\n")  # fmt: skip
     naming, grouping, small = [], [], []
-    for set_name in ("intel-scenes-dev", "coil100-dev"):
-        root = DATASETS / set_name
+    for set_name, root in SETS.items():
+        if not root.is_dir():
+            print(f"({set_name}: {root} is missing; run bench/collect_photos.py; skipped)\n")
+            continue
         stored = load_labelled(root, EmbedConfig(), args.cache / set_name)
         feats = make_features("embedding", logits=stored.logits, embedding=stored.embedding)
         truth = stored.truth
         n_classes = len(set(truth))
         rows_all = np.arange(len(truth))
-        for k in (100, n_classes):
+        shown = {100: "100", default_k(len(truth)): "default", n_classes: "classes"}
+        for k in (100, default_k(len(truth)), n_classes):
+            if k not in shown:
+                continue
+            label = shown.pop(k)
+            k_shown = f"{k}" if label == "100" else f"{k} ({label})"
             labels = cluster(feats, k, stored.paths)
             stats = class_statistics([(rows_all, stored.logits)], labels)
             ids = sorted(c for c in stats.cluster_scores if c >= 0)
@@ -273,7 +308,7 @@ def main() -> None:
                 base = [n.split(" · ")[0] for n in names]
                 lead_share = Counter(leads).most_common(1)[0][1] / len(names)
                 naming.append(
-                    f"| {set_name} | {k} | {method} | {len(set(base)) / len(names):.2f} | "
+                    f"| {set_name} | {k_shown} | {method} | {len(set(base)) / len(names):.2f} | "
                     f"{len(set(names)) / len(names):.2f} | {lead_share:.2f} | "
                     f"{accuracy(set_name, names, leads, labels, truth):.2f} |"
                 )
@@ -324,7 +359,7 @@ def main() -> None:
     print("| set | linkage | cut | groups | group-level NMI | direct NMI at k = classes | Δ |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(grouping))
-    print("\n## Small collections (random subsets; groups: average linkage, modularity cut)\n")
+    print("\n## Small collections (random subsets; groups: Ward linkage, modularity cut)\n")
     print("| set | photos | k rule | clusters | clusters per class | purity | NMI | group NMI |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(small))
