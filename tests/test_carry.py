@@ -283,3 +283,31 @@ def test_undone_edits_are_said_not_carried(tmp_path: Path) -> None:
     carried = carry_edits(review, editor)
     assert len(carried.outcomes) == 1
     assert carried.notes[-1] == "1 undone review edit not carried (redo starts afresh)"
+
+
+def test_what_the_base_holds_from_an_earlier_review_carries_first(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from imgclust.review.edits import EXCLUDED_REASON
+    from imgclust.scan import Rejection
+
+    truth = np.repeat(np.arange(3), (10, 8, 6))
+    paths = [f"/p/{t}-{i}.jpg" for i, t in enumerate(truth)]
+    old, feats = clustering(paths[1:], truth[1:], 0, np.arange(3))
+    labels = old.labels.copy()
+    labels[0] = UNSORTED  # /p/0-1.jpg was unsorted by a review before this journal
+    old = replace(
+        old, labels=labels, clusters=regroup(old.clusters, labels, old.distances),
+        rejected=[Rejection(paths[0], EXCLUDED_REASON)],  # and /p/0-0.jpg excluded
+    )  # fmt: skip
+    new, new_feats = clustering(paths, truth, 1, np.array([1, 2, 0]))
+    review = review_of(tmp_path, old, feats.astype(np.float16))
+    editor = Editor(new, new_feats)
+    carried = carry_edits(review, editor)
+    assert carried.outcomes == [] and len(carried.standing) == 2
+    assert carried.state.labels[editor.row_of[paths[0]]] == EXCLUDED
+    assert carried.state.labels[editor.row_of[paths[1]]] == UNSORTED
+    assert carried.notes[1:] == [
+        "from before the review's journal: 1 photo excluded stays excluded",
+        "from before the review's journal: 1 photo marked 'not this cluster' stays unsorted",
+    ]

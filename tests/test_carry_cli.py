@@ -34,7 +34,11 @@ def _cluster_of(out: Path, scene: str) -> int:
 
 
 def _run(photos: Path, out: Path, k: int) -> str:
-    args = ["run", str(photos), "--out", str(out), "--k", str(k), "--quiet", "--workers", "0"]
+    return _run_args(photos, out, "--k", str(k))
+
+
+def _run_args(photos: Path, out: Path, *options: str) -> str:
+    args = ["run", str(photos), "--out", str(out), *options, "--quiet", "--workers", "0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return " ".join(result.output.split())
@@ -105,6 +109,26 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
     for _ in range(5):
         state = again.edit(op="undo")
     assert not state["can_undo"] and "Morning coffee" not in {c["name"] for c in state["clusters"]}
+    for _ in range(5):
+        state = again.edit(op="redo")
     again.close()
     lines = (out / ".imgclust" / JOURNAL).read_text("utf-8").splitlines()
-    assert len(lines) == 1 + 5 + 5
+    assert len(lines) == 1 + 5 + 5 + 5
+
+    # --refine splits a cluster of what OUT shows (the carried state): the excluded photo
+    # stays out and the names stay; the next plain run still keeps the photo excluded.
+    s = Session(out)
+    s.edit(op="rename", cluster=int(named), name="Coffee and a rocket")
+    s.close()
+    refined = _run_args(photos, out, "--refine", named)
+    assert "renamed 'Coffee and a rocket' carried" in refined
+    assert "1 photo excluded stays excluded" in refined
+    assert rockets[1] not in {r["path"] for r in _rows(out, "assignments.csv")}
+    again = Session(out)
+    assert again.state()["version"] >= 1  # the carried journal, not a fresh one
+    again.close()
+    plain = _run(photos, out, 4)
+    # (the refined run holds it as excluded, so the review's new base does: carried first)
+    assert "from before the review's journal: 1 photo excluded stays excluded" in plain
+    assert rockets[1] not in {r["path"] for r in _rows(out, "assignments.csv")}
+    assert "Cat and rocket" in {r["name"] for r in _rows(out, "clusters.csv")}

@@ -41,6 +41,7 @@ from .neardup import near_duplicates
 from .report import write_exports, write_report
 from .report.layout import MapLayout, fit_layout
 from .review.carry import carry_review, save_carried
+from .review.edits import EXCLUDED_REASON
 from .scan import Rejection, check_roots, display_path, scan
 from .state import (
     SavedClustering,
@@ -246,9 +247,12 @@ def _run(
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
         found = scan([*config.inputs, *map(Path, assigned)], exclude=[out, store_dir])
         prog.finish()
-    coll = _embed(
-        config, found.records, found.rejected, embedder, store_dir, base, prog, timings, engine
-    )
+    records, scan_rejected = found.records, list(found.rejected)
+    if base is not None:  # --refine: photos excluded in review stay out (and rejected)
+        kept_out = {r.path: r for r in base.rejected if r.reason == EXCLUDED_REASON}
+        scan_rejected += [kept_out[r.path] for r in records if r.path in kept_out]
+        records = [r for r in records if r.path not in kept_out]
+    coll = _embed(config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine)
     with _timed(timings, "cluster"):
         prog.start("cluster")
         k, k_note = _resolve_k(config.cluster.k, len(coll.paths))
@@ -392,7 +396,13 @@ def _record(
             method=config.cluster.names,
         )
     with _timed(timings, "layout"):
-        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
+        layout, coords = map_layout(
+            coll.features,
+            centroids,
+            fitted.labels,
+            fitted.distances,
+            groups=None if tree is None else tree.groups,
+        )
     return Clustering(
         paths=coll.paths,
         labels=fitted.labels,
@@ -456,17 +466,27 @@ def _duplicates(
 
 
 def map_layout(
-    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray
+    features: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
 ) -> tuple[MapLayout, np.ndarray]:
     """The map's layout and every image's position; unclustered images get a disc of their
-    own (after the clusters'), around their mean."""
+    own (after the clusters'), around their mean, in a group of their own. ``groups``: each
+    cluster's group (the clustering's tree), whose clusters are placed side by side."""
     ids = np.asarray(labels).copy()
     noise = ids < 0
     centres = np.asarray(centroids, dtype=np.float32)
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
     if noise.any():
         ids[noise] = len(centres)
         centres = np.vstack([centres, features[noise].astype(np.float32).mean(axis=0)])
-    layout = fit_layout(features, centres, ids, distances)
+        if groups is not None:
+            groups = np.r_[groups, groups.max(initial=-1) + 1]
+    layout = fit_layout(features, centres, ids, distances, groups=groups)
     return layout, layout.place(features, centres, ids, distances)
 
 

@@ -26,7 +26,10 @@ would mislabel it); a merge merges the new clusters its clusters *lie in* (those
 the same new cluster are together already); a move goes to the cluster its target lies in,
 or, when that no longer matches, to a new cluster of the target's name, so the photos stay
 together where the user put them; "not this cluster" and exclusions carry for every photo the
-run clustered. Every edit in effect ends as one :class:`Outcome`: carried (with its new
+run clustered. What the journal's base holds from before the journal (photos excluded or
+unsorted in an earlier review, when ``assign`` or ``--refine`` rewrote the folder and the
+review started afresh) carries first, as if edits (:func:`standing_edits`). Every edit in
+effect ends as one :class:`Outcome`: carried (with its new
 record) or not, and either way a note that says so ("renamed 'Lisbon trip' carried to
 cluster 4 (38 of 40 photos shared)"; "merge of 3 clusters: one no longer matches, merged the
 other 2 into cluster 7"). Undone edits (the redo stack) are not carried, and a note says so.
@@ -54,7 +57,18 @@ import numpy as np
 from ..clustering import Clustering
 from ..exceptions import InputError
 from ..state import INDEX_FILE, save_clustering_meta, write_index
-from .edits import BASE_DIR, EXCLUDED, JOURNAL, EditError, Editor, Journal, State, link_or_copy
+from .edits import (
+    BASE_DIR,
+    EXCLUDED,
+    EXCLUDED_REASON,
+    JOURNAL,
+    UNSORTED,
+    EditError,
+    Editor,
+    Journal,
+    State,
+    link_or_copy,
+)
 from .session import Review, journal_header, kept_index, remove_other_bases
 
 #: The share of photos a match needs, in each direction (strictly more than this).
@@ -221,6 +235,7 @@ class Carried:
         records: the carried records, in journal order.
         outcomes: one per edit in effect, in order.
         notes: what the run's summary says (the outcomes' notes, and the rest).
+        standing: one per :func:`standing_edits` of the journal's base (carried first).
     """
 
     editor: Editor
@@ -228,6 +243,7 @@ class Carried:
     records: list[dict[str, Any]]
     outcomes: list[Outcome]
     notes: list[str] = field(default_factory=list)
+    standing: list[Outcome] = field(default_factory=list)
 
     @property
     def clustering(self) -> Clustering:
@@ -239,41 +255,47 @@ _Note = Callable[[str], str]  # the cluster's final id → the note
 
 
 def carry_edits(previous: Review, new: Editor) -> Carried:
-    """Carry the edits in effect of ``previous`` (a replayed review) onto ``new``'s base."""
+    """Carry the edits in effect of ``previous`` (a replayed review) onto ``new``'s base,
+    after what its base holds from before its journal (:func:`standing_edits`)."""
     old_states = previous.states
     matcher = Matcher(previous.editor, new)
     state = new.initial
+    standing = standing_edits(previous.editor.base)
+    steps = [(e, old_states[0], old_states[0]) for e in standing]
+    steps += [(e, old_states[i], old_states[i + 1]) for i, e in enumerate(previous.history)]
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, _Note, np.ndarray, str]] = []
     held: set[int] = set()  # edits the new state does already (nothing to journal)
     records: list[dict[str, Any]] = []
     given: set[str] = set()  # names the user gave (a merge keeps one over the run's own)
-    for i, edit in enumerate(previous.history):
-        asked = _with_kept_name(edit, old_states[i], old_states[i + 1], given)
+    for i, (edit, before, after_old) in enumerate(steps):
+        asked = _with_kept_name(edit, before, after_old, given)
         if isinstance(edit.get("name"), str):
             given.add(edit["name"].strip())
         try:
-            record, note, witness, after = _translate(asked, old_states[i], state, matcher, new)
+            record, note, witness, after = _translate(asked, before, state, matcher, new)
         except EditError as exc:  # not expected (the records are checked first): reported
             record, after, witness = None, state, np.zeros(0, np.int64)
-            note = _fixed(f"{_what(edit, old_states[i])} not carried: {exc}")
+            note = _fixed(f"{_what(edit, before)} not carried: {exc}")
         if record == {}:
             held.add(i)
         if record:
             records.append(record)
         state = after
         pending.append((edit, record or None, note, witness, _holder(state, witness)[1]))
-    outcomes = [
+    done = [
         Outcome(edit, record, note(_final_id(state, witness, name)), i in held)
         for i, (edit, record, note, witness, name) in enumerate(pending)
     ]
+    earlier, outcomes = done[: len(standing)], done[len(standing) :]
     n_carried = sum(o.carried for o in outcomes)
     notes = [f"review edits carried over: {n_carried} of {len(outcomes)}"]
+    notes += [f"from before the review's journal: {o.note}" for o in earlier]
     notes += [o.note for o in outcomes]
     if previous.undone:
         notes.append(
             f"{_count(len(previous.undone), 'undone review edit')} not carried (redo starts afresh)"
         )
-    return Carried(new, state, records, outcomes, notes)
+    return Carried(new, state, records, outcomes, notes, earlier)
 
 
 def _with_kept_name(
@@ -373,8 +395,19 @@ def _move(
     rows = [new.row_of.get(p, -1) for p in asked]
     paths = [p for p, r in zip(asked, rows, strict=True) if r >= 0]
     paths = [p for p in paths if new_state.labels[new.row_of[p]] != EXCLUDED]
-    gone = len(asked) - len(paths)
+    # (a --refine run keeps photos excluded in review out, as rejected: excluded already)
+    already = _excluded_by_run(new) & set(asked) if op == "exclude" else set()
+    gone = len(asked) - len(paths) - len(already)
     left = f" ({_count(gone, 'photo')} of them not in this run's clustering)" if gone else ""
+    if not paths and already:
+        return (
+            {},
+            _fixed(
+                f"{_count(len(already), 'photo')} excluded {_stay(list(already))} excluded{left}"
+            ),
+            (_none()),
+            new_state,
+        )
     if not paths:
         return (
             None,
@@ -394,9 +427,10 @@ def _move(
         )
     if op == "exclude":
         record = {"op": "exclude", "paths": paths}
+        n = _count(len(paths) + len(already), "photo")
         return (
             record,
-            _fixed(f"{n} excluded {_stay(paths)} excluded{left}"),
+            _fixed(f"{n} excluded {_stay([*paths, *already])} excluded{left}"),
             witness,
             (new.apply(new_state, record)),
         )
@@ -420,6 +454,23 @@ def _move(
             f"form a new cluster {{}} of its name{left}"
         )
     return record, _late(text), witness, new.apply(new_state, record)
+
+
+def _excluded_by_run(new: Editor) -> set[str]:
+    return {r.path for r in new.base.rejected if r.reason == EXCLUDED_REASON}
+
+
+def standing_edits(base: Clustering) -> list[dict[str, Any]]:
+    """What a journal's base holds from edits before the journal began (a review that started
+    afresh after ``assign`` or ``--refine`` rewrote the folder): its photos excluded in review
+    and its unsorted photos, as edits to carry before the journal's own."""
+    excluded = [r.path for r in base.rejected if r.reason == EXCLUDED_REASON]
+    labels = np.asarray(base.labels)
+    unsorted = [base.paths[i] for i in np.flatnonzero(labels == UNSORTED).tolist()]
+    return [
+        *([{"op": "exclude", "paths": excluded}] if excluded else []),
+        *([{"op": "unsort", "paths": unsorted}] if unsorted else []),
+    ]
 
 
 def _what(edit: dict[str, Any], old: State) -> str:
@@ -520,7 +571,7 @@ def carry_review(marker: Path, run: Clustering, features: np.ndarray) -> CarryOv
         return CarryOver(None, [f"review edits not carried: {exc}"])
     if previous is None:
         return CarryOver(None, ["review edits not carried: the journal's base clustering is gone"])
-    if not previous.history:
+    if not previous.history and not standing_edits(previous.editor.base):
         return None
     carried = carry_edits(previous, Editor(run, features))
     return CarryOver(carried, carried.notes)
