@@ -396,13 +396,7 @@ def _record(
             method=config.cluster.names,
         )
     with _timed(timings, "layout"):
-        layout, coords = map_layout(
-            coll.features,
-            centroids,
-            fitted.labels,
-            fitted.distances,
-            groups=None if tree is None else tree.groups,
-        )
+        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
     return Clustering(
         paths=coll.paths,
         labels=fitted.labels,
@@ -466,27 +460,17 @@ def _duplicates(
 
 
 def map_layout(
-    features: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    distances: np.ndarray,
-    *,
-    groups: np.ndarray | None = None,
+    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray
 ) -> tuple[MapLayout, np.ndarray]:
     """The map's layout and every image's position; unclustered images get a disc of their
-    own (after the clusters'), around their mean, in a group of their own. ``groups``: each
-    cluster's group (the clustering's tree), whose clusters are placed side by side."""
+    own (after the clusters'), around their mean."""
     ids = np.asarray(labels).copy()
     noise = ids < 0
     centres = np.asarray(centroids, dtype=np.float32)
-    if groups is not None:
-        groups = np.asarray(groups, dtype=np.int64)
     if noise.any():
         ids[noise] = len(centres)
         centres = np.vstack([centres, features[noise].astype(np.float32).mean(axis=0)])
-        if groups is not None:
-            groups = np.r_[groups, groups.max(initial=-1) + 1]
-    layout = fit_layout(features, centres, ids, distances, groups=groups)
+    layout = fit_layout(features, centres, ids, distances)
     return layout, layout.place(features, centres, ids, distances)
 
 
