@@ -88,7 +88,8 @@ def photos_part(args: argparse.Namespace, lines: list[str]) -> dict[str, float]:
             runs[engine].append(r)
             say(lines, f"  run {i + 1} --engine {engine}: {r['wall']:.1f} s wall "
                 f"(embed {r['embed']:.1f} s, cluster {r['cluster']:.1f} s), {r['n']:,} photos "
-                f"= {r['n'] / r['wall']:.1f} img/s end to end")  # type: ignore[operator]  # fmt: skip
+                f"= {r['n'] / r['wall']:.1f} img/s end to end; load average "
+                f"{os.getloadavg()[0]:.1f}")  # type: ignore[operator]  # fmt: skip
             say(lines, f"    first shard committed {r['first_shard']:.1f} s after the start; "
                 f"from it to the last: {r['steady']:.0f} img/s")  # fmt: skip
             for note in r["notes"]:  # type: ignore[attr-defined]

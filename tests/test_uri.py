@@ -215,6 +215,15 @@ def test_unreachable_storage_is_one_clear_line(s3: S3, monkeypatch: pytest.Monke
         uri.filesystem.cache_clear()
 
 
+def test_failed_requests_name_what_to_check() -> None:
+    denied = OSError("When getting information for key 'a' in bucket 'b': AWS Error "
+                     "ACCESS_DENIED during HeadObject operation: (Request ID: X1)")  # fmt: skip
+    assert "check the credentials" in uri.hint(denied)
+    assert uri.short_error(denied).endswith("HeadObject operation:")  # no request id
+    gcs = OSError("google::cloud::Status(UNAVAILABLE: Could not create a OAuth2 access token")
+    assert "check the credentials" in uri.hint(gcs)
+
+
 def test_the_cli_says_what_is_wrong_without_a_traceback(s3: S3, tmp_path: Path) -> None:
     for photos, message in [
         ("s3://no-such-bucket/x", "the bucket 'no-such-bucket' does not exist"),

@@ -238,6 +238,7 @@ def embed_missing(
         result.n_changed += len(stale)
         current, vanished = _restat(current, stale)
         result.rejected += vanished
+    runner.release()  # (the Ray engine's local instance stops while the run goes on)
     result.found = lookup.found
     result.rejected += lookup.rejected
     result.rejected += [

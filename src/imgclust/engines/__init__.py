@@ -133,6 +133,11 @@ class Engine(Protocol):
         ``shard_size`` records each, and index them in ``store``."""
         ...
 
+    def release(self) -> None:
+        """Embedding is over for this command: let go of what only embedding needed (the
+        Ray engine stops a local instance it started, in the background)."""
+        ...
+
     def fit_clusters(
         self,
         features: np.ndarray,

@@ -60,6 +60,10 @@ class LocalEngine:
         report.seconds = time.perf_counter() - start
         return report
 
+    def release(self) -> None:
+        """Nothing to let go of: the decode workers end with each :meth:`embed`."""
+        return None
+
     def fit_clusters(
         self,
         features: np.ndarray,

@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -95,6 +96,8 @@ class RayEngine:
         self._ray: Any = None
         self._started = False
         self._token: str | None = None
+        self._stopping: threading.Thread | None = None  # a release()'s shutdown
+        self._released = False
 
     def __enter__(self) -> RayEngine:
         return self
@@ -106,6 +109,7 @@ class RayEngine:
         """Leave Ray if this engine joined or started it."""
         if self._started and self._ray is not None:
             self._ray.shutdown()
+        self._wait_stopped()
         if self._token is not None and os.environ.get(_TOKEN) == self._token:
             del os.environ[_TOKEN]
         self._started, self._ray, self._token = False, None, None
@@ -122,6 +126,8 @@ class RayEngine:
         """Join (or start) Ray once; returns the ``ray`` module."""
         if self._ray is not None:
             return self._ray
+        self._wait_stopped()  # (needed again after release(): start afresh)
+        self._released = False
         ray = import_ray()
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never phone home
@@ -131,6 +137,10 @@ class RayEngine:
             try:
                 ray.init(
                     address=where,
+                    # A cluster's workers were started without this process's environment:
+                    # where URI inputs live goes with the job (never a secret: the nodes'
+                    # own credentials or roles read the storage).
+                    runtime_env=_storage_env() if self.address else None,
                     include_dashboard=False,
                     log_to_driver=False,  # workers' output stays in the session's log files
                     logging_level=logging.ERROR,  # its start-up notes: in its log
@@ -161,6 +171,8 @@ class RayEngine:
     def _local_only(self) -> bool:
         """Whether Ray, when needed, will be a local instance on this machine alone: no
         address, and nothing in this process has joined Ray yet."""
+        if self._released and self.address is None:
+            return True  # the local instance this engine started is stopping, or stopped
         if self._ray is not None or self.address is not None:
             return False
         ray = sys.modules.get("ray")
@@ -191,31 +203,28 @@ class RayEngine:
             return report
         ray = self.connect()
         start = time.perf_counter()
-        per_shard = max(1, min(shard_size, BLOCK_PHOTOS))
-        groups = [records[i : i + per_shard] for i in range(0, len(records), per_shard)]
+        groups = _split(records, max(1, min(shard_size, BLOCK_PHOTOS)))
         numbers = store.reserve(len(groups))
         rows = [
             {"shard": n, "records": _records_json(g)} for n, g in zip(numbers, groups, strict=True)
         ]
         pending = set(numbers)
-        # Ray Data's own progress bars would draw over ours (which counts the shards).
-        quiet = data_settings(ray, enable_progress_bars=False, verbose_stats_logs=False)
+        # Ray Data's own progress bars would draw over ours (which counts the shards). Its
+        # downstream-capacity backpressure counts bytes: one decoded shard (~80 MB) waiting
+        # for the model reads as a queue, and it held decoding to one task while the model
+        # went idle between shards (bench/results/ray-scale.md); the memory each decode task
+        # asks for already bounds what waits.
+        settings = data_settings(
+            ray,
+            enable_progress_bars=False,
+            verbose_stats_logs=False,
+            downstream_capacity_backpressure_ratio=None,
+        )
         try:
-            with quiet:
+            with settings:
                 results = self._job(ray, rows, embedder, store.writer()).iter_rows()
-            for result in results:
-                shard = int(result["shard"])
-                if shard not in pending:
-                    continue  # (a retried shard reported twice)
-                pending.discard(shard)
-                if not store.adopt(shard):
-                    continue  # damaged on the way: set aside, its photos stay todo
-                node = report.nodes.setdefault(result["node"], NodeStats(result["node"]))
-                node.n_embedded += int(result["n_embedded"])
-                node.n_shards += 1
-                report.n_embedded += int(result["n_embedded"])
-                if on_progress is not None:
-                    on_progress(int(result["n_records"]))
+                for result in results:
+                    self._adopt(result, store, pending, report, on_progress)
         except ImgclustError:
             raise
         except Exception as exc:
@@ -230,6 +239,46 @@ class RayEngine:
             ) from exc
         report.seconds = time.perf_counter() - start
         return report
+
+    @staticmethod
+    def _adopt(
+        result: dict[str, Any],
+        store: FeatureStore,
+        pending: set[int],
+        report: EmbedReport,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        """Check and index one shard an actor reported written."""
+        shard = int(result["shard"])
+        if shard not in pending:
+            return  # (a retried shard reported twice)
+        pending.discard(shard)
+        if not store.adopt(shard):
+            return  # damaged on the way: set aside, its photos stay todo
+        node = report.nodes.setdefault(result["node"], NodeStats(result["node"]))
+        node.n_embedded += int(result["n_embedded"])
+        node.n_shards += 1
+        report.n_embedded += int(result["n_embedded"])
+        if on_progress is not None:
+            on_progress(int(result["n_records"]))
+
+    def release(self) -> None:
+        """Embedding is over: a local instance this engine started stops now, in the
+        background, while this process clusters and writes the report (its ~1.3 s stop,
+        and its idle processes, then cost the run nothing). A cluster it joined stays
+        joined (its k-means passes may still use it) until :meth:`close`."""
+        if not (self._started and self.address is None and self._ray is not None):
+            return
+        self._stopping = threading.Thread(
+            target=self._ray.shutdown, name="imgclust-ray-shutdown", daemon=True
+        )
+        self._stopping.start()
+        self._started, self._ray, self._released = False, None, True
+
+    def _wait_stopped(self) -> None:
+        if self._stopping is not None:
+            self._stopping.join()
+            self._stopping = None
 
     def fit_clusters(
         self,
@@ -397,6 +446,32 @@ class EmbedShard:
             "n_embedded": np.array([len(block.paths)]),
             "node": np.array([self.node]),
         }
+
+
+#: Environment variables that say where S3/GCS storage is (imgclust.uri); forwarded to a
+#: cluster's workers. Credentials are not among them.
+STORAGE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+                     "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED", "AWS_PROFILE")  # fmt: skip
+
+
+def _storage_env() -> dict[str, Any] | None:
+    """A runtime environment with this process's :data:`STORAGE_VARIABLES`, if any is set."""
+    found = {k: os.environ[k] for k in STORAGE_VARIABLES if k in os.environ}
+    return {"env_vars": found} if found else None
+
+
+def _split(records: Sequence[FileRecord], per_shard: int) -> list[Sequence[FileRecord]]:
+    """``records`` in shards of ``per_shard``, the first ones smaller (a quarter, then a
+    half): the model actor starts on the first shard while the others decode, instead of
+    idling until a whole large shard is decoded."""
+    sizes = [max(1, per_shard // 4), max(1, per_shard // 2)]
+    groups: list[Sequence[FileRecord]] = []
+    start = 0
+    while start < len(records):
+        size = sizes[len(groups)] if len(groups) < len(sizes) else per_shard
+        groups.append(records[start : start + size])
+        start += size
+    return groups
 
 
 def _n_nodes(ray: Any) -> int:
