@@ -481,3 +481,37 @@ def test_moved_photos_land_on_their_new_clusters_map_disc(
     ImageOps.mirror(Image.open(src)).save(new / "new-rocket.jpg", quality=90)
     assign_folder([new], out, workers=0)
     assert disc_distance(str(new / "new-rocket.jpg"), rocket) <= saved.layout.radii[rocket] + 3
+
+
+def test_a_run_killed_before_its_model_npz_is_finished_by_the_review(
+    synthetic: tuple[Path, np.ndarray],
+) -> None:
+    from imgclust.review.carry import carry_review, save_carried
+
+    out, feats = synthetic
+    s = Session(out)
+    s.edit(op="rename", cluster=2, name="kept name")
+    s.close()
+    marker = out / ".imgclust"
+    base = load_clustering(marker / "review-base")
+    editor = Editor(base, feats)  # a run that clusters one photo elsewhere
+    run = editor.clustering(
+        editor.apply(editor.initial, {"op": "move", "paths": [base.paths[0]], "to": 1})
+    )
+    before = (marker / "model.npz").read_bytes()
+    carry = carry_review(marker, run, feats)
+    assert carry is not None and carry.carried is not None
+    with output_folder(out, "run", create=False) as m:
+        save_carried(m, carry.carried, read_index(marker / "review-base", 30, saved=base))
+    assert load_clustering(marker).names[2] == "kept name"
+    (marker / "model.npz").write_bytes(before)  # as if killed just before its last write
+    s = Session(out)
+    assert "stopped before saving its clustering" in " ".join(s.review.notes)
+    assert s.state()["clusters"][2]["name"] == "kept name" and s.state()["can_undo"]
+    s.close()
+    saved = load_clustering(marker)
+    assert saved.names[2] == "kept name"
+    assert read_index(marker, 30, saved=saved).ntotal == 30  # written, checked by its CRC
+    s = Session(out)  # and now it is the journal's state, as after any finished run
+    assert "stopped before" not in " ".join(s.review.notes) and s.state()["version"] == 1
+    s.close()

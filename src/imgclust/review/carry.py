@@ -40,12 +40,14 @@ written as a new journal over it, so ``imgclust review`` opens on the carried st
 carried edit undoable one by one (undo them all to see the run's own clustering). The old
 journal is kept as ``edits-<time>.jsonl``. :func:`save_carried` writes, in this order: the new
 base, the journal, then ``index.faiss`` and ``model.npz`` (last, as every run); a kill before
-the journal leaves the old journal and base in force, a kill after it is mended by running
-again (the new journal then carries onto the next run as any other).
+the journal leaves the old journal and base in force; a kill after it leaves a journal whose
+header names the CRC-32 of the ``model.npz`` it replaces, so ``imgclust review`` (or the
+next run, which carries it over as any journal) finishes the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,7 +58,8 @@ import numpy as np
 
 from ..clustering import Clustering
 from ..exceptions import InputError
-from ..state import INDEX_FILE, save_clustering_meta, write_index
+from ..state import INDEX_FILE, MODEL_FILE, save_clustering_meta, write_index
+from ..store import file_crc32
 from .edits import (
     BASE_DIR,
     EXCLUDED,
@@ -601,6 +604,8 @@ def save_carried(marker: Path, carried: Carried, index: Any) -> None:
     if journal.path.exists():
         link_or_copy(journal.path, _free(marker, f"edits-{time.strftime('%Y%m%d-%H%M%S')}"))
     header = {**journal_header(carried.editor, name), "carried": len(carried.records)}
+    with contextlib.suppress(OSError):  # which model.npz this replaces (a kill is mended)
+        header["replaces"] = file_crc32(marker / MODEL_FILE)
     journal.rewrite(header, carried.records)
     if not kept.all():
         write_index(marker, kept_index(carried.editor.features, kept))

@@ -141,6 +141,16 @@ class Review:
         base = editor.base
         seen = {state_fingerprint(state) for state in review._states_seen}
         now = clustering_fingerprint(base, editor.row_of, current)
+        if now != state_fingerprint(review._states[-1]) and _run_unfinished(marker, header):
+            # `imgclust run` wrote this journal and was killed before its model.npz: what it
+            # was writing is the journal's state, so write it now.
+            review.published = -1
+            review._index_kept = np.zeros(0, bool)
+            review.notes.append(
+                "the last `imgclust run` stopped before saving its clustering: saved now, with "
+                "the edits it carried over"
+            )
+            return review
         if now is None or now not in seen:
             return None
         rows = np.array([editor.row_of[p] for p in current.paths], np.int64)
@@ -398,6 +408,20 @@ def journal_header(editor: Editor, base_dir: str) -> dict[str, Any]:
         "n_photos": len(editor.base.paths),
         "base_dir": base_dir,
     }
+
+
+def _run_unfinished(marker: Path, header: dict[str, Any]) -> bool:
+    """Whether ``model.npz`` is still the one a run that carried edits over replaced (the
+    header's ``replaces``, its CRC-32): the run was killed between its journal and it."""
+    from ..store import file_crc32
+
+    replaced = header.get("replaces")
+    if not isinstance(replaced, int):
+        return False
+    try:
+        return file_crc32(marker / MODEL_FILE) == replaced
+    except OSError:
+        return False
 
 
 def _index_matches(marker: Path, saved: Clustering) -> bool:
