@@ -399,6 +399,66 @@ def test_map_zoom_is_bounded_smooth_and_keyed_and_fit_restores(browser, crowded)
     assert errors == []
 
 
+def test_map_pinch_zooms_about_the_fingers_within_the_bounds(browser, crowded) -> None:  # type: ignore[no-untyped-def]
+    """Two fingers (real touch input, through the DevTools protocol) and a trackpad's pinch
+    (a wheel with ctrlKey) zoom about the gesture's middle, never past the wheel's bounds,
+    and a pinch never opens a photo."""
+    out, _ = crowded
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, has_touch=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((out / "map.html").as_uri())
+    page.wait_for_function("window.imgclustMapDrawn >= 1")
+    _settle(page)
+    api = "imgclustMapApi"
+    base, bounds = page.evaluate(f"[{api}.view.base, {api}.bounds]")
+    _, rx, ry, _ = page.evaluate(f"{api}.regions()")[0]
+    view = page.evaluate(f"{api}.view")
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    mx, my = rx * view["scale"] + view["x"] + box["x"], ry * view["scale"] + view["y"] + box["y"]
+    cdp = page.context.new_cdp_session(page)
+
+    def fingers(kind: str, spread: float) -> None:
+        points = [{"x": mx - spread, "y": my, "id": 0}, {"x": mx + spread, "y": my, "id": 1}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    fingers("touchStart", 20)
+    for spread in range(25, 61, 5):  # fingers apart: 3 times as far
+        fingers("touchMove", spread)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    _settle(page)
+    scale, vx, vy = page.evaluate(f"[{api}.view.scale, {api}.view.x, {api}.view.y]")
+    assert scale == pytest.approx(base * 3, rel=0.02)
+    # the point between the fingers stayed where it was
+    assert rx * scale + vx + box["x"] == pytest.approx(mx, abs=2)
+    assert ry * scale + vy + box["y"] == pytest.approx(my, abs=2)
+    assert page.locator("#map-info").is_hidden()  # a pinch is no click
+    for _ in range(6):  # far past the most zoom there is
+        fingers("touchStart", 10)
+        fingers("touchMove", 200)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(bounds["maxScale"])
+    assert page.evaluate(f"{api}.visiblePhotos().length") > 0
+    page.click("#map-reset")
+    _settle(page)
+    # a trackpad pinch: wheel events with ctrlKey, which the page must not take for its zoom
+    wheel = """([x, y, dy, n]) => { const c = document.getElementById('map'); let kept = 0;
+        for (let i = 0; i < n; i++) { const e = new WheelEvent('wheel', {deltaY: dy, ctrlKey: true,
+          clientX: x, clientY: y, cancelable: true, bubbles: true});
+          c.dispatchEvent(e); kept += e.defaultPrevented; } return kept; }"""
+    assert page.evaluate(wheel, [mx, my, -10, 5]) == 5
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(base * np.exp(0.5), rel=0.01)
+    page.evaluate(wheel, [mx, my, 40, 50])  # pinched shut, far past the least zoom
+    _settle(page)
+    assert page.evaluate(f"{api}.view.scale") == pytest.approx(bounds["minScale"])
+    assert page.evaluate(f"{api}.stats.pinches") > 0
+    assert errors == []
+    page.close()
+
+
 def test_map_hover_and_click_show_the_photo_and_its_cluster(browser, crowded) -> None:  # type: ignore[no-untyped-def]
     out, data = crowded
     page, errors = _open_map(browser, out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imgclust.report import layout as lay
 from imgclust.report.layout import MapLayout, colour_regions, fit_layout, settle
@@ -235,7 +237,10 @@ def test_the_map_data_holds_a_cell_per_photo_names_groups_and_hover_text(tmp_pat
     assert np.array_equal(cells, np.asarray(data.coords).astype(int))  # already settled
     assert np.array_equal(labels, data.labels) and np.array_equal(ranks, data.ranks)
     # one group per cluster by default, named like it; regions that touch differ in colour
-    assert [meta["clusters"][str(c)] for c in range(5)] == [[f"name {c}", 30, c] for c in range(5)]
+    assert [meta["clusters"][str(c)][:3] for c in range(5)] == [
+        [f"name {c}", 30, c] for c in range(5)
+    ]
+    assert all(meta["clusters"][str(c)][3].startswith("#") for c in range(5))  # its shade
     assert [g[0] for g in meta["groups"]] == [f"name {c}" for c in range(5)]
     assert all(g[1].startswith("#") for g in meta["groups"])
     # map-2.js: every member of cluster 2 by rank: its path, rank, classes; its original
@@ -264,7 +269,109 @@ def test_groups_come_from_the_clusterings_tree_and_stale_map_files_go(tmp_path) 
     meta, *_ = _map_data(out)
     assert [g[0] for g in meta["groups"]] == ["cats", "cups"]
     assert [meta["clusters"][str(c)][2] for c in range(5)] == [0, 0, 1, 1, 1]
+    # a group one hue, its clusters shades of it (touching ones apart), the groups' hues apart
+    hue = [_hls(meta["clusters"][str(c)][3]) for c in range(5)]
+    group_hue = [_hls(g[1])[0] for g in meta["groups"]]
+    for c, g in enumerate([0, 0, 1, 1, 1]):
+        assert hue[c][0] == pytest.approx(group_hue[g], abs=0.02)
+    assert abs(group_hue[0] - group_hue[1]) > 0.05
+    assert len({meta["clusters"][str(c)][3] for c in (2, 3, 4)}) >= 2
     assert (out / "map-4.js").exists()
     write_report(out, _report(tmp_path, n_clusters=3), ReportConfig(), workers=1)
     assert (out / "map-2.js").exists() and not (out / "map-3.js").exists()
     assert not (out / "map-4.js").exists()
+
+
+def _hls(hex_colour: str) -> tuple[float, float, float]:
+    import colorsys
+
+    return colorsys.rgb_to_hls(*(int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+
+
+# -- swaps that bring feature neighbours side by side (_refine, _swap) ----------------------
+
+
+def _penalty(cells: np.ndarray, x: np.ndarray) -> float:
+    """Trustworthiness's penalty among these photos: how far beyond each one's 10 nearest
+    (cosine) its 10 nearest on the lattice are."""
+    m = len(cells)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = xn @ xn.T
+    np.fill_diagonal(sim, -np.inf)
+    rank = np.empty((m, m))
+    rank[np.arange(m)[:, None], np.argsort(-sim, axis=1)] = np.arange(1, m + 1)
+    d2 = ((cells[:, None].astype(float) - cells[None]) ** 2).sum(axis=2)
+    np.fill_diagonal(d2, np.inf)
+    near = np.argsort(d2, axis=1, kind="stable")[:, : min(10, m - 1)]
+    return float(np.maximum(np.take_along_axis(rank, near, axis=1) - 10, 0).sum())
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(0, 120), n_fixed=st.integers(0, 8), seed=st.integers(0, 2**16))
+def test_swaps_keep_the_cells_and_the_fixed_photos_and_never_cost_more(m, n_fixed, seed) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    cells = lay._disc_cells(m).astype(np.int64)
+    t = rng.random(m) * 2 * np.pi  # photos along a ring in feature space, dealt at random
+    x = np.c_[np.cos(t), np.sin(t), 0.1 * rng.normal(size=(m, 3))] + 3
+    fixed = np.zeros(m, dtype=bool)
+    fixed[: min(n_fixed, m)] = True
+    out = lay._swap(cells, x, fixed)
+    assert sorted(map(tuple, out.tolist())) == sorted(map(tuple, cells.tolist()))
+    assert np.array_equal(out[fixed], cells[fixed])
+    if m >= 4:
+        assert _penalty(out, x) <= _penalty(cells, x)
+    if m >= 60 and n_fixed < m // 2:
+        assert _penalty(out, x) < 0.7 * _penalty(cells, x)  # much better than dealt at random
+
+
+def test_refinement_keeps_neighbours_better_and_stops_at_its_budget(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.manifold import trustworthiness
+
+    data = _photos(n_clusters=4, per=120, seed=9)
+    layout = fit_layout(*data)
+    refined = layout.place(*data)
+    monkeypatch.setattr(lay, "_REFINE_PHOTOS", 0)
+    dealt = layout.place(*data)
+    x = data[0].astype(np.float32)
+    gain = trustworthiness(x, refined, n_neighbors=10) - trustworthiness(x, dealt, n_neighbors=10)
+    assert gain > 0.003
+    for cells in (refined, dealt):  # either way: the same discs, filled, core in the middle
+        assert len(np.unique(cells, axis=0)) == len(cells)
+    monkeypatch.setattr(lay, "_REFINE_PHOTOS", 200)  # the two smallest clusters' worth, not more
+    part = layout.place(*data)
+    changed = {int(c) for c in np.unique(data[2][(part != dealt).any(axis=1)])}
+    assert 1 <= len(changed) <= 2
+
+
+def _touching(layout: MapLayout) -> np.ndarray:
+    c, r = layout.centres.astype(float), layout.radii.astype(float)
+    gap = np.linalg.norm(c[:, None] - c[None], axis=2) - r[:, None] - r[None]
+    near = gap <= np.minimum(r[:, None], r[None]) / 3 + lay.GAP + 1
+    np.fill_diagonal(near, False)
+    return near
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_groups_clusters_are_placed_together(seed: int) -> None:
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n_groups, per_group, d = 4, 5, 32
+    tops = rng.normal(scale=2.0, size=(n_groups, d))  # groups only a little apart
+    centroids = np.repeat(tops, per_group, axis=0) + rng.normal(size=(n_groups * per_group, d))
+    labels = np.repeat(np.arange(len(centroids)), 30)
+    feats = centroids[labels] + rng.normal(scale=0.4, size=(len(labels), d))
+    distances = np.linalg.norm(feats - centroids[labels], axis=1)
+    groups = np.repeat(np.arange(n_groups), per_group)
+    args = (feats.astype(np.float16), centroids.astype(np.float32), labels, distances)
+    layout = fit_layout(*args, groups=groups)
+    near = _touching(layout)
+    for g in range(n_groups):
+        idx = np.flatnonzero(groups == g)
+        assert connected_components(near[np.ix_(idx, idx)])[0] == 1  # one patch
+    cells = layout.place(*args)
+    assert len(np.unique(cells, axis=0)) == len(cells)
+    # with one group, or groups of one cluster each, the layout is the plain one
+    plain = fit_layout(*args)
+    for trivial in (np.zeros(len(groups), int), np.arange(len(groups))):
+        assert np.array_equal(fit_layout(*args, groups=trivial).centres, plain.centres)

@@ -396,7 +396,13 @@ def _record(
             method=config.cluster.names,
         )
     with _timed(timings, "layout"):
-        layout, coords = map_layout(coll.features, centroids, fitted.labels, fitted.distances)
+        layout, coords = map_layout(
+            coll.features,
+            centroids,
+            fitted.labels,
+            fitted.distances,
+            groups=None if tree is None else tree.groups,
+        )
     return Clustering(
         paths=coll.paths,
         labels=fitted.labels,
@@ -460,17 +466,27 @@ def _duplicates(
 
 
 def map_layout(
-    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray
+    features: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
 ) -> tuple[MapLayout, np.ndarray]:
     """The map's layout and every image's position; unclustered images get a disc of their
-    own (after the clusters'), around their mean."""
+    own (after the clusters'), around their mean, in a group of their own. ``groups``: each
+    cluster's group (the clustering's tree), whose clusters are placed side by side."""
     ids = np.asarray(labels).copy()
     noise = ids < 0
     centres = np.asarray(centroids, dtype=np.float32)
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
     if noise.any():
         ids[noise] = len(centres)
         centres = np.vstack([centres, features[noise].astype(np.float32).mean(axis=0)])
-    layout = fit_layout(features, centres, ids, distances)
+        if groups is not None:
+            groups = np.r_[groups, groups.max(initial=-1) + 1]
+    layout = fit_layout(features, centres, ids, distances, groups=groups)
     return layout, layout.place(features, centres, ids, distances)
 
 

@@ -434,14 +434,20 @@ def _write_map(
     by_id = sorted(clusters, key=lambda c: c.cluster_id)  # the order np.unique(labels) has
     group_of, group_names, noise = _map_groups(data, by_id)
     colour = colour_regions(cells, labels, np.asarray(group_of), len(MAP_PALETTE))
+    hues = [
+        UNCLUSTERED_COLOUR if g == noise else MAP_PALETTE[colour[g]]
+        for g in range(len(group_names))
+    ]
+    # a shade of its group's hue for each cluster, neighbours apart
+    shade = colour_regions(cells, labels, np.arange(len(by_id)), len(MAP_SHADES))
     meta = {
         "n": len(cells),
         "thumbSize": thumb_size,
-        "clusters": {str(c.cluster_id): [c.name, c.size, group_of[i]] for i, c in enumerate(by_id)},
-        "groups": [
-            [name, UNCLUSTERED_COLOUR if g == noise else MAP_PALETTE[colour[g]]]
-            for g, name in enumerate(group_names)
-        ],
+        "clusters": {
+            str(c.cluster_id): [c.name, c.size, group_of[i], _shade(hues[group_of[i]], shade[i])]
+            for i, c in enumerate(by_id)
+        },
+        "groups": [[name, hues[g]] for g, name in enumerate(group_names)],
     }
 
     def b64(a: np.ndarray) -> str:
@@ -480,6 +486,20 @@ MAP_PALETTE = (
     "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
 )  # fmt: skip
 UNCLUSTERED_COLOUR = "#8e9197"
+#: A cluster's shade of its group's hue: lightness moved by this much (HLS, 0-1).
+MAP_SHADES = (0.0, 0.14, -0.13, 0.25)
+
+
+def _shade(hex_colour: str, shade: int) -> str:
+    """``hex_colour`` lighter or darker by ``MAP_SHADES[shade]`` (its hue and saturation kept)."""
+    import colorsys
+
+    r, g, b = (int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    h, lightness, sat = colorsys.rgb_to_hls(r, g, b)
+    lightness = min(max(lightness + MAP_SHADES[shade % len(MAP_SHADES)], 0.18), 0.9)
+    return "#" + "".join(f"{round(v * 255):02x}" for v in colorsys.hls_to_rgb(h, lightness, sat))
+
+
 _MAP_INFO_RE = re.compile(r"map--?\d+\.js")
 
 

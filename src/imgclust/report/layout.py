@@ -38,6 +38,13 @@ import numpy as np
 
 #: Cells of empty lattice between two discs (keeps a photo's map neighbours in its cluster).
 GAP = 2
+#: How strongly a group holds its clusters together on the map: the distance between two
+#: groups' clusters grows by this many times the median distance between centroids.
+GROUP_PULL = 1.0
+#: Each round of drawing a group's discs together moves them this share of the way to the
+#: group's middle (then discs are pushed apart again).
+_GATHER = 0.5
+_GATHER_ROUNDS = 6
 #: Members of a cluster laid out by their own t-SNE; the others are placed among them.
 ANCHORS = 192
 #: Main axes of the within-cluster offsets that the anchors are compared on.
@@ -51,6 +58,14 @@ CENTRE_WEIGHT = 0.4
 #: ones in parts of at most ``_LEAF`` (the assignment costs grow as the cube of the size).
 _EXACT = 384
 _LEAF = 64
+#: Cells of a patch a large cluster's photos are swapped within (:func:`_refine`).
+_PATCH = 96
+#: Feature neighbours a photo's map neighbours are held to (trustworthiness's 10).
+_KEPT = 10
+#: Rounds of swaps, and how many photos at most are swapped in all (about 6 CPU seconds a
+#: 40,000 on this machine, ``bench/results/map.md``): beyond, photos keep the cells dealt.
+_SWAP_ROUNDS = 20
+_REFINE_PHOTOS = 40_000
 #: Anchors a photo is placed among.
 _NEIGHBOURS = 5
 #: Quantiles of the distance to the centroid kept per cluster (for photos added later).
@@ -114,7 +129,14 @@ class MapLayout:
         whole = counts[labels] >= fitted[labels]
         cells = np.zeros((len(labels), 2))
         if whole.any():
-            cells[whole] = _fill_discs(near[whole, :2], labels[whole], distances[whole])
+            rows = np.flatnonzero(whole)
+            cells[rows] = _refine(
+                _fill_discs(near[rows, :2], labels[rows], distances[rows]),
+                features,
+                rows,
+                labels[rows],
+                distances[rows],
+            )
         later = ~whole
         if later.any() and self.anchors is not None:
             cells[later] = near[later, 2:]
@@ -166,10 +188,16 @@ class MapLayout:
 
 
 def fit_layout(
-    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray
+    features: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
 ) -> MapLayout:
     """Fit the layout of a clustering (``labels`` ≥ 0, aligned with ``features``, which may be
-    float16; ``centroids`` ``(k, d)``)."""
+    float16; ``centroids`` ``(k, d)``; ``groups``: ``(k,)`` each cluster's group, whose
+    clusters are then placed side by side)."""
     labels = np.asarray(labels, dtype=np.int64)
     distances = np.asarray(distances, dtype=np.float64)
     centroids = np.asarray(centroids, dtype=np.float32)
@@ -199,7 +227,7 @@ def fit_layout(
         )
         anchors[cid, :m, -2:] = cells * np.sqrt(sizes[cid] / m)
     return MapLayout(
-        centres=_pack(centroids, radii).astype(np.float32),
+        centres=_pack(centroids, radii, groups).astype(np.float32),
         radii=radii.astype(np.float32),
         basis=basis,
         scale=scale.astype(np.float32),
@@ -387,7 +415,7 @@ def _project(
     return out
 
 
-def _pack(centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
+def _pack(centroids: np.ndarray, radii: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     """Disc centres, whole cells: t-SNE of the centroids, scaled so that discs next to each
     other there nearly touch, then pushed apart until :data:`GAP` cells part any two.
 
@@ -398,11 +426,12 @@ def _pack(centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
     k = len(centroids)
     if k == 1:
         return np.zeros((1, 2))
+    points = _with_groups(centroids.astype(np.float64), groups)
     if k < 5 or k > _TSNE_MAX_CLUSTERS:  # too few for t-SNE, or too many: main axes
-        c = centroids.astype(np.float64) - centroids.mean(axis=0)
+        c = points - points.mean(axis=0)
         start = c @ _top_axes(c, 2)
     else:
-        start = tsne([centroids.astype(np.float32)], iterations=1000)[0]
+        start = tsne([points.astype(np.float32)], iterations=1000)[0]
     start -= start.mean(axis=0)
     reach = radii + GAP / 2
     from scipy.spatial import cKDTree
@@ -410,6 +439,8 @@ def _pack(centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
     gap, nearest = cKDTree(start).query(start, k=2)
     touching = (reach + reach[nearest[:, 1]]) / np.maximum(gap[:, 1], 1e-9)
     p = _separate(start * float(np.median(touching)) * _SPREAD, reach)
+    if groups is not None and len(groups) == k:
+        p = _gather_groups(p, reach, np.asarray(groups))
     margin = 0.0
     while True:  # whole cells, and no two discs closer than GAP
         q = np.rint(p - p.mean(axis=0))
@@ -417,6 +448,35 @@ def _pack(centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
             return q
         margin += 0.5
         p = _separate(p, reach + margin)
+
+
+def _gather_groups(p: np.ndarray, reach: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Discs drawn towards their group's middle (by area) and pushed apart again, a few
+    times: a group's clusters close ranks into one patch, the map's order kept."""
+    _, group = np.unique(groups, return_inverse=True)
+    if group.max() < 1:  # one group: nothing to gather
+        return p
+    area = reach**2
+    for _ in range(_GATHER_ROUNDS):
+        middle = np.zeros((int(group.max()) + 1, 2))
+        np.add.at(middle, group, p * area[:, None])
+        middle /= np.bincount(group, weights=area)[:, None]
+        p = _separate(p + _GATHER * (middle[group] - p), reach)
+    return p
+
+
+def _with_groups(centroids: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """The centroids with each cluster's group appended (one-hot, :data:`GROUP_PULL` times the
+    median distance between centroids): clusters of one group end up side by side."""
+    if groups is None or len(groups) != len(centroids):
+        return centroids
+    if not 1 < len(np.unique(groups)) < len(groups):  # one group, or a group a cluster
+        return centroids
+    from scipy.spatial.distance import pdist
+
+    _, group = np.unique(np.asarray(groups), return_inverse=True)
+    scale = GROUP_PULL * float(np.median(pdist(centroids))) / np.sqrt(2)
+    return np.c_[centroids, np.eye(int(group.max()) + 1)[group] * scale]
 
 
 def _overlaps(p: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -544,6 +604,116 @@ def _fill_discs(cloud: np.ndarray, labels: np.ndarray, distances: np.ndarray) ->
         cost = ((target[:, None, :] - cells[None, :, :]) ** 2).sum(axis=2)
         rows, cols = linear_sum_assignment(cost)
         out[photos[rows]] = cells[cols]
+    return out
+
+
+def _refine(
+    cells: np.ndarray,
+    features: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+) -> np.ndarray:
+    """The cells of :func:`_fill_discs` with photos swapped until feature neighbours sit side by
+    side: :func:`_swap` over each cluster of up to :data:`_EXACT` photos, and each patch of
+    up to :data:`_PATCH` cells of a larger one (cut by :func:`_halve`), smallest cluster
+    first, up to :data:`_REFINE_PHOTOS` photos in all. The core keeps its cells.
+
+    ``features`` are the images' rows ``rows`` (as ``labels``, ``distances`` and ``cells``).
+    """
+    cells = cells.copy()
+    order = np.lexsort((np.arange(len(labels)), distances, labels))
+    bounds = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0, True])
+    clusters = sorted(itertools.pairwise(bounds), key=lambda b: (b[1] - b[0], b[0]))
+    done = 0
+    for start, end in clusters:
+        members = order[start:end]  # nearest first
+        fixed = np.zeros(len(members), dtype=bool)
+        fixed[: int(np.ceil(CORE * len(members)))] = True
+        if len(members) <= _EXACT:
+            units = [np.arange(len(members))]
+        else:
+            c = cells[members].astype(np.float64)
+            p_order, _, leaf = _halve(c, c, np.zeros(len(members), np.int64), _PATCH)
+            units = [p_order[lo:hi] for lo, hi in itertools.pairwise(leaf)]
+        for unit in units:
+            done += len(unit)
+            if done > _REFINE_PHOTOS:
+                return cells
+            photos = members[unit]
+            x = np.asarray(features[rows[photos]], dtype=np.float32)
+            cells[photos] = _swap(cells[photos], x, fixed[unit])
+    return cells
+
+
+def _swap(cells: np.ndarray, x: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Photos (features ``x``) moved among their own ``cells`` so that photos on neighbouring
+    cells are near in feature space: pairwise swaps by the greatest gain, many at once.
+
+    The cost of two photos side by side is how far each is beyond the other's
+    :data:`_KEPT` nearest (by cosine, among these photos): trustworthiness's penalty. Cells
+    next to each other (8 around) count fully, the 4 two cells away along the axes half
+    (trustworthiness's 10 map neighbours are the 8 and two of those 4). Each round takes
+    the best swaps whose cells' neighbourhoods do not meet, so that every gain is exact;
+    ``fixed`` photos stay. Rounds stop at :data:`_SWAP_ROUNDS` or when no swap gains.
+    """
+    m = len(cells)
+    movable = ~np.asarray(fixed, dtype=bool)
+    if m < 4 or movable.sum() < 2:
+        return cells
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    similarity = x @ x.T
+    np.fill_diagonal(similarity, -np.inf)
+    rank = np.empty((m, m), dtype=np.float32)  # rank[i, j]: j is i's rank[i, j]-th nearest
+    rank[np.arange(m)[:, None], np.argsort(-similarity, axis=1, kind="stable")] = np.arange(
+        1, m + 1, dtype=np.float32
+    )
+    beyond = np.maximum(rank - _KEPT, 0)
+    np.fill_diagonal(beyond, 0)
+    w = beyond + beyond.T
+    c = cells.astype(np.float64)
+    d2 = ((c[:, None] - c[None]) ** 2).sum(axis=2)
+    adjacent = np.where(d2 <= 2.5, 1.0, np.where(np.abs(d2 - 4) < 0.5, 0.5, 0.0))
+    np.fill_diagonal(adjacent, 0)
+    adjacent = adjacent.astype(np.float32)
+    touching = adjacent > 0
+    # each cell's (at most 12) neighbours, padded with m (a column of zeros below)
+    n_near = int(touching.sum(axis=1).max())
+    around = np.argsort(~touching, axis=1, kind="stable")[:, :n_near]
+    weight = np.take_along_axis(adjacent, around, axis=1)
+    around = np.where(weight > 0, around, m)
+    neighbours = [np.flatnonzero(row).tolist() for row in touching]
+    at = np.arange(m)  # the photo on each cell (cells are slots; photos move)
+    s_pad = np.zeros((m, m + 1), dtype=np.float32)
+    for _ in range(_SWAP_ROUNDS):
+        s = w[at][:, at]  # cost between the photos on two cells
+        s_pad[:, :m] = s
+        # cost[a, b]: the photo on cell a, were it on cell b, by b's neighbours
+        cost = np.einsum("abj,bj->ab", s_pad[:, around], weight)
+        own = np.diagonal(cost)
+        gain = own[:, None] + own[None, :] - cost - cost.T - 2 * s * adjacent
+        free = movable[at]
+        gain[~free] = 0
+        gain[:, ~free] = 0
+        flat = np.flatnonzero(np.triu(gain, 1) > 1e-6)
+        if not len(flat):
+            break
+        if len(flat) > m:  # the m best; sorting all m^2 would cost more than the round
+            flat = flat[np.argpartition(-gain.ravel()[flat], m - 1)[:m]]
+        flat = flat[np.argsort(-gain.ravel()[flat], kind="stable")]
+        busy = bytearray(m)
+        swapped = 0
+        for a, b in zip(*(i.tolist() for i in np.unravel_index(flat, gain.shape)), strict=True):
+            if busy[a] or busy[b]:
+                continue
+            at[a], at[b] = at[b], at[a]
+            for c in (a, b, *neighbours[a], *neighbours[b]):
+                busy[c] = 1
+            swapped += 1
+        if not swapped:
+            break
+    out = np.empty_like(cells)
+    out[at] = cells
     return out
 
 

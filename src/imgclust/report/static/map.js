@@ -10,11 +10,13 @@
    always sharp); at most IN_FLIGHT load at a time, nearest the middle of the view first, and
    at most CACHE_MAX are kept. Region names are HTML labels placed greedily each frame, large
    regions first, never on top of each other and always on screen while their region is.
+   Zoom: the wheel in smooth steps, keys, buttons, and pinching (two fingers as pointer events,
+   a trackpad's ctrlKey wheel, Safari's gesture events), all within the same bounds.
    Works from file://: every data file is a <script>. */
 (function () {
   "use strict";
   var THUMB_MIN = 28, TILE_MIN = 6, IN_FLIGHT = 12, CACHE_MAX = 1500;
-  var WHEEL_RATE = 0.0022, KEY_ZOOM = 1.6, ANIMATE_MS = 160, LABEL_PAD = 3;
+  var WHEEL_RATE = 0.0022, PINCH_RATE = 0.01, KEY_ZOOM = 1.6, ANIMATE_MS = 160, LABEL_PAD = 3;
 
   function decode(b64, Type) {
     var bin = atob(b64), bytes = new Uint8Array(bin.length);
@@ -70,9 +72,9 @@
     var ids = Object.keys(meta.clusters).map(Number).sort(function (a, b) { return a - b; });
     var regions = {};  // cluster id -> {id, name, size, group, colour, cx, cy, r}
     ids.forEach(function (id) {
-      var c = meta.clusters[id], g = meta.groups[c[2]];
-      regions[id] = { id: id, name: c[0], size: c[1], group: c[2], colour: rgb(g[1]),
-                      hex: g[1], cx: 0, cy: 0, r: 0, count: 0 };
+      var c = meta.clusters[id], hex = c[3] || meta.groups[c[2]][1];  // its shade of the group's hue
+      regions[id] = { id: id, name: c[0], size: c[1], group: c[2], colour: rgb(hex),
+                      hex: hex, cx: 0, cy: 0, r: 0, count: 0 };
     });
     for (i = 0; i < n; i++) {
       grid[(cells[2 * i + 1] - minY) * W + cells[2 * i] - minX] = i + 1;
@@ -220,7 +222,7 @@
     // -- drawing ---------------------------------------------------------------------------
     var pending = false, selected = -1, hovered = -1;
     var stats = { inView: 0, thumbsDrawn: 0, loading: 0, loaded: 0, maxLoading: 0,
-                  labelsShown: 0, labelsHidden: 0, frameMs: 0, frames: 0 };
+                  labelsShown: 0, labelsHidden: 0, frameMs: 0, frames: 0, pinches: 0 };
     var wellColour = getComputedStyle(document.documentElement).getPropertyValue("--well").trim() || "#0f1011";
     function draw() {
       if (pending) { return; }
@@ -266,7 +268,7 @@
       stats.frames += 1;
       window.imgclustMapDrawn = (window.imgclustMapDrawn || 0) + 1;
       // nothing whole in view (panned into a void between regions, say): back to the map
-      if (moving) { draw(); } else if (!drag && n && area <= 250000 && !countIn(gx0 + 1, gy0 + 1, gx1 - 1, gy1 - 1)) { toNearestRegion(); }
+      if (moving) { draw(); } else if (!drag && !pinch && n && area <= 250000 && !countIn(gx0 + 1, gy0 + 1, gx1 - 1, gy1 - 1)) { toNearestRegion(); }
     }
     function toNearestRegion() {  // nothing in view (panned into a void): glide back to the map
       var v = target(), at = anchorNear(cw / 2, ch / 2, v);
@@ -573,8 +575,10 @@
     groups.slice().sort(function (a, b) { return b.size - a.size; }).forEach(function (g) {
       var item = element("button", "map-legend-item");
       item.type = "button";
-      var sw = element("span", "swatch");
-      sw.style.background = g.hex;
+      var sw = element("span", "swatch"), shades = [];
+      g.clusters.forEach(function (id) { if (shades.indexOf(regions[id].hex) < 0) { shades.push(regions[id].hex); } });
+      // the group's hue, and the shades its clusters have
+      sw.style.background = shades.length > 1 ? "linear-gradient(90deg, " + shades.join(", ") + ")" : g.hex;
       item.append(sw, element("span", "legend-name", g.name),
                   element("span", "legend-size", g.size.toLocaleString()));
       item.title = g.clusters.length > 1 ? g.clusters.length + " clusters" : "cluster #" + g.clusters[0];
@@ -591,14 +595,44 @@
       if (p < 0 && view.scale < 4) { p = nearest(mx, my, 4 / view.scale); }  // a pixel is many cells
       return p;
     }
-    var drag = null;
+    // One pointer drags (a click when it barely moved); two pinch: the map zooms by how much
+    // their distance changed, about their midpoint, and moves with it, within the zoom's bounds.
+    var drag = null, pointers = {}, pinch = null;
+    canvas.style.touchAction = "none";  // the page must not take the pinch for its own zoom
+    function pinchState() {  // distance and midpoint (canvas pixels) of the first two pointers
+      var ids2 = Object.keys(pointers).slice(0, 2), a = pointers[ids2[0]], b = pointers[ids2[1]];
+      var rect = canvas.getBoundingClientRect();
+      return { d: Math.max(Math.hypot(a.x - b.x, a.y - b.y), 1),
+               x: (a.x + b.x) / 2 - rect.left, y: (a.y + b.y) / 2 - rect.top };
+    }
+    function zoomNow(sx, sy, factor, dx, dy) {  // at once (a gesture's own steps are smooth)
+      var scale = Math.min(Math.max(view.scale * factor, bounds.minScale), bounds.maxScale);
+      var f = scale / view.scale;
+      motion = null;
+      view.x = sx - (sx - view.x) * f + dx; view.y = sy - (sy - view.y) * f + dy; view.scale = scale;
+      draw();
+    }
     canvas.addEventListener("pointerdown", function (e) {
       if (e.button !== 0) { return; }
-      drag = { x: e.clientX, y: e.clientY, moved: false, id: e.pointerId };
+      pointers[e.pointerId] = { x: e.clientX, y: e.clientY };
       motion = null;
-      canvas.setPointerCapture(e.pointerId);
+      try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* a pointer already gone */ }
+      if (Object.keys(pointers).length >= 2) {  // a second finger: pinch, no click
+        drag = null; pinch = pinchState(); tip.hidden = true;
+        return;
+      }
+      drag = { x: e.clientX, y: e.clientY, moved: false, id: e.pointerId };
     });
     canvas.addEventListener("pointermove", function (e) {
+      if (pointers[e.pointerId]) { pointers[e.pointerId] = { x: e.clientX, y: e.clientY }; }
+      if (pinch) {
+        if (Object.keys(pointers).length < 2) { return; }
+        var now = pinchState();
+        zoomNow(now.x, now.y, now.d / pinch.d, now.x - pinch.x, now.y - pinch.y);
+        stats.pinches += 1;
+        pinch = now;
+        return;
+      }
       if (drag) {
         var dx = e.clientX - drag.x, dy = e.clientY - drag.y;
         if (!drag.moved && Math.abs(dx) + Math.abs(dy) <= 3) { return; }
@@ -610,18 +644,41 @@
       }
       hover(photoUnder(e.clientX, e.clientY), e.clientX, e.clientY);
     });
-    canvas.addEventListener("pointerup", function (e) {
-      var was = drag;
+    function pointerGone(e) {
+      var was = drag, pinched = pinch !== null;
+      delete pointers[e.pointerId];
       drag = null;
-      if (was && !was.moved) { show(photoUnder(e.clientX, e.clientY)); } else { draw(); }
-    });
+      if (pinched) {  // the finger left drags on, and never clicks
+        pinch = null;
+        var rest = Object.keys(pointers);
+        if (rest.length === 1) { var q = pointers[rest[0]]; drag = { x: q.x, y: q.y, moved: true, id: +rest[0] }; }
+        draw();
+        return;
+      }
+      if (e.type === "pointerup" && was && !was.moved) { show(photoUnder(e.clientX, e.clientY)); } else { draw(); }
+    }
+    canvas.addEventListener("pointerup", pointerGone);
+    canvas.addEventListener("pointercancel", pointerGone);
     canvas.addEventListener("pointerleave", function () { if (!drag) { hover(-1); } });
     canvas.addEventListener("wheel", function (e) {
       e.preventDefault();
       var rect = canvas.getBoundingClientRect();
       var delta = e.deltaMode === 1 ? e.deltaY * 33 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
+      if (e.ctrlKey) {  // a trackpad's pinch (browsers send it as a wheel with ctrlKey): follow it
+        zoomNow(e.clientX - rect.left, e.clientY - rect.top, Math.exp(-delta * PINCH_RATE), 0, 0);
+        stats.pinches += 1;
+        return;
+      }
       zoomAt(e.clientX - rect.left, e.clientY - rect.top, Math.exp(-delta * WHEEL_RATE), ANIMATE_MS);
     }, { passive: false });
+    var gestureScale = 1;  // Safari's trackpad pinch: gesture events with a running scale
+    canvas.addEventListener("gesturestart", function (e) { e.preventDefault(); gestureScale = 1; });
+    canvas.addEventListener("gesturechange", function (e) {
+      e.preventDefault();
+      var rect = canvas.getBoundingClientRect();
+      zoomNow(e.clientX - rect.left, e.clientY - rect.top, e.scale / gestureScale, 0, 0);
+      gestureScale = e.scale;
+    });
     document.addEventListener("keydown", function (e) {
       var t = e.target;
       if (e.altKey || e.ctrlKey || e.metaKey || (t && /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) { return; }
