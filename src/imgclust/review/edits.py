@@ -8,6 +8,8 @@ On disk, under ``OUT/.imgclust/``::
                                          the link keeps the old bytes; a copy where links fail)
     edits.jsonl                          a header line, then one JSON record an edit, appended
                                          and fsynced before the edit is answered
+    review-base-<time>/                  the base of a journal ``imgclust run`` wrote, carrying
+                                         the edits over (the header's ``base_dir``; :mod:`.carry`)
 
 A record is an edit (``rename``, ``merge``, ``split``, ``move``, ``unsort``, ``exclude``) or
 ``undo`` / ``redo``. Replaying them in order over the base gives the current state: edits

@@ -101,8 +101,9 @@ class Review:
             if review is not None:
                 return review
             notes.append(
-                f"{marker.parent} was rewritten since the last review (`imgclust run` or "
-                "`assign`): its edits were applied there as they stood"
+                f"{marker.parent} was rewritten since the last review (`imgclust assign`, or "
+                "a run that could not carry the edits over): its edits were applied there as "
+                "they stood"
             )
         review = cls._fresh(marker, current, journal)
         aside = journal.set_aside() if header is not None else None
