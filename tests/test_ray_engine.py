@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from imgclust.cli import app
@@ -56,3 +58,60 @@ def test_the_local_default_never_imports_ray(demo_photos: Path, tmp_path: Path) 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["8", "[]"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), per_shard=st.integers(1, 700))
+def test_shards_cover_the_records_in_order_the_first_ones_smaller(n: int, per_shard: int) -> None:
+    from imgclust.engines.ray import _split
+    from imgclust.scan import FileRecord
+
+    records = [FileRecord(f"/p/{i:05d}.jpg", 1, 1) for i in range(n)]
+    groups = _split(records, per_shard)
+    assert [r for g in groups for r in g] == records
+    assert all(0 < len(g) <= per_shard for g in groups)
+    # a quarter, a half, then whole shards; only the last may be short
+    left, sizes = n, []
+    for size in [max(1, per_shard // 4), max(1, per_shard // 2)] + [per_shard] * n:
+        if left <= 0:
+            break
+        sizes.append(min(size, left))
+        left -= size
+    assert [len(g) for g in groups] == sizes
+
+
+def test_storage_variables_go_with_a_job_but_never_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imgclust.engines.ray import _storage_env
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
+                "AWS_EC2_METADATA_DISABLED", "AWS_PROFILE"):  # fmt: skip
+        monkeypatch.delenv(key, raising=False)
+    assert _storage_env() is None
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio:9000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    assert _storage_env() == {"env_vars": {"AWS_ENDPOINT_URL_S3": "http://minio:9000"}}
+
+
+def test_release_without_ray_is_nothing() -> None:
+    from imgclust.engines.ray import RayEngine
+
+    engine = RayEngine()
+    engine.release()
+    engine.close()
+    assert engine._stopping is None and LocalEngine().release() is None
+
+
+@pytest.mark.slow
+def test_a_local_instance_stops_in_the_background_after_embedding() -> None:
+    pytest.importorskip("ray")
+    code = (
+        "import ray; from imgclust.engines.ray import RayEngine\n"
+        "e = RayEngine(); e.connect(); assert ray.is_initialized()\n"
+        "e.release(); assert e._local_only() and e._stopping is not None\n"
+        "e.close(); print(ray.is_initialized(), e._stopping)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "None"]
