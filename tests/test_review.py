@@ -281,7 +281,9 @@ def test_a_kill_mid_write_loses_at_most_that_edit(synthetic: tuple[Path, np.ndar
     assert [json.loads(line).get("name") for line in lines[1:]] == ["kept", "journalled", "after"]
 
 
-def test_a_run_since_the_review_starts_a_new_journal(synthetic: tuple[Path, np.ndarray]) -> None:
+def test_a_rewrite_since_the_review_carries_the_edits_onto_it(
+    synthetic: tuple[Path, np.ndarray],
+) -> None:
     out, feats = synthetic
     s = Session(out)
     s.edit(op="merge", clusters=[0, 1])
@@ -289,16 +291,20 @@ def test_a_run_since_the_review_starts_a_new_journal(synthetic: tuple[Path, np.n
     s = Session(out)  # nothing else wrote the folder: the journal stands
     assert s.state()["version"] == 1 and len(s.state()["clusters"]) == 2
     s.close()
-    # `imgclust run` rewrites the folder: three clusters, one photo elsewhere.
+    # Another command (as `assign` does; a run carries the edits itself) rewrites the
+    # folder: three clusters again, one photo elsewhere.
     base = load_clustering(out / ".imgclust" / "review-base")
     editor = Editor(base, feats)
     moved = editor.apply(editor.initial, {"op": "move", "paths": [base.paths[0]], "to": 1})
     with output_folder(out, "run", create=False) as marker:
         index = read_index(marker, len(base.paths), saved=base)
         save_clustering(marker, editor.clustering(moved), index)
-    s = Session(out)
-    assert s.state()["version"] == 0 and [c["size"] for c in s.state()["clusters"]] == [11, 11, 8]
-    assert "rewritten since the last review" in " ".join(s.review.notes)
+    s = Session(out)  # the merge is carried onto the folder as it is now, and undoable
+    state = s.state()
+    assert state["version"] == 1 and [c["size"] for c in state["clusters"]] == [22, 8]
+    notes = " ".join(s.review.notes)
+    assert "rewritten since the last review" in notes and "merge of 2 clusters carried" in notes
+    assert [c["size"] for c in s.edit(op="undo")["clusters"]] == [11, 11, 8]
     s.close()
     assert len(list((out / ".imgclust").glob("edits-*.jsonl"))) == 1
 
@@ -369,9 +375,12 @@ def test_assign_and_similar_follow_the_edits(real_run: Path, tmp_path: Path) -> 
     row = by_path(real_run)[str(tmp_path / "new-coffee.jpg")]
     assert row["cluster_name"] == "Morning coffee"
     assert by_path(real_run)[moved]["cluster"] == str(cat)  # assign kept the edit
-    # assign rewrote the folder: the next review starts from it, the old journal kept.
+    # assign rewrote the folder: the next review carries the edits onto it (undoable, and
+    # carried on by a later run), the old journal kept.
     s = Session(real_run)
-    assert s.state()["version"] == 0 and s.state()["n_photos"] == len(saved.paths) + 1
+    state = s.state()
+    assert state["version"] == 2 and state["n_photos"] == len(saved.paths) + 1
+    assert state["clusters"][coffee]["name"] == "Morning coffee" and state["can_undo"]
     s.close()
 
 

@@ -23,9 +23,11 @@ What the other commands read (``model.npz``, ``index.faiss`` when photos were ex
 CSV/Parquet exports, the static report) is then written from the current state
 (:meth:`Review.publish`), ``model.npz`` last. On opening, ``model.npz`` is compared with the
 states the journal passes through: equal to the last, nothing to do; equal to an earlier one
-(a kill before the outputs caught up), they are written again; equal to none (``imgclust run``
-or ``assign`` rewrote the folder since), the journal is set aside as
-``edits-<time>.jsonl`` and a new one starts from the folder as it is now.
+(a kill before the outputs caught up), they are written again; equal to none (``assign``
+rewrote the folder since; ``imgclust run`` writes a journal of its own, :mod:`.carry`), the
+journal is set aside as ``edits-<time>.jsonl`` and a new one starts from the folder as it is
+now, with the old one's edits carried onto it as a run carries them (still undoable, and
+carried on by the next run).
 
 Edits change only labels, names and membership: a photo keeps its features; a changed
 cluster's centroid becomes the mean of its members' stored features (the base similarity

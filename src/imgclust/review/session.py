@@ -96,22 +96,35 @@ class Review:
         journal = Journal(marker / JOURNAL)
         header, records = journal.read()
         notes = []
+        previous = None
         if header is not None and (base_dir_of(marker, header) / MODEL_FILE).is_file():
-            review = cls._resume(marker, current, journal, header, records)
+            previous = cls.replay(marker, journal, header, records, store_dir=current.store_dir)
+            review = cls._resume(marker, current, previous, header)
             if review is not None:
                 return review
             notes.append(
                 f"{marker.parent} was rewritten since the last review (`imgclust assign`, or "
-                "a run that could not carry the edits over): its edits were applied there as "
-                "they stood"
+                "a run that could not carry the edits over)"
             )
         review = cls._fresh(marker, current, journal)
         aside = journal.set_aside() if header is not None else None
-        journal.start(review._header())
         if aside is not None:
             notes.append(f"the earlier edit journal is kept as {aside.name}")
-        review.notes = notes
-        return review
+        carried = _carry_onto(previous, review.editor)
+        if carried is None:
+            journal.start(review._header())
+            review.notes = notes
+            return review
+        # The edits carried onto the folder as it is now, as a run carries them: a journal
+        # over it, so they stay undoable and a later run carries them on.
+        header = {**review._header(), "carried": len(carried.records)}
+        journal.rewrite(header, carried.records)
+        replayed = cls.replay(marker, journal, header, carried.records, store_dir=current.store_dir)
+        resumed = cls._resume(marker, current, replayed, header)
+        if resumed is None:  # not expected: the base is the folder itself
+            raise InputError(f"{journal.path} cannot be replayed; move it away to start afresh")
+        resumed.notes[:0] = [*notes, *carried.notes]
+        return resumed
 
     @classmethod
     def _fresh(cls, marker: Path, current: Clustering, journal: Journal) -> Review:
@@ -129,13 +142,11 @@ class Review:
         cls,
         marker: Path,
         current: Clustering,
-        journal: Journal,
+        review: Review | None,
         header: dict[str, Any],
-        records: list[dict[str, Any]],
     ) -> Review | None:
-        """The session the journal describes, or ``None`` when it no longer describes the
-        folder (another command rewrote ``model.npz``)."""
-        review = cls.replay(marker, journal, header, records, store_dir=current.store_dir)
+        """``review`` (the journal replayed) as the session of the folder, or ``None`` when
+        the journal no longer describes it (another command rewrote ``model.npz``)."""
         if review is None:
             return None
         editor = review.editor
@@ -165,8 +176,8 @@ class Review:
         else:
             review.published = -1
             review.notes.append("the outputs lagged behind the edit journal: written again")
-        if records:
-            review.notes.append(f"{len(records)} journal records replayed")
+        if review._n_records:
+            review.notes.append(f"{review._n_records} journal records replayed")
         if header.get("carried"):
             review.notes.append(
                 f"{header['carried']} of these edits were carried over by `imgclust run` from the "
@@ -372,6 +383,16 @@ class Review:
         if self._thread is not None:
             self._thread.join()
         self.publish()
+
+
+def _carry_onto(previous: Review | None, editor: Editor) -> Any:
+    """The edits of ``previous`` carried onto ``editor``'s base (:mod:`.carry`), or ``None``
+    when there are none to carry."""
+    from .carry import carry_edits, standing_edits
+
+    if previous is None or not (previous.history or standing_edits(previous.editor.base)):
+        return None
+    return carry_edits(previous, editor)
 
 
 def base_dir_of(marker: Path, header: dict[str, Any]) -> Path:
