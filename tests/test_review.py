@@ -352,22 +352,30 @@ def test_assign_and_similar_follow_the_edits(real_run: Path, tmp_path: Path) -> 
     from PIL import ImageOps
 
     from imgclust.assign import assign_folder
+    from imgclust.export import plan_export
     from imgclust.similar import find_similar
 
     saved = load_clustering(real_run / ".imgclust")
     coffee, cat = _cluster_of_scene(saved, "coffee"), _cluster_of_scene(saved, "chelsea")
-    moved = next(p for p in saved.paths if "/rocket/" in p)
+    rockets = [p for p in saved.paths if "/rocket/" in p]
+    moved, unsorted = rockets[0], rockets[-1]
     s = Session(real_run)
     s.edit(op="rename", cluster=coffee, name="Morning coffee")
     s.edit(op="move", paths=[moved], to=cat)
+    s.edit(op="unsort", paths=[unsorted])
     s.close()  # publishes, releases the lock
 
-    rockets = [p for p in saved.paths if "/rocket/" in p]
     near = find_similar(Path(rockets[1]), real_run, n=len(rockets) - 1)  # its own scene
     it = next(nb for nb in near.neighbours if nb.path == moved)
     assert it.cluster == cat and it.cluster_name == saved.names[cat]
-    others = {nb.cluster for nb in near.neighbours if nb.path != moved}
+    it = next(nb for nb in near.neighbours if nb.path == unsorted)
+    assert it.cluster == -2 and it.cluster_name == "unsorted"
+    others = {nb.cluster for nb in near.neighbours if nb.path not in (moved, unsorted)}
     assert others == {_cluster_of_scene(saved, "rocket")}
+    plan = plan_export(real_run, tmp_path / "export")  # an "unsorted" folder of its own
+    assert {Path(st.target).parent.name for st in plan.steps if st.source == unsorted} == {
+        "-02 unsorted"
+    }
     src = next(p for p in saved.paths if "/coffee/" in p)
     ImageOps.mirror(Image.open(src)).save(tmp_path / "new-coffee.jpg", quality=85)
     result = assign_folder([tmp_path], real_run, workers=0)
@@ -379,7 +387,7 @@ def test_assign_and_similar_follow_the_edits(real_run: Path, tmp_path: Path) -> 
     # carried on by a later run), the old journal kept.
     s = Session(real_run)
     state = s.state()
-    assert state["version"] == 2 and state["n_photos"] == len(saved.paths) + 1
+    assert state["version"] == 3 and state["n_photos"] == len(saved.paths) + 1
     assert state["clusters"][coffee]["name"] == "Morning coffee" and state["can_undo"]
     s.close()
 
