@@ -92,7 +92,9 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
     assert "review edits carried over: 5 of 5" in text
     assert f"renamed 'Morning coffee' carried to cluster {named} (8 of 8 photos shared)" in text
     assert "merge of 2 clusters carried" in text
-    notes = json.loads((out / ".imgclust" / "run.json").read_text())["notes"]
+    info = json.loads((out / ".imgclust" / "run.json").read_text())
+    assert info["n_unsorted"] == 1 and info["n_unclustered"] == 0
+    notes = info["notes"]
     assert any(n.startswith("1 photo excluded stays excluded") for n in notes)
 
     # The static report shows it; the review opens on the carried state, each edit undoable.

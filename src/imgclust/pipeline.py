@@ -28,7 +28,7 @@ from .cluster import (
     row_features,
 )
 from .cluster.distributed import FeatureRows
-from .clustering import Clustering, image_columns
+from .clustering import UNSORTED_LABEL, Clustering, image_columns
 from .config import DEFAULT_K, SMALL_COLLECTION, RunConfig, default_k
 from .decode import ThumbTarget
 from .describe import ClusterSummary, class_statistics, describe, name_and_group
@@ -584,6 +584,7 @@ def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:
         "n_cached": result.n_cached,
         "k": result.k,
         "n_unclustered": result.n_unclustered,
+        "n_unsorted": int((result.labels == UNSORTED_LABEL).sum()),  # (review's "not this")
         "notes": result.notes,
         "model": result.model,  # with its precision: what "auto" chose
         "algorithm": result.algorithm,
