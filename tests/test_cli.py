@@ -141,3 +141,33 @@ def test_progress_rate_is_blank_for_one_step_stages_and_blinks() -> None:
     progress.advance(one, 1)
     assert _Rate().render(progress.tasks[0]).plain == ""
     assert _Rate().render(progress.tasks[1]).plain == ""
+
+
+def test_summary_prints_at_most_max_notes_and_says_where_the_rest_are(
+    demo_photos: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    import imgclust
+    import imgclust.cli as cli
+
+    config = imgclust.RunConfig(
+        inputs=[demo_photos / "coffee"], out=tmp_path / "out", cluster=imgclust.ClusterConfig(k=2)
+    )
+    result = imgclust.run(config)
+    base = list(result.notes)
+    for extra in (0, cli.MAX_NOTES - len(base), cli.MAX_NOTES - len(base) + 1, 40):
+        notes = base + [f"carried edit {i}" for i in range(max(extra, 0))]
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli, "console", Console(file=buffer, width=300))
+        cli._summary(dataclasses.replace(result, notes=notes))
+        printed = [line for line in buffer.getvalue().splitlines() if "note:" in line]
+        assert len(printed) == min(len(notes), cli.MAX_NOTES)
+        if len(notes) > cli.MAX_NOTES:
+            rest = len(notes) - cli.MAX_NOTES + 1
+            assert f"{rest} more notes: " in printed[-1] and "run.json" in printed[-1]
+        else:
+            assert not any("more notes" in line for line in printed)

@@ -43,6 +43,8 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 _DEBUG = False
+#: The summary prints this many notes at most (the rest are in OUT/.imgclust/run.json).
+MAX_NOTES = 12
 
 
 def _argument_type_hidden(self: Any, ctx: Any) -> None:
@@ -157,8 +159,13 @@ def _summary(result: Any) -> None:
         f"[bold]{plural(result.k, 'cluster')}[/]{groups} ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
-    for note in result.notes:
+    shown = result.notes if len(result.notes) <= MAX_NOTES else result.notes[: MAX_NOTES - 1]
+    for note in shown:
         console.print(f"  [yellow]note:[/] {note}")
+    if len(shown) < len(result.notes):  # (a long review journal carried over: a note an edit)
+        rest = len(result.notes) - len(shown)
+        run_json = result.out_dir / ".imgclust" / "run.json"
+        console.print(f"  [yellow]note:[/] {rest} more notes: {run_json} has them all")
     for old, parts in result.refined.items():
         if len(parts) > 1:
             ids = ", ".join(f"#{p}" for p in parts)
