@@ -7,7 +7,10 @@ which ``assign`` calls), without refitting:
 
 * **clusters**: a t-SNE of the centroids puts similar clusters near each other; each cluster
   is a disc just big enough for its photos, and the discs are pushed apart until :data:`GAP`
-  cells part any two, and snapped to whole cells.
+  cells part any two, and snapped to whole cells. Given the clusters' groups (the
+  clustering's tree), the t-SNE sees each group as a further axis (:data:`GROUP_PULL`) and
+  a group's discs are drawn to its middle a few times (:func:`_gather_groups`): a group is
+  one patch of the map.
 * **inside a cluster**: a photo's offset from its centroid is projected on the main axes of
   all such offsets (``basis``); up to :data:`ANCHORS` members of each cluster (its anchors)
   get a t-SNE of their own, and every photo lands among its nearest anchors (inverse-distance
@@ -18,10 +21,17 @@ which ``assign`` calls), without refitting:
   distance to the centroid, :data:`CENTRE_WEIGHT`), so that the aims spread evenly; photos
   then take cells by the least total squared move from their aims (an exact assignment,
   in parts of a few dozen photos for large clusters, cut by halving along the longer axis).
+* **side by side**: photos then swap cells, the swaps that gain most first, until photos on
+  neighbouring cells are among each other's nearest in feature space (:func:`_swap`, which
+  lowers trustworthiness's own penalty; a cluster at once, or patches of a large one, up to
+  :data:`_REFINE_PHOTOS` photos). This is what brings the map within reach of a t-SNE of
+  all the photos (``bench/results/map.md``): dealing a cloud onto a filled disc tears it
+  somewhere, and the swaps mend the tears.
 * **photos added later** (fewer than the cluster had) go where the anchors nearest them went,
   and :func:`settle` moves photos outward until no two share a cell.
 
-Discs get their colours from :func:`colour_regions`: no two that touch alike.
+Discs get their colours from :func:`colour_regions`: no two touching groups alike (and,
+called again per cluster, the shades of a group's hue that its clusters get).
 
 Why not a t-SNE or UMAP of all the photos: on two cores they take minutes at 100,000 photos
 and far longer at a million, and neither places a photo added later without a refit. The

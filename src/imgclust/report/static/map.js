@@ -171,6 +171,7 @@
     var motion = null;  // {from, to, start}
     function animateTo(target, ms) {
       clampView(target);
+      tip.hidden = true;  // the photo under the pointer changes with the view
       if (!ms) { motion = null; view.x = target.x; view.y = target.y; view.scale = target.scale; draw(); return; }
       motion = { from: { x: view.x, y: view.y, scale: view.scale }, to: target,
                  start: performance.now(), ms: ms };
@@ -608,7 +609,7 @@
     function zoomNow(sx, sy, factor, dx, dy) {  // at once (a gesture's own steps are smooth)
       var scale = Math.min(Math.max(view.scale * factor, bounds.minScale), bounds.maxScale);
       var f = scale / view.scale;
-      motion = null;
+      motion = null; tip.hidden = true;
       view.x = sx - (sx - view.x) * f + dx; view.y = sy - (sy - view.y) * f + dy; view.scale = scale;
       draw();
     }
