@@ -94,25 +94,31 @@ class RayEngine:
     def __init__(self, address: str | None = None) -> None:
         self.address = address
         self._ray: Any = None
-        self._started = False
+        self._started = False  # this engine joined a cluster and leaves it at close()
         self._token: str | None = None
-        self._stopping: threading.Thread | None = None  # a release()'s shutdown
+        self._local: _LocalRay | None = None  # the local instance this engine runs
         self._released = False
 
     def __enter__(self) -> RayEngine:
+        """Start the local instance now, in the background, when one will be used: Ray's
+        start (~6 s) then overlaps what the command does before it embeds."""
+        if self._local_only():
+            self._start_local()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Leave Ray if this engine joined or started it."""
-        if self._started and self._ray is not None:
+        """Leave Ray if this engine joined or started it (and wait for a local instance to
+        stop)."""
+        if self._local is not None:
+            self._local.stop(wait=True)
+        elif self._started and self._ray is not None:
             self._ray.shutdown()
-        self._wait_stopped()
         if self._token is not None and os.environ.get(_TOKEN) == self._token:
             del os.environ[_TOKEN]
-        self._started, self._ray, self._token = False, None, None
+        self._started, self._ray, self._token, self._local = False, None, None, None
 
     def _own_token(self) -> None:
         """A local instance's token in this process's environment (its raylets and workers
@@ -122,35 +128,36 @@ class RayEngine:
 
             self._token = os.environ[_TOKEN] = secrets.token_hex(32)
 
+    def _start_local(self) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never phone home
+        self._own_token()
+        self._local = _LocalRay()
+
     def connect(self) -> Any:
-        """Join (or start) Ray once; returns the ``ray`` module."""
+        """Join (or start) Ray once; returns the ``ray`` module.
+
+        Raises:
+            ConfigError: Ray is not installed.
+            EngineError: the cluster cannot be reached, or a local instance not started.
+        """
         if self._ray is not None:
             return self._ray
-        self._wait_stopped()  # (needed again after release(): start afresh)
+        if self._released and self._local is not None:  # needed again after release()
+            self._local.stop(wait=True)
+            self._local = None
         self._released = False
-        ray = import_ray()
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never phone home
-            where = self.address or "local"
-            if self.address is None:
-                self._own_token()
-            try:
-                ray.init(
-                    address=where,
-                    # A cluster's workers were started without this process's environment:
-                    # where URI inputs live goes with the job (never a secret: the nodes'
-                    # own credentials or roles read the storage).
-                    runtime_env=_storage_env() if self.address else None,
-                    include_dashboard=False,
-                    log_to_driver=False,  # workers' output stays in the session's log files
-                    logging_level=logging.ERROR,  # its start-up notes: in its log
-                )
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EngineError(
-                    f"cannot reach the Ray cluster at {where} ({exc}); check --ray-address "
-                    "(HOST:PORT of its head's GCS), or leave it out for a local Ray instance"
-                ) from exc
-            self._started = True
+        if self._local is None and self._local_only():
+            self._start_local()
+        if self._local is not None:
+            ray = self._local.wait()
+        else:
+            ray = import_ray()
+            if not ray.is_initialized():
+                # A cluster's workers were started without this process's environment:
+                # where URI inputs live goes with the job (never a secret: the nodes' own
+                # credentials or roles read the storage).
+                _init(ray, self.address or "local", runtime_env=_storage_env())
+                self._started = True
         _quiet_ray_data()
         self._ray = ray
         return ray
@@ -169,12 +176,14 @@ class RayEngine:
         return replace(embed, device="cuda" if ray.cluster_resources().get("GPU", 0) else "cpu")
 
     def _local_only(self) -> bool:
-        """Whether Ray, when needed, will be a local instance on this machine alone: no
-        address, and nothing in this process has joined Ray yet."""
-        if self._released and self.address is None:
-            return True  # the local instance this engine started is stopping, or stopped
-        if self._ray is not None or self.address is not None:
+        """Whether Ray, when needed, is a local instance on this machine alone: no address,
+        and nothing else in this process had joined Ray."""
+        if self.address is not None:
             return False
+        if self._local is not None or self._released:
+            return True
+        if self._ray is not None:
+            return False  # (a Ray this process had joined before: a notebook's cluster)
         ray = sys.modules.get("ray")
         return ray is None or not ray.is_initialized()
 
@@ -263,22 +272,14 @@ class RayEngine:
             on_progress(int(result["n_records"]))
 
     def release(self) -> None:
-        """Embedding is over: a local instance this engine started stops now, in the
+        """Embedding is over: the local instance this engine runs stops now, in the
         background, while this process clusters and writes the report (its ~1.3 s stop,
         and its idle processes, then cost the run nothing). A cluster it joined stays
         joined (its k-means passes may still use it) until :meth:`close`."""
-        if not (self._started and self.address is None and self._ray is not None):
+        if self._local is None:
             return
-        self._stopping = threading.Thread(
-            target=self._ray.shutdown, name="imgclust-ray-shutdown", daemon=True
-        )
-        self._stopping.start()
-        self._started, self._ray, self._released = False, None, True
-
-    def _wait_stopped(self) -> None:
-        if self._stopping is not None:
-            self._stopping.join()
-            self._stopping = None
+        self._local.stop(wait=False)
+        self._ray, self._released = None, True
 
     def fit_clusters(
         self,
@@ -448,6 +449,67 @@ class EmbedShard:
         }
 
 
+def _init(ray: Any, where: str, *, runtime_env: dict[str, Any] | None = None) -> None:
+    """``ray.init`` as imgclust starts or joins Ray.
+
+    Raises:
+        EngineError: it cannot be reached or started.
+    """
+    try:
+        ray.init(
+            address=where,
+            runtime_env=runtime_env,
+            include_dashboard=False,
+            log_to_driver=False,  # workers' output stays in the session's log files
+            logging_level=logging.ERROR,  # its start-up notes: in its log
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise EngineError(
+            f"cannot reach the Ray cluster at {where} ({exc}); check --ray-address "
+            "(HOST:PORT of its head's GCS), or leave it out for a local Ray instance"
+        ) from exc
+
+
+class _LocalRay:
+    """A local Ray instance, started (import included) and stopped by one thread that lives
+    as long as the instance: Ray ties the processes it starts to the thread that started
+    them (``PR_SET_PDEATHSIG``), so a starter thread that ended would take them with it."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._ray: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._host, name="imgclust-ray", daemon=True)
+        self._thread.start()
+
+    def _host(self) -> None:
+        try:
+            ray = import_ray()
+            _init(ray, "local")
+            self._ray = ray
+        except BaseException as exc:  # raised in the caller, by wait()
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
+        self._stop.wait()
+        ray.shutdown()
+
+    def wait(self) -> Any:
+        """The started ``ray`` module, or what stopped it from starting, raised."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._ray
+
+    def stop(self, *, wait: bool) -> None:
+        """Shut the instance down (``wait``: until it is)."""
+        self._stop.set()
+        if wait:
+            self._thread.join()
+
+
 #: Environment variables that say where S3/GCS storage is (imgclust.uri); forwarded to a
 #: cluster's workers. Credentials are not among them.
 STORAGE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
@@ -460,15 +522,32 @@ def _storage_env() -> dict[str, Any] | None:
     return {"env_vars": found} if found else None
 
 
+def shard_sizes(n: int, per_shard: int) -> list[int]:
+    """How :meth:`RayEngine.embed` splits ``n`` records: shards of ``per_shard``, the first
+    ones smaller (a quarter, then a half) so the model starts while the rest decode, and the
+    last ones too (what is left after the whole shards, cut in two or three equal parts), so
+    the model's work after the last decoding is short."""
+    ramp = [max(1, per_shard // 4), max(1, per_shard // 2)]
+    sizes: list[int] = []
+    left = n
+    while left > 0:
+        size = min(ramp[len(sizes)] if len(sizes) < len(ramp) else per_shard, left)
+        sizes.append(size)
+        left -= size
+    extra = len(sizes) - len(ramp)
+    if extra > 0:  # the last (up to) two shards' photos, cut in two or three equal parts
+        tail = sum(sizes[-min(2, extra) :])
+        del sizes[-min(2, extra) :]
+        parts = min(tail, 3 if tail > per_shard else 2)
+        sizes += [tail // parts + (i < tail % parts) for i in range(parts)]
+    return sizes
+
+
 def _split(records: Sequence[FileRecord], per_shard: int) -> list[Sequence[FileRecord]]:
-    """``records`` in shards of ``per_shard``, the first ones smaller (a quarter, then a
-    half): the model actor starts on the first shard while the others decode, instead of
-    idling until a whole large shard is decoded."""
-    sizes = [max(1, per_shard // 4), max(1, per_shard // 2)]
+    """``records`` cut as :func:`shard_sizes` says."""
     groups: list[Sequence[FileRecord]] = []
     start = 0
-    while start < len(records):
-        size = sizes[len(groups)] if len(groups) < len(sizes) else per_shard
+    for size in shard_sizes(len(records), per_shard):
         groups.append(records[start : start + size])
         start += size
     return groups
