@@ -375,3 +375,18 @@ def test_a_groups_clusters_are_placed_together(seed: int) -> None:
     plain = fit_layout(*args)
     for trivial in (np.zeros(len(groups), int), np.arange(len(groups))):
         assert np.array_equal(fit_layout(*args, groups=trivial).centres, plain.centres)
+
+
+def test_tsne_of_small_sets_stays_finite() -> None:
+    # A cluster of 4 coil photos once flew to ~300 and its float32 |a|²+|b|²-2a·b cancelled
+    # to 0: inf, then NaN cells, and `imgclust run --algorithm kmeans` crashed on 15 photos.
+    # 300 small sets of every scale: 2 of them did that before the fix (no guard counted).
+    from imgclust.report.layout import _tsne_batch
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(4, 9))
+        scale = rng.choice([0.01, 0.1, 1, 10])
+        x = (rng.standard_normal((n, 32)) * scale).astype(np.float32)[None]
+        y = _tsne_batch(x, np.ones((1, n), dtype=bool), 500)
+        assert np.isfinite(y).all(), (n, scale)

@@ -816,6 +816,9 @@ def tsne(sets: list[np.ndarray], iterations: int = 500) -> list[np.ndarray]:
         y = _tsne_batch(x, mask, iterations)
         for b, i in enumerate(batch):
             out[i] = y[b, : len(sets[i])].astype(np.float64)
+            if not np.isfinite(out[i]).all():  # never seen since the fix above; a last guard
+                centred = sets[i].astype(np.float64) - sets[i].mean(axis=0)
+                out[i] = centred @ _top_axes(centred, 2)
         start = end
     return out
 
@@ -853,11 +856,10 @@ def _tsne_batch(x: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
     w = np.empty_like(p)
     for it in range(iterations):
         attract, momentum = (strong, 0.5) if it < iterations // 4 else (p, 0.8)
-        sy = (y * y).sum(axis=2)
-        np.matmul(y, y.transpose(0, 2, 1), out=num)  # 1 / (1 + squared distance), in place
-        num *= -2
-        num += sy[:, :, None]
-        num += sy[:, None, :] + 1
+        # 1 / (1 + squared distance), from the differences: |a|² + |b|² - 2a·b cancels to 0
+        # or below in float32 once points lie far apart (a set of 4 flew to ~300 and gave inf)
+        np.square(y[:, :, None, 0] - y[:, None, :, 0], out=num)
+        num += np.square(y[:, :, None, 1] - y[:, None, :, 1]) + 1
         np.reciprocal(num, out=num)
         num *= fpair
         total = num.sum(axis=(1, 2), keepdims=True)
