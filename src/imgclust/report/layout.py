@@ -816,7 +816,7 @@ def tsne(sets: list[np.ndarray], iterations: int = 500) -> list[np.ndarray]:
         y = _tsne_batch(x, mask, iterations)
         for b, i in enumerate(batch):
             out[i] = y[b, : len(sets[i])].astype(np.float64)
-            if not np.isfinite(out[i]).all():  # never seen since the fix above; a last guard
+            if not np.isfinite(out[i]).all():  # a last guard (_tsne_batch clamps 1 + d²)
                 centred = sets[i].astype(np.float64) - sets[i].mean(axis=0)
                 out[i] = centred @ _top_axes(centred, 2)
         start = end
@@ -856,10 +856,14 @@ def _tsne_batch(x: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
     w = np.empty_like(p)
     for it in range(iterations):
         attract, momentum = (strong, 0.5) if it < iterations // 4 else (p, 0.8)
-        # 1 / (1 + squared distance), from the differences: |a|² + |b|² - 2a·b cancels to 0
-        # or below in float32 once points lie far apart (a set of 4 flew to ~300 and gave inf)
-        np.square(y[:, :, None, 0] - y[:, None, :, 0], out=num)
-        num += np.square(y[:, :, None, 1] - y[:, None, :, 1]) + 1
+        sy = (y * y).sum(axis=2)
+        np.matmul(y, y.transpose(0, 2, 1), out=num)  # 1 / (1 + squared distance), in place
+        num *= -2
+        num += sy[:, :, None]
+        num += sy[:, None, :] + 1
+        # 1 + d² >= 1; in float32 |a|² + |b|² - 2a·b cancels below that once points lie far
+        # apart (a set of 4 flew to ~300 and gave 0: inf, NaN cells, a crashed run)
+        np.maximum(num, 1, out=num)
         np.reciprocal(num, out=num)
         num *= fpair
         total = num.sum(axis=(1, 2), keepdims=True)
