@@ -257,6 +257,10 @@ def test_undo_refuses_a_journal_that_leads_outside_dest(tmp_path: Path, how: str
         '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x"}\n{"done": tru\n',
         '{"mode": "rm", "n": 1}\n{"source": "/a", "target": "DEST/x"}\n',
         '{"mode": "copy", "n": 2}\n{"source": "/a", "target": "DEST/x"}\n',
+        # an undo of a move or link would write to the source: never into a bucket
+        '{"mode": "move", "n": 1}\n{"source": "s3://b/a.jpg", "target": "DEST/x"}\n',
+        '{"mode": "symlink", "n": 1}\n{"source": "s3://b/a.jpg", "target": "DEST/x"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "a.jpg", "target": "DEST/x"}\n',
     ],
 )
 def test_a_damaged_journal_is_a_clear_error(tmp_path: Path, text: str) -> None:

@@ -3,6 +3,7 @@ default staying as it was (Ray never imported). The cluster runs are in test_ray
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_a_local_instance_starts_and_stops_in_the_background() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["False", "None"]
+
+
+@pytest.mark.parametrize("chosen", [None, "RATE_BASED"])
+def test_the_embed_job_runs_under_v2_unless_the_user_chose(
+    chosen: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray Data's default (rate-based) cluster autoscaler reserved half of what decoding
+    could use on a fixed node; the embed job asks for V2, and leaves a user's choice be."""
+    from imgclust.engines.ray import _AUTOSCALER, _cluster_autoscaler
+
+    if chosen is None:
+        monkeypatch.delenv(_AUTOSCALER, raising=False)
+    else:
+        monkeypatch.setenv(_AUTOSCALER, chosen)
+    with _cluster_autoscaler():
+        assert os.environ[_AUTOSCALER] == (chosen or "V2")
+    assert os.environ.get(_AUTOSCALER) == chosen

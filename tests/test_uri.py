@@ -21,7 +21,7 @@ from imgclust import cluster_folder, uri
 from imgclust.cli import app
 from imgclust.config import RunConfig
 from imgclust.decode import decode, thumb_relpath
-from imgclust.exceptions import ConfigError, InputError
+from imgclust.exceptions import ConfigError, InputError, OutputError
 from imgclust.models.spec import Preprocess
 from imgclust.scan import check_roots, scan, stat_record
 
@@ -260,3 +260,46 @@ def test_an_s3_run_clusters_as_the_local_run(uploaded: str, photos: Path, tmp_pa
     assert sorted(r["path"] for r in _rows(out / "assignments.csv")) == remote.paths
     again = cluster_folder([uploaded], out=out, **options)  # the store keys by URI: no work
     assert again.n_embedded == 0 and again.assignments() == remote.assignments()
+
+
+def test_an_s3_run_exports_by_copy_and_undoes(
+    uploaded: str, photos: Path, s3: S3, tmp_path: Path
+) -> None:
+    """Photos in a bucket are downloaded into the export (fingerprints journalled as for local
+    photos); a link or a move of them is refused before anything is written; undo removes
+    the copies, except one whose object is gone since (then the only one left)."""
+    from imgclust.export import export, plan_export, undo_export
+
+    out = tmp_path / "run"
+    run = cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=1)
+    dest = tmp_path / "sorted"
+    for mode in ("symlink", "move"):
+        with pytest.raises(OutputError, match="--mode copy only"):
+            export(out, dest, mode=mode)  # type: ignore[arg-type]
+        assert not dest.exists()
+    result = CliRunner().invoke(app, ["export", str(out), "--to", str(dest), "--mode", "move"])
+    assert result.exit_code != 0 and "--mode copy only" in result.output
+    assert "Traceback" not in result.output and not dest.exists()
+
+    plan = export(out, dest, mode="copy")
+    assert not plan.missing and len(plan.steps) == len(run.paths)
+    strip = len(uploaded) + 1
+    for step in plan.steps:
+        copy = Path(step.target)
+        assert copy.read_bytes() == (photos / step.source[strip:]).read_bytes()
+        assert copy.stat().st_mtime_ns == uri.stat(step.source).mtime_ns
+    assert not list(dest.rglob("*.part"))
+    again = plan_export(out, dest, mode="copy")  # unchanged objects: nothing to do
+    assert not again.steps and len(again.already) == len(run.paths)
+
+    gone = plan.steps[0]
+    s3.client.delete_object(Bucket=BUCKET, Key=gone.source[len(f"s3://{BUCKET}/") :])
+    try:
+        undone = undo_export(dest)
+        assert undone.removed == len(run.paths) - 1
+        assert undone.kept_blocked == [gone.target] and Path(gone.target).is_file()
+    finally:  # the module's other tests read the bucket as uploaded
+        s3.client.put_object(
+            Bucket=BUCKET, Key=gone.source[len(f"s3://{BUCKET}/") :],
+            Body=(photos / gone.source[strip:]).read_bytes(),
+        )  # fmt: skip

@@ -16,6 +16,11 @@ Nothing the user had is ever overwritten or lost:
   and is replaced). A copy is removed only while it holds what the export wrote (and its
   original is still there); one edited since is kept, and :class:`UndoResult` names it.
 
+Photos a run read from object storage (``s3://``, ``gs://``; :mod:`imgclust.uri`) are exported
+by copy only: each is downloaded into DEST, its fingerprint journalled as for a local photo.
+A link cannot point into a bucket, and imgclust never deletes from one, so a symlink or move
+export of such a run is refused before anything is written.
+
 Exporting again into the same DEST is idempotent, because a user re-runs a command that was
 interrupted, or runs it twice, and expects the folder to end up the same, not doubled:
 
@@ -40,6 +45,7 @@ import csv
 import errno
 import filecmp
 import hashlib
+import io
 import json
 import os
 import re
@@ -48,8 +54,9 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
+from . import uri
 from ._fs import atomic_write
 from .exceptions import InputError, OutputError
 
@@ -184,6 +191,13 @@ def plan_export(
     rows = _read_assignments(out / "assignments.csv")
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root} exists and is not a folder; choose another --to")
+    remote = [path for path, _, _ in rows if uri.is_uri(path)]
+    if remote and mode != "copy":
+        raise OutputError(
+            f"{_n_photos(len(remote))} of this run are in object storage (e.g. {remote[0]}): "
+            f"they can be exported with --mode copy only (a {mode} export "
+            + ("cannot link into a bucket)" if mode == "symlink" else "would delete from it)")
+        )
     earlier: dict[str, list[tuple[str, _Record]]] = {}
     for journal in _live_journals(root):
         for record in journal.records:
@@ -210,7 +224,7 @@ def plan_export(
         if done:
             already.append(done[0])
             continue
-        if not os.path.isfile(path):
+        if not _source_exists(path):
             missing.append(path)
             continue
         reuse = [r.step.target for m, r in prior if m == mode and _reusable(r, m, folder, planned)]
@@ -407,7 +421,7 @@ def _still_exported(record: _Record, mode: str) -> bool:
         return _same_content(source, Path(target))
     if not _holds(target, record.size, record.sha256):
         return True  # edited in DEST: the user's copy now
-    return os.path.isfile(source) and _holds(source, record.size, record.sha256)
+    return _source_exists(source) and _holds(source, record.size, record.sha256)
 
 
 def _reusable(record: _Record, mode: str, folder: Path, taken: set[str]) -> bool:
@@ -437,8 +451,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _source_exists(path: str) -> bool:
+    """Whether a run's photo is there: a file, or an object (``s3://...``)."""
+    if not uri.is_uri(path):
+        return os.path.isfile(path)
+    try:
+        uri.stat(path)
+    except (OSError, InputError):
+        return False
+    return True
+
+
 def _fingerprint(path: str) -> tuple[int, str]:
-    """``(size, sha256)`` of a file's bytes."""
+    """``(size, sha256)`` of a file's (or an object's) bytes."""
+    if uri.is_uri(path):
+        data = _download(path)
+        return len(data), hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
@@ -448,11 +476,21 @@ def _fingerprint(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _download(path: str) -> bytes:
+    """An object's bytes; a read that fails is an :class:`OSError` like a file's."""
+    try:
+        return uri.read_file(path)[0]
+    except InputError as exc:
+        raise OSError(str(exc)) from exc
+
+
 def _holds(path: str, size: int, sha256: str) -> bool:
     """Whether ``path`` holds exactly the bytes of that fingerprint (the size first: cheap)."""
     try:
+        if uri.is_uri(path):
+            return uri.stat(path).size == size and _fingerprint(path) == (size, sha256)
         return os.path.getsize(path) == size and _fingerprint(path) == (size, sha256)
-    except OSError:
+    except (OSError, InputError):
         return False
 
 
@@ -537,6 +575,8 @@ def _read_journal(path: Path, root: Path) -> _Journal:
         record = _parse_record(entry)
         if record is None:
             raise damaged(f"line {i} is not an export step")
+        if uri.is_uri(record.step.source) and mode != "copy":  # (an undo writes the source)
+            raise damaged(f"line {i} would put a {mode}d photo back into object storage")
         why = _leaves(record.step.target, root, mode)
         if why:
             raise OutputError(
@@ -561,7 +601,7 @@ def _parse_record(entry: object) -> _Record | None:
         return None
     source, target = entry.get("source"), entry.get("target")
     size, sha256, link = entry.get("size"), entry.get("sha256"), entry.get("link")
-    if not (isinstance(source, str) and os.path.isabs(source)):
+    if not (isinstance(source, str) and (os.path.isabs(source) or uri.is_uri(source))):
         return None
     if not (isinstance(target, str) and os.path.isabs(target)):
         return None
@@ -622,13 +662,25 @@ def _apply(step: Step, mode: str) -> None:
 
 
 def _copy_new(source: str, target: Path) -> None:
-    """Copy to ``target`` (never over an existing file): a ``.part`` file linked when whole."""
+    """Copy to ``target`` (never over an existing file): a ``.part`` file linked when whole.
+    An object (``s3://...``) is downloaded, and keeps its modification time."""
     part = Path(_part_of(str(target)))
-    with open(source, "rb") as src, open(part, "xb") as dst:
+    if uri.is_uri(source):
+        try:
+            data, entry = uri.read_file(source)
+        except InputError as exc:
+            raise OSError(str(exc)) from exc
+        src: IO[bytes] = io.BytesIO(data)
+    else:
+        src = open(source, "rb")  # noqa: SIM115 (closed below, with dst)
+    with src, open(part, "xb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
         dst.flush()
         os.fsync(dst.fileno())
-    shutil.copystat(source, part)
+    if uri.is_uri(source):
+        os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns))
+    else:
+        shutil.copystat(source, part)
     os.link(part, target)  # fails if the name is taken; never overwrites
     os.unlink(part)
 
@@ -668,7 +720,7 @@ def _revert(record: _Record, mode: str) -> tuple[_Outcome, str]:
         return "edited", target  # these modes never write a link: not ours
     if mode == "move":
         return _move_back(source, target)
-    if not os.path.lexists(source):
+    if not (_source_exists(source) if uri.is_uri(source) else os.path.lexists(source)):
         return "blocked", target  # the copy is the only one left: never remove it
     if record.size is None or record.sha256 is None:
         unchanged = _same_content(source, Path(target))  # a journal without fingerprints

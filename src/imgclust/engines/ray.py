@@ -230,7 +230,7 @@ class RayEngine:
             downstream_capacity_backpressure_ratio=None,
         )
         try:
-            with settings:
+            with settings, _cluster_autoscaler():
                 results = self._job(ray, rows, embedder, store.writer()).iter_rows()
                 for result in results:
                     self._adopt(result, store, pending, report, on_progress)
@@ -447,6 +447,32 @@ class EmbedShard:
             "n_embedded": np.array([len(block.paths)]),
             "node": np.array([self.node]),
         }
+
+
+#: The variable Ray Data (2.60) reads the cluster autoscaler of an execution from.
+_AUTOSCALER = "RAY_DATA_CLUSTER_AUTOSCALER"
+
+
+@contextlib.contextmanager
+def _cluster_autoscaler() -> Iterator[None]:
+    """Ray Data's ``V2`` cluster autoscaler for the embed job, unless the user chose one.
+
+    An execution may use only what its cluster autoscaler has reserved for it. The default
+    ("RATE_BASED", Ray 2.60) reserves what it estimates the measured rates need: on a
+    2-CPU node it asked for ``{CPU: 0.5} x 1`` for decoding beside the model's
+    ``{CPU: 1}``, which left one decode task running and the model waiting for seconds at
+    a time, on a fixed cluster where nothing could scale (ray-data.log: "Sending resource
+    request", and the decode operator "alloc=0.5 CPU"; bench/results/ray-scale.md). ``V2``
+    reserves what is there.
+    """
+    if _AUTOSCALER in os.environ:
+        yield
+        return
+    os.environ[_AUTOSCALER] = "V2"
+    try:
+        yield
+    finally:
+        os.environ.pop(_AUTOSCALER, None)
 
 
 def _init(ray: Any, where: str, *, runtime_env: dict[str, Any] | None = None) -> None:
