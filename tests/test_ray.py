@@ -307,6 +307,45 @@ def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
     assert blob_of == {0, 1, 2}  # each cluster named by its own blob's class
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, SHARD + 1])
+def test_small_folders_on_the_cluster_end_as_a_local_run(
+    cluster: Any, demo_photos: Path, tmp_path: Path, n: int
+) -> None:
+    """0, 1, 2, 3 and one past a shard's photos (and a corrupt file), ``--k`` above n: the
+    same exit, message, clusters and rejections as the local engine (k lowered the same way
+    in the distributed passes)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted(demo_photos.rglob("*.jpg"))[:n]:
+        shutil.copy(path, folder / f"{path.parent.name}-{path.name}")
+    if n:
+        shutil.copy(demo_photos / "broken.jpg", folder / "broken.jpg")
+    ends = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        extra = ("--engine", "ray", "--ray-address", cluster.address) if engine == "ray" else ()
+        done = subprocess.run(
+            _cli(folder, out, *extra), capture_output=True, text=True, timeout=300
+        )
+        assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+        ends[engine] = (done.returncode, done.stderr.splitlines()[-1:] if done.returncode else [])
+    assert ends["ray"] == ends["local"]
+    if ends["local"][0]:
+        return
+    assert _info(tmp_path / "ray")["n_clustered"] == n
+    _accounted(tmp_path / "ray", folder)
+    for name in ("assignments.csv", "rejected.csv"):
+        got = [
+            {k: v for k, v in r.items() if k not in ("x", "y")}
+            for r in _rows(tmp_path / "ray" / name)
+        ]
+        want = [
+            {k: v for k, v in r.items() if k not in ("x", "y")}
+            for r in _rows(tmp_path / "local" / name)
+        ]
+        assert got == want, name
+
+
 def test_a_node_killed_mid_embed_costs_no_photo(cluster: Any, photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(

@@ -173,13 +173,14 @@ class AssignShard:
         import pyarrow as pa
 
         from ..describe import top_class_ids
+        from .kmeans import nearest_centroids
 
         part = _part(batch)
         kind = self.source.kind
         names = ["logits"] if feature_source(kind) == "logits" else ["embedding", "logits"]
         paths, arrays = _rows(self.source, part, names)
         feats = row_features(kind, arrays[0]).astype(STORE_DTYPE)  # as the local matrix is
-        labels, dist = _nearest(self.centroids, feats)
+        labels, dist = nearest_centroids(self.centroids, feats)
         scores = softmax(arrays[-1])
         top = top_class_ids(scores, TOP).astype(np.int32)
         top_scores = np.take_along_axis(scores, top, axis=1).astype(np.float32)
@@ -447,24 +448,6 @@ def _rows(
         arrays = [a[take] for a in arrays]
         paths = [paths[i] for i in part.rows]
     return paths, arrays
-
-
-def _nearest(centroids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`nearest_centroids`, computed as for a matrix of the whole collection: faiss
-    (under 20 query rows) and its BLAS (for small products) take other routes for a few
-    rows, whose distances differ in the last bits; a small part is padded to take theirs."""
-    from .kmeans import nearest_centroids
-
-    n = len(x)
-    if 0 < n < _BLAS_ROWS:
-        x = np.concatenate([x, np.repeat(x[:1], _BLAS_ROWS - n, axis=0)])
-    labels, dist = nearest_centroids(centroids, x)
-    return labels[:n], dist[:n]
-
-
-#: Query rows from which faiss and BLAS compute a row's distances as for any larger matrix
-#: (measured: 20 rows still differ from 192 in the last bit; 256 do not).
-_BLAS_ROWS = 256
 
 
 def _n_rows(source: ShardSource, shard: int) -> int:

@@ -190,17 +190,27 @@ def kmeans_plusplus(x: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
 def nearest_centroids(centroids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index, Euclidean distance) of the nearest centroid of each row of ``x``.
 
-    Rows are converted to float32 a chunk at a time, so float16 input needs no full copy.
+    faiss finds the nearest centroid; the distance to it is then computed again row by row
+    (``|x - c|``, a float32 sum along the row), because faiss's own comes from BLAS, whose
+    last bits depend on how many rows are asked at once (measured: a shard of a few rows and
+    the whole collection differ for k >= 20), and a distance is what ranks a cluster's
+    members: a photo's must not depend on which other photos were asked with it (a shard, a
+    Ray task, ``assign``). Rows are converted to float32 a chunk at a time, so float16 input
+    needs no full copy.
     """
     import faiss
 
-    index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    index = faiss.IndexFlatL2(c32.shape[1])
+    index.add(c32)
     labels = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(x), _ASSIGN_ROWS):
         part = np.ascontiguousarray(x[start : start + _ASSIGN_ROWS], dtype=np.float32)
-        sq, idx = index.search(part, 1)
-        labels[start : start + len(part)] = idx[:, 0]
-        dist[start : start + len(part)] = np.sqrt(np.maximum(sq[:, 0], 0.0))
+        _, idx = index.search(part, 1)
+        got = idx[:, 0]
+        diff = part - c32[got]  # (``part`` may be the caller's own array: never written)
+        np.square(diff, out=diff)
+        labels[start : start + len(part)] = got
+        dist[start : start + len(part)] = np.sqrt(diff.sum(axis=1))
     return labels, dist
