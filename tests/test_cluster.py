@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
@@ -93,3 +94,23 @@ def test_kmeans_plusplus_seeds_as_well_as_scikit_learn() -> None:
     # Duplicate points only: no division by zero, k centres all the same.
     same = np.ones((10, 4), np.float32)
     assert (kmeans_plusplus(same, 3, seed=0) == 1).all()
+
+
+@pytest.mark.parametrize(("n", "k"), [(9, 1), (9, 8), (50, 20), (300, 64), (700, 100)])
+def test_a_rows_distance_does_not_depend_on_the_rows_asked_with_it(n: int, k: int) -> None:
+    """A shard, a Ray task, or `assign` asks for a few rows; the run asked for all of them:
+    each row's centroid and distance are the same bits either way (faiss's own distances,
+    from BLAS, were not for k >= 20, and ranked near-duplicates differently)."""
+    from imgclust.cluster.kmeans import nearest_centroids
+
+    rng = np.random.default_rng(n + k)
+    x = rng.normal(size=(n, 1280)).astype(np.float16)
+    centroids = rng.normal(size=(k, 1280)).astype(np.float32)
+    labels, dist = nearest_centroids(centroids, x)
+    for start in range(0, n, 7):
+        part_labels, part_dist = nearest_centroids(centroids, x[start : start + 7])
+        np.testing.assert_array_equal(part_labels, labels[start : start + 7])
+        np.testing.assert_array_equal(part_dist, dist[start : start + 7])
+    same = x.astype(np.float32)
+    nearest_centroids(centroids, same)  # the caller's float32 rows are read, never written
+    np.testing.assert_array_equal(same, x.astype(np.float32))
