@@ -303,3 +303,37 @@ def test_an_s3_run_exports_by_copy_and_undoes(
             Bucket=BUCKET, Key=gone.source[len(f"s3://{BUCKET}/") :],
             Body=(photos / gone.source[strip:]).read_bytes(),
         )  # fmt: skip
+
+
+def test_similar_and_assign_take_uris_and_a_later_run_scans_them(
+    uploaded: str, photos: Path, demo_photos: Path, s3: S3, tmp_path: Path
+) -> None:
+    """`similar` and `assign` keep a URI whole (a Path folds s3://b into s3:/b): a photo of
+    the collection is found by its URI, a new one is read from the bucket, and the inputs
+    `assign` adds are remembered as URIs, so the next run scans them (not "gone")."""
+    out = tmp_path / "run"
+    cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=1)
+    from imgclust.similar import find_similar
+
+    runner = CliRunner()
+    member = f"{uploaded}/coffee/coffee-0.jpg"
+    found = find_similar(member, out, n=3)
+    assert found.in_collection and found.query == member
+    assert all(nb.path.startswith(f"{uploaded}/coffee/") for nb in found.neighbours)
+    assert 'href="thumbs/' in found.page.read_text()  # not a broken file:// of s3://
+    done = runner.invoke(app, ["similar", member, "--in", str(out), "-n", "3"])
+    assert done.exit_code == 0 and f"{uploaded}/coffee/coffee-" in done.output, done.output
+
+    s3.put_folder(demo_photos / "brick", "new")
+    new = f"s3://{BUCKET}/new"
+    assert not find_similar(f"{new}/brick-0.jpg", out, n=2).in_collection  # read, embedded
+    done = runner.invoke(app, ["similar", f"{new}/nothing.jpg", "--in", str(out)])
+    assert done.exit_code != 0 and "Traceback" not in done.output, done.output
+    assert "nothing.jpg" in done.output
+
+    done = runner.invoke(app, ["assign", new, "--into", str(out)])
+    assert done.exit_code == 0 and "8 new images assigned" in done.output, done.output
+    again = cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=1)
+    assert sum(p.startswith(new + "/") for p in again.paths) == 8
+    assert again.n_embedded == 0  # the store has them all, keyed by URI
+    assert not again.assigned_missing

@@ -10,6 +10,7 @@ centroids and fences stay as the run made them. The folders given are remembered
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,14 @@ from .state import (
     save_clustering_meta,
     write_index,
 )
-from .steps import Progress, SilentProgress, embed_missing, embedder_for, output_folder
+from .steps import (
+    Progress,
+    SilentProgress,
+    embed_missing,
+    embedder_for,
+    input_key,
+    output_folder,
+)
 from .store import FeatureStore
 
 
@@ -62,7 +70,7 @@ class AssignResult:
 
 
 def assign_folder(
-    inputs: list[Path],
+    inputs: Sequence[str | Path],
     out: Path,
     *,
     embed: EmbedConfig | None = None,
@@ -126,7 +134,7 @@ def _place(
     stored: dict[str, np.ndarray],
     index: Any,
     rejected: list[Rejection],
-    inputs: list[Path],
+    inputs: Sequence[str | Path],
 ) -> Clustering:
     """The new images as a clustering of their own in ``saved``'s clusters: each in the
     cluster of its nearest saved centroid (unclustered when the clustering has none), with
@@ -169,5 +177,5 @@ def _place(
         duplicate_of=None if saved.duplicate_of is None else np.full(n, -1, np.int64),
         columns=image_columns(paths) if saved.columns else {},
         # remembered so that the next `imgclust run OUT` scans them too
-        assigned_inputs=[str(Path(p).resolve()) for p in inputs],
+        assigned_inputs=[input_key(p) for p in inputs],
     )

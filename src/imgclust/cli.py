@@ -453,8 +453,11 @@ def export_cmd(
 @app.command()
 def assign(
     new: Annotated[
-        list[Path],
-        typer.Argument(help="Folders or images with the new photos.", metavar="PHOTOS"),
+        list[str],  # not Path: it would fold s3://bucket into s3:/bucket
+        typer.Argument(
+            help="Folders or images with the new photos, or s3:// gs:// file:// URIs.",
+            metavar="PHOTOS",
+        ),
     ],
     into: Annotated[Path, _opt("Output folder of an earlier run.", "DIR", None, "--into")],
     workers: WorkersOpt = None,
@@ -500,7 +503,8 @@ def assign(
 @app.command()
 def similar(
     image: Annotated[
-        Path, typer.Argument(help="An image, in the collection or not.", metavar="IMAGE")
+        str,  # not Path: it would fold s3://bucket into s3:/bucket
+        typer.Argument(help="An image (a path or a URI), in or out of it.", metavar="IMAGE"),
     ],
     in_: Annotated[Path, _opt("Output folder of an earlier run.", "DIR", None, "--in")],
     n: Annotated[int, typer.Option("-n", help="How many similar images.", metavar="N")] = 20,

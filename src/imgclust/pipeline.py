@@ -7,7 +7,6 @@ What each step does lives in :mod:`imgclust.steps` (shared with ``assign``, ``si
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -58,6 +57,8 @@ from .steps import (
     SilentProgress,
     embed_missing,
     embedder_for,
+    input_exists,
+    input_key,
     inside,
     output_folder,
     plural,
@@ -245,7 +246,7 @@ def _run(
     with _timed(timings, "scan"):
         prog.start("scan")
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.
-        found = scan([*config.inputs, *map(Path, assigned)], exclude=[out, store_dir])
+        found = scan([*config.inputs, *assigned], exclude=[out, store_dir])  # (str: URIs whole)
         prog.finish()
     records, scan_rejected = found.records, list(found.rejected)
     if base is not None:  # --refine: photos excluded in review stay out (and rejected)
@@ -569,9 +570,10 @@ def _refined_ids(model: Clusterer, labels: np.ndarray) -> dict[int, list[int]]:
 def _assigned_inputs(config: RunConfig, remembered: list[str]) -> tuple[list[str], list[str]]:
     """Of the inputs ``assign`` added to OUT, those the run must scan besides its own inputs
     (not inside them), and those that no longer exist."""
-    own = [str(Path(p).resolve()) for p in config.inputs]
+    own = [input_key(p) for p in config.inputs]
     extra = [p for p in dict.fromkeys(remembered) if not inside(p, own)]
-    return [p for p in extra if os.path.exists(p)], [p for p in extra if not os.path.exists(p)]
+    there = {p: input_exists(p) for p in extra}
+    return [p for p in extra if there[p]], [p for p in extra if not there[p]]
 
 
 def _write_run_info(out: Path, config: RunConfig, result: RunResult) -> None:

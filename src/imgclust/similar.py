@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from . import uri
 from ._fs import atomic_write_text
 from .embed import Embedder
 from .exceptions import InputError
-from .report.html import file_url, render_template
+from .report.html import original_url, render_template
 from .report.thumbs import make_thumbnails
-from .scan import FileRecord, display_path
+from .scan import display_path, stat_record
 from .state import SavedClustering, features_of, load_clustering, read_index
 from .steps import output_folder
 
@@ -46,7 +47,9 @@ class SimilarResult:
     page: Path
 
 
-def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -> SimilarResult:
+def find_similar(
+    image: str | Path, out: Path, *, n: int = 20, device: str = "auto"
+) -> SimilarResult:
     """The ``n`` images of the collection in ``out`` nearest to ``image``.
 
     Raises:
@@ -60,9 +63,13 @@ def find_similar(image: Path, out: Path, *, n: int = 20, device: str = "auto") -
 
 
 def _search(
-    saved: SavedClustering, index: Any, out: Path, image: Path, *, n: int, device: str
+    saved: SavedClustering, index: Any, out: Path, image: str | Path, *, n: int, device: str
 ) -> SimilarResult:
-    query = os.path.abspath(image)
+    query = str(image)
+    if uri.is_uri(query):
+        query = uri.local_path(query) or query  # (file:///a.jpg is the local /a.jpg)
+    if not uri.is_uri(query):
+        query = os.path.abspath(query)
     row = {p: i for i, p in enumerate(saved.paths)}.get(query)
     if row is not None:
         vector = index.reconstruct(row)[None, :]
@@ -89,11 +96,13 @@ def _search(
 
 def _embed_one(path: str, saved: SavedClustering, device: str) -> np.ndarray:
     try:
-        st = os.stat(path)
+        record = stat_record(path)
+    except InputError:
+        raise
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     embedder = Embedder(saved.model, batch_size=1, device=device, workers=0)
-    block = embedder([FileRecord(path, st.st_size, st.st_mtime_ns)])
+    block = embedder([record])
     if block.rejected:
         raise InputError(f"cannot use {path} as a query: {block.rejected[0][1]}")
     spec = embedder.spec
@@ -111,7 +120,7 @@ def _write_page(out: Path, query: str, neighbours: list[Neighbour], size: int) -
     tiles = [
         {
             "name": os.path.basename(display_path(nb.path)),
-            "url": file_url(nb.path),
+            "url": original_url(nb.path, thumbs.get(nb.path)),
             "thumb": thumbs.get(nb.path),
             "distance": nb.distance,
             "cluster": nb.cluster,
@@ -125,7 +134,7 @@ def _write_page(out: Path, query: str, neighbours: list[Neighbour], size: int) -
         thumb_size=size,
         mini_size=size,
         query_name=os.path.basename(display_path(query)),
-        query_url=file_url(query),
+        query_url=original_url(query, thumbs.get(query)),
         query_thumb=thumbs.get(query),
         tiles=tiles,
     )

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from . import uri
 from ._fs import LOCK_FILE, OutputLock
 from .cluster import Clusterer
 from .cluster.others import MIN_CLUSTER_SIZE
@@ -148,6 +149,30 @@ def _remove_if_unused(out: Path, marker: Path, out_existed: bool) -> None:
 def inside(path: str, folders: Sequence[str]) -> bool:
     """Whether ``path`` is one of ``folders`` or lies below one (both absolute)."""
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def input_key(path: str | os.PathLike[str]) -> str:
+    """How an input is remembered: a local path absolute, a ``file://`` URI as the path it
+    names, other URIs (``s3://...``) as they are (``Path`` would fold ``s3://b`` into
+    ``s3:/b``)."""
+    text = os.fspath(path)
+    if uri.is_uri(text):
+        text = uri.local_path(text) or text
+        if uri.is_uri(text):
+            return text
+    return str(Path(text).resolve())
+
+
+def input_exists(key: str) -> bool:
+    """Whether a remembered input (:func:`input_key`) is still there: a file or folder, or
+    an object or a prefix with objects."""
+    if not uri.is_uri(key):
+        return os.path.exists(key)
+    try:
+        uri.check(key)
+    except InputError:
+        return False
+    return True
 
 
 # -- embedding ------------------------------------------------------------------------------
