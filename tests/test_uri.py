@@ -337,3 +337,26 @@ def test_similar_and_assign_take_uris_and_a_later_run_scans_them(
     assert sum(p.startswith(new + "/") for p in again.paths) == 8
     assert again.n_embedded == 0  # the store has them all, keyed by URI
     assert not again.assigned_missing
+
+
+def test_capture_dates_of_objects_are_read_from_their_headers(s3: S3, tmp_path: Path) -> None:
+    """The `taken` column of a URI run is the local run's: each object's first bytes are
+    read (one request), not the whole photo; a missing object has no date."""
+    from PIL import Image
+
+    from imgclust.clustering import capture_dates
+
+    folder = tmp_path / "dated"
+    folder.mkdir()
+    for name, colour, taken in [("a.jpg", (200, 30, 30), "2024:06:01 12:34:56"),
+                                ("b.jpg", (30, 200, 30), None)]:  # fmt: skip
+        exif = Image.Exif()
+        if taken is not None:
+            exif.get_ifd(0x8769)[36867] = taken  # DateTimeOriginal
+        Image.new("RGB", (640, 480), colour).save(folder / name, exif=exif.tobytes())
+    s3.put_folder(folder, "dated")
+    keys = [f"s3://{BUCKET}/dated/{n}" for n in ("a.jpg", "b.jpg", "gone.jpg")]
+    assert list(capture_dates(keys)) == ["2024-06-01 12:34:56", "", ""]
+    assert list(capture_dates(keys[:2])) == list(
+        capture_dates([str(folder / "a.jpg"), str(folder / "b.jpg")])
+    )

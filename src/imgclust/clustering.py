@@ -11,6 +11,7 @@ the record.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from .config import ReportConfig
 from .describe import ClusterSummary, ClusterTree, ImageTopClasses
 from .scan import Rejection
+from .uri import is_uri
 
 #: The name of the group of photos in no cluster (HDBSCAN's noise, label -1).
 UNCLUSTERED = "unclustered"
@@ -55,18 +57,29 @@ def register_image_column(
 def capture_dates(paths: Sequence[str]) -> np.ndarray:
     """When each photo was taken, from its EXIF (``DateTimeOriginal``, else ``DateTime``) as
     ``"YYYY-MM-DD HH:MM:SS"``; ``""`` when it has none. Reads only the file's header (about
-    0.1 ms a photo), a few files at a time, so a slow disk's latency overlaps."""
+    0.1 ms a photo), a few files at a time, so a slow disk's latency overlaps; of a photo in
+    object storage its first :data:`HEADER_BYTES` (one request each, more at a time)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    remote = any(is_uri(p) for p in paths)
+    with ThreadPoolExecutor(max_workers=32 if remote else 8) as pool:
         return np.array(list(pool.map(_capture_date, paths, chunksize=256)), dtype=object)
+
+
+#: Bytes of an object read for its EXIF: JPEG puts its APP1 segment (at most 64 KiB) first.
+HEADER_BYTES = 128 * 1024
 
 
 def _capture_date(path: str) -> str:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        source: Any = path
+        if is_uri(path):
+            from .uri import read_head
+
+            source = io.BytesIO(read_head(path, HEADER_BYTES))
+        with Image.open(source) as img:
             exif = img.getexif()
             value = exif.get_ifd(0x8769).get(36867) or exif.get(306) or ""  # Exif IFD, IFD0
     except Exception:  # no header, no EXIF, or a damaged one: the date is unknown

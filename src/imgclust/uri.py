@@ -261,6 +261,18 @@ def read_file(uri: str) -> tuple[bytes, Entry]:
     return data, entry
 
 
+def read_head(uri: str, size: int) -> bytes:
+    """The first ``size`` bytes of the object (fewer if it is shorter): one streamed GET,
+    closed once they are read (a header, without the rest of the photo).
+
+    Raises:
+        as :func:`stat`.
+    """
+    where = locate(uri)
+    with filesystem(where.scheme, where.bucket).open_input_stream(where.path) as stream:
+        return bytes(stream.read(size))
+
+
 __all__ = [
     "SCHEMES",
     "Entry",
