@@ -96,9 +96,7 @@ def _search(
 
 def _embed_one(path: str, saved: SavedClustering, device: str) -> np.ndarray:
     try:
-        record = stat_record(path)
-    except InputError:
-        raise
+        record = stat_record(path)  # (a bad URI: its InputError, as it is)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     embedder = Embedder(saved.model, batch_size=1, device=device, workers=0)
