@@ -171,3 +171,16 @@ def test_summary_prints_at_most_max_notes_and_says_where_the_rest_are(
             assert f"{rest} more notes: " in printed[-1] and "run.json" in printed[-1]
         else:
             assert not any("more notes" in line for line in printed)
+
+
+def test_one_photo_is_one_good_image_in_the_summary_and_the_index(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "one"
+    photos.mkdir()
+    shutil.copy(sorted(demo_photos.rglob("*.jpg"))[0], photos / "a.jpg")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(photos), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 good image of 1 clustered into 1 cluster " in result.output.replace("\n", " ")
+    assert "1 good image of 1 · 1 cluster ·" in (out / "index.html").read_text("utf-8")

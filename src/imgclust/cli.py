@@ -155,7 +155,7 @@ def _summary(result: Any) -> None:
         f" in {plural(tree.n_groups, 'group')}" if tree is not None and tree.n_groups > 1 else ""
     )
     console.print(
-        f"[bold green]{n_good:,} good images of {n_all:,}[/] clustered into "
+        f"[bold green]{plural(n_good, 'good image')} of {n_all:,}[/] clustered into "
         f"[bold]{plural(result.k, 'cluster')}[/]{groups} ({len(result.rejected):,} rejected; "
         f"{result.n_embedded:,} embedded now, {result.n_cached:,} from the store)"
     )
