@@ -3,6 +3,7 @@ the fixture) read through pyarrow.fs, the same code path as local folders after 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -123,6 +124,7 @@ def test_locate_splits_and_refuses_what_it_cannot_key() -> None:
         ("hdfs://nn/photos", "unsupported URI scheme 'hdfs://'"),
         ("s3://", "name a bucket"),
         ("s3://b/x?endpoint_override=h:1", "options in a URI are not supported"),
+        ("s3://b/p//0.jpg", "an empty name between two slashes"),  # (pyarrow: ValueError)
     ]:
         with pytest.raises(InputError, match=message):
             uri.locate(bad)
@@ -319,6 +321,7 @@ def test_similar_and_assign_take_uris_and_a_later_run_scans_them(
     member = f"{uploaded}/coffee/coffee-0.jpg"
     found = find_similar(member, out, n=3)
     assert found.in_collection and found.query == member
+    assert find_similar(member.replace("s3://", "S3://") + "/", out, n=3).in_collection
     assert all(nb.path.startswith(f"{uploaded}/coffee/") for nb in found.neighbours)
     assert 'href="thumbs/' in found.page.read_text()  # not a broken file:// of s3://
     done = runner.invoke(app, ["similar", member, "--in", str(out), "-n", "3"])
@@ -360,3 +363,67 @@ def test_capture_dates_of_objects_are_read_from_their_headers(s3: S3, tmp_path: 
     assert list(capture_dates(keys[:2])) == list(
         capture_dates([str(folder / "a.jpg"), str(folder / "b.jpg")])
     )
+
+
+@contextlib.contextmanager
+def _unreachable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The S3 endpoint pointed at a port nothing listens on, for the block."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with monkeypatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{closed}")
+        uri.filesystem.cache_clear()
+        try:
+            yield
+        finally:
+            uri.filesystem.cache_clear()
+
+
+def test_unreachable_storage_is_never_taken_for_gone(
+    uploaded: str, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage that cannot be reached says nothing of what is there: an export stops (it
+    does not list every photo missing), an undo stops with its journal still live (it does
+    not keep every copy as the only one left), and a remembered `assign` input is not
+    forgotten as gone. A missing bucket is gone."""
+    from imgclust.export import export, plan_export, undo_export
+    from imgclust.steps import input_exists
+
+    out = tmp_path / "run"
+    cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=1)
+    dest = tmp_path / "sorted"
+    plan = export(out, dest, mode="copy")
+    assert input_exists(uploaded) and not input_exists(f"s3://no-such-bucket-{os.getpid()}/x")
+    with _unreachable(monkeypatch):
+        with pytest.raises(InputError, match="check the network and the endpoint"):
+            plan_export(out, tmp_path / "other", mode="copy")
+        with pytest.raises(InputError, match="check the network and the endpoint"):
+            undo_export(dest)
+        with pytest.raises(InputError, match="check the network and the endpoint"):
+            input_exists(uploaded)
+    assert all(Path(step.target).is_file() for step in plan.steps)
+    assert undo_export(dest).removed == len(plan.steps)  # the journal was kept: undone now
+
+
+def test_a_capture_date_behind_large_headers_is_read_whole(s3: S3, tmp_path: Path) -> None:
+    """A JPEG whose segments before the image data pass the first bytes read (a large XMP
+    or Photoshop block) is read whole: its date is the local file's."""
+    from PIL import Image
+
+    from imgclust.clustering import HEADER_BYTES, capture_dates
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2024:06:01 12:34:56"
+    path = tmp_path / "big" / "a.jpg"
+    path.parent.mkdir()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(path, exif=exif.tobytes())
+    data = path.read_bytes()
+    block = b"\xff\xe3" + (60_000 + 2).to_bytes(2, "big") + bytes(60_000)  # APP3 segments
+    n = HEADER_BYTES // 60_000 + 1
+    path.write_bytes(data[:2] + data[2:].replace(b"\xff\xdb", block * n + b"\xff\xdb", 1))
+    assert len(path.read_bytes()) > HEADER_BYTES
+    s3.put_folder(path.parent, "big")
+    local = capture_dates([str(path)])
+    assert list(local) == ["2024-06-01 12:34:56"]
+    assert list(capture_dates([f"s3://{BUCKET}/big/a.jpg"])) == list(local)

@@ -71,23 +71,31 @@ HEADER_BYTES = 128 * 1024
 
 
 def _capture_date(path: str) -> str:
-    from PIL import Image
-
     try:
-        source: Any = path
-        if is_uri(path):
-            from .uri import read_head
+        if not is_uri(path):
+            value = _exif_date(path)
+        else:
+            from .uri import read_file, read_head
 
-            source = io.BytesIO(read_head(path, HEADER_BYTES))
-        with Image.open(source) as img:
-            exif = img.getexif()
-            value = exif.get_ifd(0x8769).get(36867) or exif.get(306) or ""  # Exif IFD, IFD0
+            try:
+                value = _exif_date(io.BytesIO(read_head(path, HEADER_BYTES)))
+            except Exception:  # headers past HEADER_BYTES (a large XMP or Photoshop block)
+                value = _exif_date(io.BytesIO(read_file(path)[0]))
     except Exception:  # no header, no EXIF, or a damaged one: the date is unknown
         return ""
     text = str(value).strip().strip("\x00")
     if len(text) >= 19 and text[4] == ":" and text[7] == ":":  # EXIF's "2024:06:01 12:00:00"
         text = f"{text[:4]}-{text[5:7]}-{text[8:10]} {text[11:19]}"
     return text
+
+
+def _exif_date(source: Any) -> Any:
+    """The raw EXIF date of an image (a path or a file object), or ``""``."""
+    from PIL import Image
+
+    with Image.open(source) as img:
+        exif = img.getexif()
+        return exif.get_ifd(0x8769).get(36867) or exif.get(306) or ""  # Exif IFD, IFD0
 
 
 def image_columns(paths: Sequence[str]) -> dict[str, np.ndarray]:

@@ -452,13 +452,21 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _source_exists(path: str) -> bool:
-    """Whether a run's photo is there: a file, or an object (``s3://...``)."""
+    """Whether a run's photo is there: a file, or an object (``s3://...``).
+
+    Raises:
+        InputError: the object's storage cannot be reached or read: that says nothing of
+            whether it is there, so neither an export (listing it missing) nor an undo
+            (keeping its copy as the only one left) may go on as if it were gone.
+    """
     if not uri.is_uri(path):
         return os.path.isfile(path)
     try:
         uri.stat(path)
-    except (OSError, InputError):
+    except (FileNotFoundError, IsADirectoryError):
         return False
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({uri.short_error(exc)}); {uri.hint(exc)}") from exc
     return True
 
 

@@ -65,9 +65,9 @@ def find_similar(
 def _search(
     saved: SavedClustering, index: Any, out: Path, image: str | Path, *, n: int, device: str
 ) -> SimilarResult:
-    query = str(image)
+    query = str(image)  # keyed as the scan keyed the collection: s3://b/a.jpg, /abs/a.jpg
     if uri.is_uri(query):
-        query = uri.local_path(query) or query  # (file:///a.jpg is the local /a.jpg)
+        query = uri.local_path(query) or uri.locate(query).uri()  # (file:///a is /a)
     if not uri.is_uri(query):
         query = os.path.abspath(query)
     row = {p: i for i, p in enumerate(saved.paths)}.get(query)

@@ -153,24 +153,33 @@ def inside(path: str, folders: Sequence[str]) -> bool:
 
 def input_key(path: str | os.PathLike[str]) -> str:
     """How an input is remembered: a local path absolute, a ``file://`` URI as the path it
-    names, other URIs (``s3://...``) as they are (``Path`` would fold ``s3://b`` into
-    ``s3:/b``)."""
+    names, other URIs (``s3://...``) as the scan keys them (``gcs://b/p/`` is ``gs://b/p``;
+    ``Path`` would fold ``s3://b`` into ``s3:/b``).
+
+    Raises:
+        InputError: a URI imgclust cannot read (its scheme, options in it).
+    """
     text = os.fspath(path)
     if uri.is_uri(text):
         text = uri.local_path(text) or text
         if uri.is_uri(text):
-            return text
+            return uri.locate(text).uri()
     return str(Path(text).resolve())
 
 
 def input_exists(key: str) -> bool:
     """Whether a remembered input (:func:`input_key`) is still there: a file or folder, or
-    an object or a prefix with objects."""
+    an object or a prefix with objects.
+
+    Raises:
+        InputError: its storage cannot be reached or read (which says nothing of whether
+            it is there: it must not be forgotten as gone).
+    """
     if not uri.is_uri(key):
         return os.path.exists(key)
     try:
         uri.check(key)
-    except InputError:
+    except uri.NotThere:
         return False
     return True
 

@@ -101,6 +101,8 @@ def locate(uri: str) -> Location:
     path = rest.strip("/")
     if not path:
         raise InputError(f"{uri}: name a bucket, e.g. {scheme}://my-bucket/photos")
+    if "//" in path:  # (pyarrow.fs refuses an empty key component with a ValueError)
+        raise InputError(f"{uri}: an empty name between two slashes; remove one of them")
     return Location("gs" if scheme == "gcs" else scheme, path)
 
 
@@ -148,12 +150,18 @@ def hint(exc: BaseException) -> str:
     return "check the URI, the credentials and AWS_ENDPOINT_URL_S3 (for S3-compatible servers)"
 
 
+class NotThere(InputError):
+    """Nothing at a URI: a missing bucket, or no object at it or below it (as opposed to
+    storage that cannot be reached or read, which says nothing of what is there)."""
+
+
 def check(uri: str) -> None:
     """Raise :class:`InputError` unless ``uri`` names an object or a prefix with objects.
 
     Raises:
-        InputError: a bad URI, a missing bucket, nothing at the URI, or storage that cannot
-            be reached or read (with what to check).
+        NotThere: a missing bucket, or nothing at the URI.
+        InputError: a bad URI, or storage that cannot be reached or read (with what to
+            check).
     """
     where = locate(uri)
     fs = filesystem(where.scheme, where.bucket)
@@ -171,9 +179,9 @@ def check(uri: str) -> None:
         else:
             raise InputError(f"cannot read {uri} ({short_error(exc)}); {hint(exc)}") from None
     if missing:
-        raise InputError(f"{uri}: the bucket {where.bucket!r} does not exist (or is not yours)")
+        raise NotThere(f"{uri}: the bucket {where.bucket!r} does not exist (or is not yours)")
     if info.type == FileType.NotFound:
-        raise InputError(f"{uri}: no object there, and none below it (an empty prefix?)")
+        raise NotThere(f"{uri}: no object there, and none below it (an empty prefix?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +285,7 @@ __all__ = [
     "SCHEMES",
     "Entry",
     "Location",
+    "NotThere",
     "check",
     "filesystem",
     "is_uri",

@@ -190,13 +190,14 @@ def kmeans_plusplus(x: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
 def nearest_centroids(centroids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index, Euclidean distance) of the nearest centroid of each row of ``x``.
 
-    faiss finds the nearest centroid; the distance to it is then computed again row by row
-    (``|x - c|``, a float32 sum along the row), because faiss's own comes from BLAS, whose
-    last bits depend on how many rows are asked at once (measured: a shard of a few rows and
-    the whole collection differ for k >= 20), and a distance is what ranks a cluster's
-    members: a photo's must not depend on which other photos were asked with it (a shard, a
-    Ray task, ``assign``). Rows are converted to float32 a chunk at a time, so float16 input
-    needs no full copy.
+    faiss finds the two nearest centroids; the distance to each is then computed again row
+    by row (``|x - c|``, a float32 sum along the row) and the nearer one kept (the lower
+    index on a tie), because faiss's own distances come from BLAS, whose last bits depend
+    on how many rows are asked at once (measured: a shard of a few rows and the whole
+    collection differ for k >= 20). A distance ranks a cluster's members, and a near-tie
+    between two centroids picks the cluster: neither may depend on which other photos were
+    asked with it (a shard, a Ray task, ``assign``). Rows are converted to float32 a chunk
+    at a time, so float16 input needs no full copy.
     """
     import faiss
 
@@ -207,10 +208,15 @@ def nearest_centroids(centroids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray,
     dist = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(x), _ASSIGN_ROWS):
         part = np.ascontiguousarray(x[start : start + _ASSIGN_ROWS], dtype=np.float32)
-        _, idx = index.search(part, 1)
-        got = idx[:, 0]
-        diff = part - c32[got]  # (``part`` may be the caller's own array: never written)
-        np.square(diff, out=diff)
-        labels[start : start + len(part)] = got
-        dist[start : start + len(part)] = np.sqrt(diff.sum(axis=1))
+        _, idx = index.search(part, min(2, len(c32)))
+        idx = np.sort(idx, axis=1)  # candidates by index: a tie goes to the lower one
+        exact = np.empty(idx.shape, dtype=np.float32)
+        for j in range(idx.shape[1]):
+            diff = part - c32[idx[:, j]]  # (``part`` may be the caller's own: never written)
+            np.square(diff, out=diff)
+            exact[:, j] = diff.sum(axis=1)
+        best = np.argmin(exact, axis=1)
+        rows = np.arange(len(part))
+        labels[start : start + len(part)] = idx[rows, best]
+        dist[start : start + len(part)] = np.sqrt(exact[rows, best])
     return labels, dist
