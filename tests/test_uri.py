@@ -224,6 +224,12 @@ def test_failed_requests_name_what_to_check() -> None:
     assert uri.short_error(denied).endswith("HeadObject operation:")  # no request id
     gcs = OSError("google::cloud::Status(UNAVAILABLE: Could not create a OAuth2 access token")
     assert "check the credentials" in uri.hint(gcs)
+    forbidden = OSError("AWS Error UNKNOWN (HTTP status 403) during HeadObject operation")
+    assert "check the credentials" in uri.hint(forbidden)
+    for port in (44037, 40300, 4030):  # a refused port with 403 in it is the network's
+        refused = OSError(f"AWS Error NETWORK_CONNECTION during HeadObject operation: Failed "
+                          f"to connect to 127.0.0.1:{port} after 0 ms")  # fmt: skip
+        assert "check the network and the endpoint" in uri.hint(refused), port
 
 
 def test_the_cli_says_what_is_wrong_without_a_traceback(s3: S3, tmp_path: Path) -> None:

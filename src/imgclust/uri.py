@@ -131,14 +131,16 @@ def short_error(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
-_CREDENTIAL_ERRORS = ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "Forbidden",
-                      "SignatureDoesNotMatch", "OAuth2", "credentials", "403")  # fmt: skip
+_CREDENTIAL_ERRORS = re.compile(
+    r"ACCESS_DENIED|AccessDenied|InvalidAccessKeyId|Forbidden|SignatureDoesNotMatch|OAuth2"
+    r"|credentials|\b403\b"  # (a word: not the 403 in a port such as 127.0.0.1:44037)
+)
 
 
 def hint(exc: BaseException) -> str:
     """What to check after a failed request, from pyarrow's message."""
     text = str(exc)
-    if any(s in text for s in _CREDENTIAL_ERRORS):
+    if _CREDENTIAL_ERRORS.search(text):
         return (
             "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for "
             "S3, GOOGLE_APPLICATION_CREDENTIALS for GCS)"
