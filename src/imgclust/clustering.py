@@ -21,7 +21,7 @@ import numpy as np
 from .config import ReportConfig
 from .describe import ClusterSummary, ClusterTree, ImageTopClasses
 from .scan import Rejection
-from .uri import is_uri
+from .uri import is_uri, read_file, read_head
 
 #: The name of the group of photos in no cluster (HDBSCAN's noise, label -1).
 UNCLUSTERED = "unclustered"
@@ -75,8 +75,6 @@ def _capture_date(path: str) -> str:
         if not is_uri(path):
             value = _exif_date(path)
         else:
-            from .uri import read_file, read_head
-
             try:
                 value = _exif_date(io.BytesIO(read_head(path, HEADER_BYTES)))
             except Exception:  # headers past HEADER_BYTES (a large XMP or Photoshop block)

@@ -473,7 +473,7 @@ def _source_exists(path: str) -> bool:
 def _fingerprint(path: str) -> tuple[int, str]:
     """``(size, sha256)`` of a file's (or an object's) bytes."""
     if uri.is_uri(path):
-        data = _download(path)
+        data, _ = _download(path)
         return len(data), hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
     size = 0
@@ -484,10 +484,11 @@ def _fingerprint(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _download(path: str) -> bytes:
-    """An object's bytes; a read that fails is an :class:`OSError` like a file's."""
+def _download(path: str) -> tuple[bytes, uri.Entry]:
+    """An object's bytes, and its size and mtime; a read that fails is an :class:`OSError`
+    like a file's."""
     try:
-        return uri.read_file(path)[0]
+        return uri.read_file(path)
     except InputError as exc:
         raise OSError(str(exc)) from exc
 
@@ -495,10 +496,10 @@ def _download(path: str) -> bytes:
 def _holds(path: str, size: int, sha256: str) -> bool:
     """Whether ``path`` holds exactly the bytes of that fingerprint (the size first: cheap)."""
     try:
-        if uri.is_uri(path):
-            return uri.stat(path).size == size and _fingerprint(path) == (size, sha256)
+        if uri.is_uri(path):  # (its read asks for the size first anyway)
+            return _fingerprint(path) == (size, sha256)
         return os.path.getsize(path) == size and _fingerprint(path) == (size, sha256)
-    except (OSError, InputError):
+    except OSError:
         return False
 
 
@@ -674,10 +675,7 @@ def _copy_new(source: str, target: Path) -> None:
     An object (``s3://...``) is downloaded, and keeps its modification time."""
     part = Path(_part_of(str(target)))
     if uri.is_uri(source):
-        try:
-            data, entry = uri.read_file(source)
-        except InputError as exc:
-            raise OSError(str(exc)) from exc
+        data, entry = _download(source)
         src: IO[bytes] = io.BytesIO(data)
     else:
         src = open(source, "rb")  # noqa: SIM115 (closed below, with dst)
