@@ -71,18 +71,18 @@ def big_jpeg(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_jpeg_draft_mode_decodes_at_reduced_scale(big_jpeg: str) -> None:
-    img, st_ = open_rgb(big_jpeg, min_side=256)
+    img, st_, _ = open_rgb(big_jpeg, min_side=256)
     assert img.mode == "RGB"
     assert 256 <= min(img.size) < 512  # 1/8 scale: 500x375, not 4000x3000
     assert st_.st_size == os.path.getsize(big_jpeg)
-    full, _ = open_rgb(big_jpeg)
+    full = open_rgb(big_jpeg).image
     assert full.size == (4000, 3000)
 
 
 def test_mpo_gets_draft_mode_too(tmp_path: Path) -> None:
     path = tmp_path / "camera.mpo"
     pattern(2048, 1536).save(path, "MPO", save_all=True, append_images=[pattern(2048, 1536)])
-    img, _ = open_rgb(str(path), min_side=256)
+    img = open_rgb(str(path), min_side=256).image
     assert min(img.size) < 512
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps
 
@@ -159,6 +160,8 @@ def test_a_local_run_on_the_ray_store_gives_the_same_assignments(
 def test_s3_inputs_on_the_cluster(cluster: Any, demo_photos: Path, tmp_path: Path) -> None:
     """Photos in an S3-compatible server (moto's, on 127.0.0.1): the cluster's workers read
     them by URI, the endpoint brought by the job (AWS_ENDPOINT_URL_S3 of the driver)."""
+    # moto keeps every server's buckets in one store per process: a bucket of our own
+    bucket = "ray-cluster-photos"
     moto_server = pytest.importorskip("moto.server", reason="moto[server] (dev extra)")
     boto3 = pytest.importorskip("boto3")
     logging.getLogger("werkzeug").disabled = True  # its request log
@@ -168,21 +171,21 @@ def test_s3_inputs_on_the_cluster(cluster: Any, demo_photos: Path, tmp_path: Pat
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="photos")
+        client.create_bucket(Bucket=bucket)
         keys = [f"{p.parent.name}/{p.name}" for s in ("coffee", "rocket")
                 for p in sorted((demo_photos / s).glob("*.jpg"))] + ["broken.jpg"]  # fmt: skip
         for key in keys:
             client.put_object(
-                Bucket="photos", Key=f"set/{key}", Body=(demo_photos / key).read_bytes()
+                Bucket=bucket, Key=f"set/{key}", Body=(demo_photos / key).read_bytes()
             )
         out = tmp_path / "out"
         env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_REGION": "us-east-1",
                "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
-        _run(_cli("s3://photos/set", out, "--engine", "ray", "--ray-address", cluster.address),
+        _run(_cli(f"s3://{bucket}/set", out, "--engine", "ray", "--ray-address", cluster.address),
              **env)  # fmt: skip
     finally:
         server.stop()
-    uris = [f"s3://photos/set/{k}" for k in keys]
+    uris = [f"s3://{bucket}/set/{k}" for k in keys]
     clustered = sorted(r["path"] for r in _rows(out / "assignments.csv"))
     assert clustered == sorted(uris[:-1])
     assert [r["path"] for r in _rows(out / "rejected.csv")] == [uris[-1]]
@@ -318,6 +321,12 @@ def test_small_folders_on_the_cluster_end_as_a_local_run(
     folder.mkdir()
     for path in sorted(demo_photos.rglob("*.jpg"))[:n]:
         shutil.copy(path, folder / f"{path.parent.name}-{path.name}")
+    dated = sorted(folder.glob("*.jpg"))[:1]
+    for path in dated:  # a capture date, which the decode tasks record in the store
+        with Image.open(path) as img:
+            exif = Image.Exif()
+            exif.get_ifd(0x8769)[36867] = "2021:07:04 09:30:00"
+            img.save(path, exif=exif.tobytes())
     if n:
         shutil.copy(demo_photos / "broken.jpg", folder / "broken.jpg")
     ends = {}
@@ -344,6 +353,13 @@ def test_small_folders_on_the_cluster_end_as_a_local_run(
             for r in _rows(tmp_path / "local" / name)
         ]
         assert got == want, name
+    taken = {r["path"]: r["taken"] for r in _rows(tmp_path / "ray" / "assignments.csv")}
+    assert taken[str(dated[0])] == "2021-07-04 09:30:00"
+    stored = pq.read_table(
+        glob.glob(str(tmp_path / "ray" / ".imgclust" / "store" / "*" / "*.parquet")),
+        columns=["path", "taken"],
+    ).to_pydict()  # what the decode tasks recorded: no run need read the files' EXIF again
+    assert dict(zip(stored["path"], stored["taken"], strict=True)) == taken
 
 
 def test_a_node_killed_mid_embed_costs_no_photo(cluster: Any, photos: Path, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ from .steps import (
     input_key,
     output_folder,
 )
-from .store import FeatureStore
+from .store import STRING_COLUMNS, FeatureStore
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,13 @@ def assign_folder(
         with FeatureStore(Path(saved.store_dir), saved.model) as store:
             embedded = embed_missing(records, embedder, store, shard_size=shard_size, progress=prog)
             new_paths = sorted(embedded.found)
-            stored = store.load(new_paths, embedded.found, arrays=("logits", "embedding"))
+            # (and what decoding recorded, e.g. the EXIF date, from the same reads)
+            strings = {name: np.full(len(new_paths), None, object) for name in STRING_COLUMNS}
+            stored = store.load(
+                new_paths, embedded.found, arrays=("logits", "embedding"), strings=strings
+            )
         rejected = [r for r in found.rejected if r.path not in known] + embedded.rejected
-        added = _place(saved, new_paths, stored, index, rejected, inputs)
+        added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
         grown = saved.grown(added)
         write_exports(out, grown)
         prog.start("report")
@@ -135,10 +139,12 @@ def _place(
     index: Any,
     rejected: list[Rejection],
     inputs: Sequence[str | Path],
+    strings: dict[str, np.ndarray],
 ) -> Clustering:
     """The new images as a clustering of their own in ``saved``'s clusters: each in the
     cluster of its nearest saved centroid (unclustered when the clustering has none), with
-    its distance, outlier flag, top classes and map position; added to ``index`` too."""
+    its distance, outlier flag, top classes and map position; added to ``index`` too.
+    ``strings``: the string columns the store kept for them (``None``: not kept)."""
     n = len(paths)
     feats = np.zeros((0, 1), np.float32)
     if n:
@@ -175,7 +181,7 @@ def _place(
         coords=coords,
         # new photos are not grouped as near-duplicates until the next run
         duplicate_of=None if saved.duplicate_of is None else np.full(n, -1, np.int64),
-        columns=image_columns(paths) if saved.columns else {},
+        columns=image_columns(paths, strings) if saved.columns else {},
         # remembered so that the next `imgclust run OUT` scans them too
         assigned_inputs=[input_key(p) for p in inputs],
     )

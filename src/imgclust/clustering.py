@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import ReportConfig
+from .decode import exif_date
 from .describe import ClusterSummary, ClusterTree, ImageTopClasses
 from .scan import Rejection
 from .uri import is_uri, read_file, read_head
@@ -55,10 +56,12 @@ def register_image_column(
 
 @register_image_column("taken")
 def capture_dates(paths: Sequence[str]) -> np.ndarray:
-    """When each photo was taken, from its EXIF (``DateTimeOriginal``, else ``DateTime``) as
-    ``"YYYY-MM-DD HH:MM:SS"``; ``""`` when it has none. Reads only the file's header (about
-    0.1 ms a photo), a few files at a time, so a slow disk's latency overlaps; of a photo in
-    object storage its first :data:`HEADER_BYTES` (one request each, more at a time)."""
+    """When each photo was taken, from its EXIF (:func:`imgclust.decode.exif_date`);
+    ``""`` when it has none. Decoding records it in the feature store, so a run reads files
+    here only for photos stored before it did (:func:`image_columns`' ``known``). Reads only
+    the file's header (about 0.1 ms a photo), a few files at a time, so a slow disk's
+    latency overlaps; of a photo in object storage its first :data:`HEADER_BYTES` (one
+    request each, more at a time)."""
     from concurrent.futures import ThreadPoolExecutor
 
     remote = any(is_uri(p) for p in paths)
@@ -73,32 +76,39 @@ HEADER_BYTES = 128 * 1024
 def _capture_date(path: str) -> str:
     try:
         if not is_uri(path):
-            value = _exif_date(path)
-        else:
-            try:
-                value = _exif_date(io.BytesIO(read_head(path, HEADER_BYTES)))
-            except Exception:  # headers past HEADER_BYTES (a large XMP or Photoshop block)
-                value = _exif_date(io.BytesIO(read_file(path)[0]))
-    except Exception:  # no header, no EXIF, or a damaged one: the date is unknown
+            return _exif_date(path)
+        try:
+            return _exif_date(io.BytesIO(read_head(path, HEADER_BYTES)))
+        except Exception:  # headers past HEADER_BYTES (a large XMP or Photoshop block)
+            return _exif_date(io.BytesIO(read_file(path)[0]))
+    except Exception:  # no header, or not an image: the date is unknown
         return ""
-    text = str(value).strip().strip("\x00")
-    if len(text) >= 19 and text[4] == ":" and text[7] == ":":  # EXIF's "2024:06:01 12:00:00"
-        text = f"{text[:4]}-{text[5:7]}-{text[8:10]} {text[11:19]}"
-    return text
 
 
-def _exif_date(source: Any) -> Any:
-    """The raw EXIF date of an image (a path or a file object), or ``""``."""
+def _exif_date(source: Any) -> str:
+    """The EXIF date of an image (a path or a file object), as :func:`exif_date` gives it."""
     from PIL import Image
 
     with Image.open(source) as img:
-        exif = img.getexif()
-        return exif.get_ifd(0x8769).get(36867) or exif.get(306) or ""  # Exif IFD, IFD0
+        return exif_date(img)
 
 
-def image_columns(paths: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every registered extra column for ``paths``."""
-    return {name: np.asarray(fn(paths), dtype=object) for name, fn in IMAGE_COLUMNS.items()}
+def image_columns(
+    paths: Sequence[str], known: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every registered extra column for ``paths``. ``known`` may give a column's values
+    already (the feature store keeps the EXIF date read while decoding): only its ``None``
+    entries are computed."""
+    columns: dict[str, np.ndarray] = {}
+    for name, fn in IMAGE_COLUMNS.items():
+        values = np.full(len(paths), None, dtype=object)
+        if known is not None and name in known:
+            values[:] = known[name]
+        todo = [i for i, v in enumerate(values) if v is None]
+        if len(todo):
+            values[todo] = np.asarray(fn([paths[i] for i in todo]), dtype=object)
+        columns[name] = values
+    return columns
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class FeatureBlock:
     paths: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)  # EXIF capture dates ("" unknown)
     logits: list[np.ndarray] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     rejected: list[tuple[FileRecord, str]] = field(default_factory=list)
@@ -197,6 +198,7 @@ class Embedder:
                     block.paths.append(records[i].path)
                     block.sizes.append(out.size)
                     block.mtimes.append(out.mtime_ns)
+                    block.taken.append(out.taken)
             for i, out in items:
                 if out.array is None:
                     block.rejected.append((records[i], out.reason or "unknown decode failure"))
@@ -242,6 +244,7 @@ class Embedder:
             merged.paths += block.paths
             merged.sizes += block.sizes
             merged.mtimes += block.mtimes
+            merged.taken += block.taken
             merged.logits += block.logits
             merged.embeddings += block.embeddings
             merged.rejected += block.rejected

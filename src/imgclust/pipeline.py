@@ -63,7 +63,7 @@ from .steps import (
     output_folder,
     plural,
 )
-from .store import FeatureStore, Location, Lookup
+from .store import STRING_COLUMNS, FeatureStore, Location, Lookup
 
 __all__ = ["MARKER_DIR", "Progress", "RunResult", "run"]
 
@@ -379,8 +379,10 @@ def _record(
 ) -> Clustering:
     """The run's :class:`Clustering`: names, near-duplicates, map, every column."""
     with _timed(timings, "describe"):
-        clusters, stats = _describe(coll, fitted, spec, store_dir, config.cluster.seed)
-        columns = image_columns(coll.paths)
+        # (what decoding recorded, e.g. the EXIF date: read with the logits, in one pass)
+        known = {name: np.full(len(coll.paths), None, dtype=object) for name in STRING_COLUMNS}
+        clusters, stats = _describe(coll, fitted, spec, store_dir, config.cluster.seed, known)
+        columns = image_columns(coll.paths, known)
     with _timed(timings, "duplicates"):
         duplicate_of = _duplicates(coll, fitted, feature_kind, spec, store_dir, config)
     with _timed(timings, "groups"):
@@ -429,12 +431,19 @@ def _record(
 
 
 def _describe(
-    coll: _Collection, fitted: Fitted, spec: ModelSpec, store_dir: Path, seed: int
+    coll: _Collection,
+    fitted: Fitted,
+    spec: ModelSpec,
+    store_dir: Path,
+    seed: int,
+    strings: dict[str, np.ndarray],
 ) -> tuple[list[ClusterSummary], Any]:
-    """Cluster names and each image's top classes, in one streamed pass over the logits."""
+    """Cluster names and each image's top classes, in one streamed pass over the logits
+    (which also fills ``strings``, the string columns the store keeps)."""
     # A shard at a time: never all 1,000 scores of every image at once. Finished shards are
     # read without re-opening (and re-indexing) the whole store.
-    rows = FeatureStore(store_dir, spec.name).iter_rows(coll.paths, coll.found, "logits")
+    store = FeatureStore(store_dir, spec.name)
+    rows = store.iter_rows(coll.paths, coll.found, "logits", strings=strings)
     stats = class_statistics(rows, fitted.labels)
     clusters = describe(
         fitted.labels,

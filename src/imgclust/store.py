@@ -5,7 +5,8 @@ Layout, one folder per model::
 
     STORE/<model>/shard-000001.parquet       a row per embedded image: path, size, mtime_ns,
                                              embedding and logits (fixed-size lists of
-                                             float16), top_classes (5 class ids, best first)
+                                             float16), top_classes (5 class ids, best first),
+                                             taken (EXIF capture date; null: not read)
     STORE/<model>/shard-000001.done.json     written last: counts, byte size and CRC-32 of the
                                              shard file, rejected files (path, reason)
     STORE/<model>/shard-000001.parquet.damaged  a shard that failed its check, set aside
@@ -70,6 +71,9 @@ _FORMAT = "parquet"
 TOP_CLASSES = 5
 #: The feature columns a shard holds (fixed-size lists of float16).
 FEATURE_COLUMNS: tuple[str, ...] = ("embedding", "logits")
+#: Per-image strings recorded while decoding, each the value of the image column of that
+#: name (:data:`imgclust.clustering.IMAGE_COLUMNS`), so a run need not read the file again.
+STRING_COLUMNS: tuple[str, ...] = ("taken",)
 
 #: What decoding damaged bytes can raise: from ``json``, ``zipfile`` (bad CRC, header, method
 #: or flags: ``NotImplementedError``/``RuntimeError``), ``zlib``, numpy's ``.npy`` reader, and
@@ -180,6 +184,7 @@ class ShardWriter:
             embedding=block.embedding_array(dim),
             logits=logits,
             model=self.model,
+            taken=block.taken or None,
         )
         data = _parquet_bytes(table, path)
         marker = {
@@ -206,9 +211,15 @@ def shard_table(
     embedding: np.ndarray,
     logits: np.ndarray,
     model: str = "",
+    taken: Sequence[str] | None = None,
 ) -> Any:
-    """The ``pyarrow.Table`` of one shard (the columns the module docstring lists)."""
+    """The ``pyarrow.Table`` of one shard (the columns the module docstring lists).
+    ``taken``: each photo's EXIF capture date (``""``: none); ``None``: not read (nulls,
+    which a run fills from the files)."""
     import pyarrow as pa
+
+    if taken is not None and len(taken) != len(paths):
+        raise ValueError(f"{len(taken)} capture dates for {len(paths)} photos")
 
     def fixed(rows: np.ndarray) -> Any:
         rows = np.ascontiguousarray(rows)
@@ -231,6 +242,7 @@ def shard_table(
             "embedding": fixed(np.asarray(embedding, dtype=STORE_DTYPE)),
             "logits": fixed(logits),
             "top_classes": fixed(top.astype(np.int16)),
+            "taken": pa.array(taken if taken is not None else [None] * len(paths), pa.string()),
         }
     ).replace_schema_metadata(schema_meta)
 
@@ -553,20 +565,23 @@ class FeatureStore:
         arrays: Sequence[str],
         transform: Callable[[str, np.ndarray], np.ndarray] | None = None,
         out: dict[str, np.ndarray] | None = None,
+        strings: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Read ``arrays`` (``"logits"``, ``"embedding"``) for ``paths``, in that order.
 
         Reads one shard at a time; the result is float16. ``transform(name, rows)``, if given,
         maps each shard's rows before they are placed (same width), so derived features are
         built without a second full-size copy. ``out`` may give the arrays to fill (one row per
-        path; e.g. a similarity index's own storage).
+        path; e.g. a similarity index's own storage). ``strings``: string columns filled from
+        the same reads (:meth:`iter_rows`).
 
         Raises:
             StoreError: a shard cannot be decoded (damaged since the store was opened).
         """
         result: dict[str, np.ndarray] = dict(out or {})
-        for name in arrays:
-            for dst_rows, rows in self.iter_rows(paths, locations, name):
+        for i, name in enumerate(arrays):
+            extra = strings if i == 0 else None  # (read with the first array)
+            for dst_rows, rows in self.iter_rows(paths, locations, name, strings=extra):
                 if name not in result:
                     result[name] = np.empty((len(paths), rows.shape[1]), dtype=STORE_DTYPE)
                 result[name][dst_rows] = rows if transform is None else transform(name, rows)
@@ -574,9 +589,19 @@ class FeatureStore:
         return result
 
     def iter_rows(
-        self, paths: Sequence[str], locations: dict[str, Location], name: str
+        self,
+        paths: Sequence[str],
+        locations: dict[str, Location],
+        name: str,
+        *,
+        strings: dict[str, np.ndarray] | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions in paths, rows of array name)`` one shard at a time (float16).
+
+        ``strings`` names string columns (e.g. ``"taken"``) to fill from the same reads: an
+        object array per name, aligned with ``paths``, whose entries are left as they are
+        where a shard lacks the column (written before it existed, or migrated from
+        ``.npz``); a null is ``None``.
 
         Needs no :meth:`open`: ``locations`` (from :meth:`lookup`) name finished shards, which
         are never rewritten, so they can be read after the store is closed, without its index.
@@ -584,6 +609,20 @@ class FeatureStore:
         Raises:
             StoreError: a shard cannot be decoded (damaged since the store was opened).
         """
+        extra = strings or {}
+        for group, shard, rows in self._by_shard(paths, locations):
+            table = self.read_table(shard, [name, *extra], missing_ok=True)
+            for column, out in extra.items():
+                if column in table.column_names:
+                    values = table.column(column).to_pylist()
+                    out[group] = [values[r] for r in rows]
+            yield group, self._rows(shard, table, name)[rows]
+
+    @staticmethod
+    def _by_shard(
+        paths: Sequence[str], locations: dict[str, Location]
+    ) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
+        """``(positions in paths, shard, rows in that shard)`` for each shard ``paths`` use."""
         # Plain integer arrays, not a list of tuples per image (a million of those is ~100 MB).
         n = len(paths)
         shards = np.fromiter((locations[p].shard for p in paths), dtype=np.int64, count=n)
@@ -591,7 +630,7 @@ class FeatureStore:
         order = np.argsort(shards, kind="stable")
         bounds = np.flatnonzero(np.diff(shards[order])) + 1
         for group in np.split(order, bounds) if n else []:
-            yield group, self.read_shard(int(shards[group[0]]), name)[rows[group]]
+            yield group, int(shards[group[0]]), rows[group]
 
     def read_shard(self, shard: int, name: str) -> np.ndarray:
         """All rows of array ``name`` of one committed shard, checked against its marker.
@@ -599,7 +638,9 @@ class FeatureStore:
         Raises:
             StoreError: the shard or its marker is missing, or its bytes no longer match.
         """
-        table = self.read_table(shard, [name])
+        return self._rows(shard, self.read_table(shard, [name]), name)
+
+    def _rows(self, shard: int, table: Any, name: str) -> np.ndarray:
         try:
             return feature_rows(table, name)
         except DECODE_ERRORS as exc:
@@ -616,9 +657,10 @@ class FeatureStore:
         except DECODE_ERRORS as exc:
             raise _damaged_error(self._shard_path(shard), f"its marker: {exc}") from exc
 
-    def read_table(self, shard: int, columns: Sequence[str]) -> Any:
+    def read_table(self, shard: int, columns: Sequence[str], *, missing_ok: bool = False) -> Any:
         """``columns`` of one committed shard as a ``pyarrow.Table``, its bytes checked
         against its marker (``path`` holds the stored form: :func:`decode_path` it).
+        ``missing_ok``: leave out the columns the shard was written without.
 
         Raises:
             StoreError: the shard or its marker is missing, or its bytes no longer match.
@@ -629,6 +671,9 @@ class FeatureStore:
             data = _read_checked(path, marker)
             import pyarrow.parquet as pq
 
+            if missing_ok:
+                names = set(pq.read_schema(_buffer(data)).names)
+                columns = [c for c in columns if c in names]
             table = pq.read_table(_buffer(data), columns=list(columns))
             if table.num_rows != marker.n:
                 raise ValueError(f"{table.num_rows} rows where its marker says {marker.n}")

@@ -386,7 +386,8 @@ class DecodeShard:
         size = self.size
         pixels = np.stack(good) if good else np.zeros((0, size, size, 3), dtype=np.uint8)
         decoded = [
-            [out.size, out.mtime_ns, out.reason if out.array is None else None] for out in outs
+            [out.size, out.mtime_ns, out.reason if out.array is None else None, out.taken]
+            for out in outs
         ]
         return {
             "shard": batch["shard"],
@@ -430,13 +431,14 @@ class EmbedShard:
             logits, emb = outputs
             block.logits.append(logits.astype(STORE_DTYPE))
             block.embeddings.append(emb.astype(STORE_DTYPE))
-        for (path, size, mtime), (got_size, got_mtime, reason) in zip(
+        for (path, size, mtime), (got_size, got_mtime, reason, taken) in zip(
             records, decoded, strict=True
         ):
             if reason is None:
                 block.paths.append(path)
                 block.sizes.append(int(got_size))
                 block.mtimes.append(int(got_mtime))
+                block.taken.append(str(taken))
             else:
                 block.rejected.append((FileRecord(path, int(size), int(mtime)), str(reason)))
         spec = self.embedder.spec
