@@ -313,6 +313,56 @@ def test_an_s3_run_exports_by_copy_and_undoes(
         )  # fmt: skip
 
 
+def test_a_copy_export_downloads_each_object_once_and_journals_those_bytes(
+    uploaded: str, photos: Path, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One download an object: the copy is the very bytes fingerprinted, so an object that
+    changes during the export still leaves a copy its journal describes (and undo removes);
+    the download folder goes when the export ends, and one a killed export left is removed
+    by the next (a live process's is not)."""
+    import hashlib
+
+    from imgclust.export import JOURNAL_DIR, export, undo_export
+
+    out = tmp_path / "run"
+    run = cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=0)
+    dest = tmp_path / "sorted"
+    spool = dest / JOURNAL_DIR
+    spool.mkdir(parents=True)
+    stale, live = spool / "downloads-999999999-ab12", spool / "downloads-1-cd34"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "00000000").write_bytes(b"half a photo")
+    first = run.paths[0]
+    key = first[len(f"s3://{BUCKET}/") :]
+    reads: list[str] = []
+    real = uri.read_file
+
+    def read_file(path: str) -> Any:
+        got = real(path)
+        reads.append(path)
+        if len(reads) == len(run.paths):  # all downloaded; the first one changes now
+            s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"changed meanwhile")
+        return got
+
+    monkeypatch.setattr(uri, "read_file", read_file)
+    try:
+        plan = export(out, dest, mode="copy")
+        assert sorted(reads) == sorted(run.paths)  # each object once
+        journal = [json.loads(line) for line in next(spool.glob("journal-*.jsonl")).open()][1:]
+        for entry in journal[: len(plan.steps)]:
+            data = Path(entry["target"]).read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (
+                entry["size"], entry["sha256"],
+            )  # fmt: skip
+        assert sorted(p.name for p in spool.glob("downloads-*")) == [live.name]
+        assert undo_export(dest).removed == len(run.paths)  # none taken for edited
+    finally:
+        s3.client.put_object(
+            Bucket=BUCKET, Key=key, Body=(photos / first[len(uploaded) + 1 :]).read_bytes()
+        )
+
+
 def test_similar_and_assign_take_uris_and_a_later_run_scans_them(
     uploaded: str, photos: Path, demo_photos: Path, s3: S3, tmp_path: Path
 ) -> None:

@@ -17,7 +17,8 @@ Nothing the user had is ever overwritten or lost:
   original is still there); one edited since is kept, and :class:`UndoResult` names it.
 
 Photos a run read from object storage (``s3://``, ``gs://``; :mod:`imgclust.uri`) are exported
-by copy only: each is downloaded into DEST, its fingerprint journalled as for a local photo.
+by copy only: each is downloaded once into DEST (fingerprinted from the very bytes placed),
+its fingerprint journalled as for a local photo.
 A link cannot point into a bucket, and imgclust never deletes from one, so a symlink or move
 export of such a run is refused before anything is written.
 
@@ -45,16 +46,16 @@ import csv
 import errno
 import filecmp
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
+import tempfile
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from . import uri
 from ._fs import atomic_write
@@ -264,10 +265,12 @@ def export(
     if not plan.steps:
         return plan  # nothing to do: no journal either, so undo has nothing empty to read
     root = Path(dest).absolute()
+    downloads = _Downloads(root)
     try:
-        journal = _write_journal(root, mode, [_record_of(step, mode) for step in plan.steps])
+        records = [_record_of(step, mode, downloads) for step in plan.steps]
+        journal = _write_journal(root, mode, records)
         for step in plan.steps:
-            _apply(step, mode)
+            _apply(step, mode, downloads)
             if on_step is not None:
                 on_step(step)
         _append(journal, {"done": True})
@@ -276,7 +279,67 @@ def export(
             f"export into {root} stopped: {exc}. Every photo is still in its old place or "
             f"its new one; run `imgclust export --undo {root}` to put them all back"
         ) from exc
+    finally:
+        downloads.close()
     return plan
+
+
+class _Downloads:
+    """The objects (``s3://...``) a copy export takes, each downloaded once: into a folder of
+    its own beside the journals, fingerprinted from those very bytes (so the journal says
+    what the copy holds, even if the object changes meanwhile), then linked into place.
+
+    The folder (``downloads-<pid>-*``) is removed when the export ends; one that a killed
+    export left (its process gone) is removed by the next export into the same DEST.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / JOURNAL_DIR
+        self.dir: Path | None = None
+        self.files: dict[str, Path] = {}
+
+    def fingerprint(self, source: str) -> tuple[int, str]:
+        """Download ``source``; its ``(size, sha256)``."""
+        if self.dir is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._clear_stale()
+            self.dir = Path(tempfile.mkdtemp(prefix=f"downloads-{os.getpid()}-", dir=self.root))
+        data, entry = _download(source)
+        path = self.dir / f"{len(self.files):08d}"
+        with open(path, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
+        self.files[source] = path
+        return len(data), hashlib.sha256(data).hexdigest()
+
+    def place(self, source: str, target: Path) -> None:
+        """Put ``source``'s download at ``target`` (never over an existing file)."""
+        path = self.files.pop(source)
+        os.link(path, target)  # fails if the name is taken; never overwrites
+        os.unlink(path)
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def _clear_stale(self) -> None:
+        for folder in self.root.glob("downloads-*-*"):
+            pid = folder.name.split("-")[1]
+            if pid.isdigit() and not _alive(int(pid)) and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's process: alive)
+        return True
+    return True
 
 
 def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
@@ -508,9 +571,12 @@ def _link_of(record: _Record) -> str:
     return record.link or os.path.abspath(record.step.source)
 
 
-def _record_of(step: Step, mode: str) -> _Record:
+def _record_of(step: Step, mode: str, downloads: _Downloads) -> _Record:
     if mode == "symlink":
         return _Record(step, link=os.path.abspath(step.source))
+    if uri.is_uri(step.source):  # (copy only: refused otherwise)
+        size, sha256 = downloads.fingerprint(step.source)
+        return _Record(step, size=size, sha256=sha256)
     size, sha256 = _fingerprint(step.source)
     return _Record(step, size=size, sha256=sha256)
 
@@ -654,7 +720,7 @@ def _part_of(path: str) -> str:
     return path + ".part"
 
 
-def _apply(step: Step, mode: str) -> None:
+def _apply(step: Step, mode: str, downloads: _Downloads) -> None:
     target = Path(step.target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if mode == "symlink":
@@ -664,29 +730,22 @@ def _apply(step: Step, mode: str) -> None:
     # very photo (a name it reuses): ours either way, and in the way of `_copy_new`.
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_part_of(step.target))
-    if mode == "copy":
+    if mode == "copy" and uri.is_uri(step.source):
+        downloads.place(step.source, target)
+    elif mode == "copy":
         _copy_new(step.source, target)
     else:
         _move_new(step.source, target)
 
 
 def _copy_new(source: str, target: Path) -> None:
-    """Copy to ``target`` (never over an existing file): a ``.part`` file linked when whole.
-    An object (``s3://...``) is downloaded, and keeps its modification time."""
+    """Copy to ``target`` (never over an existing file): a ``.part`` file linked when whole."""
     part = Path(_part_of(str(target)))
-    if uri.is_uri(source):
-        data, entry = _download(source)
-        src: IO[bytes] = io.BytesIO(data)
-    else:
-        src = open(source, "rb")  # noqa: SIM115 (closed below, with dst)
-    with src, open(part, "xb") as dst:
+    with open(source, "rb") as src, open(part, "xb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
         dst.flush()
         os.fsync(dst.fileno())
-    if uri.is_uri(source):
-        os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns))
-    else:
-        shutil.copystat(source, part)
+    shutil.copystat(source, part)
     os.link(part, target)  # fails if the name is taken; never overwrites
     os.unlink(part)
 
