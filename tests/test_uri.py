@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from imgclust import cluster_folder, uri
@@ -318,8 +319,8 @@ def test_a_copy_export_downloads_each_object_once_and_journals_those_bytes(
 ) -> None:
     """One download an object: the copy is the very bytes fingerprinted, so an object that
     changes during the export still leaves a copy its journal describes (and undo removes);
-    the download folder goes when the export ends, and one a killed export left is removed
-    by the next (a live process's is not)."""
+    the download folder goes when the export ends, and one a killed export left (its lock
+    free) is removed by the next export or undo, never one a running export holds."""
     import hashlib
 
     from imgclust.export import JOURNAL_DIR, export, undo_export
@@ -329,10 +330,12 @@ def test_a_copy_export_downloads_each_object_once_and_journals_those_bytes(
     dest = tmp_path / "sorted"
     spool = dest / JOURNAL_DIR
     spool.mkdir(parents=True)
-    stale, live = spool / "downloads-999999999-ab12", spool / "downloads-1-cd34"
+    stale, live = spool / "downloads-ab12", spool / "downloads-cd34"
     for folder in (stale, live):
         folder.mkdir()
         (folder / "00000000").write_bytes(b"half a photo")
+    busy = FileLock(live / ".lock", timeout=0)  # another export, still running
+    busy.acquire()
     first = run.paths[0]
     key = first[len(f"s3://{BUCKET}/") :]
     reads: list[str] = []
@@ -357,10 +360,62 @@ def test_a_copy_export_downloads_each_object_once_and_journals_those_bytes(
             )  # fmt: skip
         assert sorted(p.name for p in spool.glob("downloads-*")) == [live.name]
         assert undo_export(dest).removed == len(run.paths)  # none taken for edited
+        busy.release()  # (its export killed: the lock is free)
+        with pytest.raises(InputError, match="no imgclust export to undo"):
+            undo_export(dest)
+        assert not list(spool.glob("downloads-*"))  # cleared by that undo
     finally:
         s3.client.put_object(
             Bucket=BUCKET, Key=key, Body=(photos / first[len(uploaded) + 1 :]).read_bytes()
         )
+
+
+def test_a_copy_export_of_objects_into_mounted_folders_and_one_that_fails_early(
+    uploaded: str, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cluster folders on another file system than DEST's journal folder (a mount: links
+    fail with EXDEV) get copies of the downloads; an export whose download fails before its
+    journal is written says nothing changed and leaves no journal folder (which would make
+    scans skip DEST)."""
+    import errno
+
+    import imgclust.export as export_mod
+    from imgclust.export import export, undo_export
+
+    out = tmp_path / "run"
+    run = cluster_folder([uploaded], out=out, k=K, algorithm="kmeans", seed=1, workers=0)
+    dest = tmp_path / "sorted"
+    real_link = os.link
+
+    def link(src: Any, dst: Any, **kw: Any) -> None:
+        if f"{os.sep}downloads-" in str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, **kw)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export_mod.os, "link", link)
+        plan = export(out, dest, mode="copy")
+    strip = len(uploaded) + 1
+    for step in plan.steps:
+        assert Path(step.target).read_bytes() == (photos / step.source[strip:]).read_bytes()
+    assert not list(dest.rglob("*.part")) and not list(dest.rglob("downloads-*"))
+    assert undo_export(dest).removed == len(run.paths)
+
+    fresh = tmp_path / "fresh"
+    reads: list[str] = []
+    real = uri.read_file
+
+    def failing(path: str) -> Any:
+        reads.append(path)
+        if len(reads) == 3:
+            raise OSError("connection reset by peer")
+        return real(path)
+
+    monkeypatch.setattr(uri, "read_file", failing)
+    with pytest.raises(OutputError, match="before it placed any photo") as caught:
+        export(out, fresh, mode="copy")
+    assert "--undo" not in str(caught.value)
+    assert not fresh.exists()  # (nor the journal folder in it, which scans skip)
 
 
 def test_similar_and_assign_take_uris_and_a_later_run_scans_them(

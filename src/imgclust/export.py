@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from filelock import FileLock, Timeout
+
 from . import uri
 from ._fs import atomic_write
 from .exceptions import InputError, OutputError
@@ -265,7 +267,9 @@ def export(
     if not plan.steps:
         return plan  # nothing to do: no journal either, so undo has nothing empty to read
     root = Path(dest).absolute()
+    _clear_downloads(root)
     downloads = _Downloads(root)
+    journal: Path | None = None
     try:
         records = [_record_of(step, mode, downloads) for step in plan.steps]
         journal = _write_journal(root, mode, records)
@@ -275,6 +279,11 @@ def export(
                 on_step(step)
         _append(journal, {"done": True})
     except OSError as exc:
+        if journal is None:
+            raise OutputError(
+                f"export into {root} stopped before it placed any photo: {exc}; nothing "
+                "there changed"
+            ) from exc
         raise OutputError(
             f"export into {root} stopped: {exc}. Every photo is still in its old place or "
             f"its new one; run `imgclust export --undo {root}` to put them all back"
@@ -284,26 +293,40 @@ def export(
     return plan
 
 
+#: The folders (under DEST's journal folder) a copy export downloads objects into.
+_DOWNLOADS = "downloads-"
+
+
 class _Downloads:
     """The objects (``s3://...``) a copy export takes, each downloaded once: into a folder of
-    its own beside the journals, fingerprinted from those very bytes (so the journal says
-    what the copy holds, even if the object changes meanwhile), then linked into place.
+    its own beside the journals (on DEST's file system, so placing one is a link), its
+    fingerprint taken from those very bytes (the journal says what the copy holds even if
+    the object changes meanwhile), then linked into place.
 
-    The folder (``downloads-<pid>-*``) is removed when the export ends; one that a killed
-    export left (its process gone) is removed by the next export into the same DEST.
+    The folder holds a lock for as long as its export runs, and is removed when it ends
+    (with the journal folder, if it made it and no journal is there). One whose lock is free
+    (its export was killed) is removed by the next export or undo in DEST.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root / JOURNAL_DIR
         self.dir: Path | None = None
         self.files: dict[str, Path] = {}
+        self._lock: FileLock | None = None
+        self._made: list[Path] = []  # (the journal folder, DEST) if this export made them
 
     def fingerprint(self, source: str) -> tuple[int, str]:
         """Download ``source``; its ``(size, sha256)``."""
         if self.dir is None:
+            self._made = [p for p in (self.root, self.root.parent) if not p.exists()]
             self.root.mkdir(parents=True, exist_ok=True)
-            self._clear_stale()
-            self.dir = Path(tempfile.mkdtemp(prefix=f"downloads-{os.getpid()}-", dir=self.root))
+            # Locked before it gets the name a stale folder has, so no other export's
+            # clean-up ever takes it for one.
+            fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
+            self._lock = _folder_lock(fresh)
+            self._lock.acquire()
+            self.dir = fresh.with_name(_DOWNLOADS + fresh.name[len(".new-") :])
+            fresh.rename(self.dir)
         data, entry = _download(source)
         path = self.dir / f"{len(self.files):08d}"
         with open(path, "xb") as fh:
@@ -317,29 +340,45 @@ class _Downloads:
     def place(self, source: str, target: Path) -> None:
         """Put ``source``'s download at ``target`` (never over an existing file)."""
         path = self.files.pop(source)
-        os.link(path, target)  # fails if the name is taken; never overwrites
+        try:  # (never a link to what a symlink planted in our folder would name)
+            os.link(path, target, follow_symlinks=False)  # fails if the name is taken
+        except OSError as exc:
+            if exc.errno not in _CROSS_DEVICE:  # (a cluster folder the user mounted)
+                raise
+            _copy_new(str(path), target)
         os.unlink(path)
 
     def close(self) -> None:
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        if self.dir is None:
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.release()
+        self.dir = None
+        for folder in self._made:  # only when empty: an export that failed before its
+            with contextlib.suppress(OSError):  # journal leaves no marker (scans skip it)
+                folder.rmdir()
 
-    def _clear_stale(self) -> None:
-        for folder in self.root.glob("downloads-*-*"):
-            pid = folder.name.split("-")[1]
-            if pid.isdigit() and not _alive(int(pid)) and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
+
+def _folder_lock(folder: Path) -> FileLock:
+    # flock on POSIX, msvcrt on Windows: either is freed when its process dies
+    return FileLock(folder / ".lock", timeout=0)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # (another user's process: alive)
-        return True
-    return True
+def _clear_downloads(root: Path) -> None:
+    """Remove the download folders in ``root`` that killed exports left (their lock free)."""
+    for folder in (root / JOURNAL_DIR).glob(_DOWNLOADS + "*"):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        lock = _folder_lock(folder)
+        try:
+            lock.acquire()
+        except (Timeout, OSError):
+            continue  # in use by a running export (or not ours to judge)
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            lock.release()
 
 
 def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
@@ -359,6 +398,7 @@ def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
             a file cannot be put back (the message says which; nothing is deleted).
     """
     root = Path(dest).absolute()
+    _clear_downloads(root)
     journals = _live_journals(root)  # all checked whole before the first file is touched
     if not journals:
         raise InputError(f"{root} holds no imgclust export to undo")
