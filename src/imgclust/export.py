@@ -614,10 +614,8 @@ def _link_of(record: _Record) -> str:
 def _record_of(step: Step, mode: str, downloads: _Downloads) -> _Record:
     if mode == "symlink":
         return _Record(step, link=os.path.abspath(step.source))
-    if uri.is_uri(step.source):  # (copy only: refused otherwise)
-        size, sha256 = downloads.fingerprint(step.source)
-        return _Record(step, size=size, sha256=sha256)
-    size, sha256 = _fingerprint(step.source)
+    remote = uri.is_uri(step.source)  # (copy only: refused otherwise)
+    size, sha256 = downloads.fingerprint(step.source) if remote else _fingerprint(step.source)
     return _Record(step, size=size, sha256=sha256)
 
 

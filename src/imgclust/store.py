@@ -611,11 +611,10 @@ class FeatureStore:
         """
         extra = strings or {}
         for group, shard, rows in self._by_shard(paths, locations):
-            table = self.read_table(shard, [name, *extra], missing_ok=True)
+            table = self.read_table(shard, [name, *extra], missing_ok=bool(extra))
             for column, out in extra.items():
                 if column in table.column_names:
-                    values = table.column(column).to_pylist()
-                    out[group] = [values[r] for r in rows]
+                    out[group] = table.column(column).take(rows).to_pylist()
             yield group, self._rows(shard, table, name)[rows]
 
     @staticmethod
