@@ -95,6 +95,12 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _left_in(dest: Path) -> list[Path]:
+    """What an undo left in ``dest`` besides the undone journals and DEST's lock file."""
+    lock = dest / JOURNAL_DIR / "lock"
+    return [p for p in dest.rglob("*") if not p.is_dir() and p.suffix != ".undone" and p != lock]
+
+
 def _digests(files: list[Path]) -> dict[str, str]:
     return {str(f): _sha(f) for f in files}
 
@@ -129,8 +135,7 @@ def test_export_and_undo(tmp_path: Path, mode: str) -> None:
     assert len(again.missing) == (len(files) if mode == "move" else 0)
     undo_export(dest)
     assert _digests(files) == before
-    left = [p for p in dest.rglob("*") if p.is_file() or p.is_symlink()]
-    assert all(p.suffix == ".undone" for p in left)  # only the journals stay, as a record
+    assert not _left_in(dest)  # only the journals stay, as a record (and DEST's lock)
 
 
 def test_folder_that_leads_outside_is_refused(tmp_path: Path) -> None:
@@ -181,7 +186,7 @@ def test_move_killed_midway_then_undo_loses_nothing(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "export", "--undo", str(dest)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _digests(files) == before  # every photo back, byte-identical: 0 lost
-    assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+    assert not _left_in(dest)
 
 
 # -- journals are checked before anything is touched ------------------------------------------
@@ -386,7 +391,7 @@ def test_undo_killed_during_a_cross_device_restore_resumes(
     assert _digests(files) == before
     assert not list((tmp_path / "photos").rglob("*.part"))
     assert result.restored == len(files) and result.not_found == []
-    assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+    assert not _left_in(dest)
 
 
 def test_undo_never_removes_a_part_file_that_is_not_ours(
@@ -433,7 +438,7 @@ def test_copy_killed_midway_then_export_again_resumes(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "export", "--undo", str(dest)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _digests(files) == before
-    assert not [p for p in dest.rglob("*") if p.is_file() and p.suffix != ".undone"]
+    assert not _left_in(dest)
 
 
 # -- exporting again --------------------------------------------------------------------------
@@ -510,7 +515,7 @@ def test_no_sequence_of_exports_and_undos_loses_a_photo(n_per_cluster: int, ops:
             here = {_sha(p) for p in Path(tmp).rglob("*") if p.is_file() and not p.is_symlink()}
             assert set(before.values()) <= here  # every photo is somewhere, at any moment
         assert _digests(files) == before
-        assert not [p for p in dest.rglob("*") if not p.is_dir() and p.suffix != ".undone"]
+        assert not _left_in(dest)
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -592,3 +597,111 @@ def test_a_photo_listed_twice_is_exported_once(tmp_path: Path) -> None:
     assert len(export(out, tmp_path / "dest", mode="move").steps) == len(files)
     undo_export(tmp_path / "dest")
     assert _digests(files) == before
+
+
+#: Runs an export (or an undo) that stops at its first photo until the test says go: a
+#: real second process holding DEST while the test runs other commands against it.
+_PAUSED = """
+import sys, time
+from pathlib import Path
+import imgclust.export as ex
+out, dest, op, ready, go = sys.argv[1:]
+
+def pause(*_):
+    if not Path(ready).exists():
+        Path(ready).touch()
+        while not Path(go).exists():
+            time.sleep(0.01)
+
+if op == "undo":
+    revert = ex._revert
+    ex._revert = lambda *a: (pause(), revert(*a))[1]
+    ex.undo_export(dest)
+else:
+    ex.export(out, dest, mode=op, on_step=pause)
+"""
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (the journal folder's lock files aside) and its bytes."""
+    skip = {"lock", "lock.json"}
+    return {
+        str(p.relative_to(folder)): "dir" if p.is_dir() else os.readlink(p) if p.is_symlink()
+        else _sha(p)
+        for p in sorted(folder.rglob("*")) if p.name not in skip
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("first", ["copy", "move", "undo"])
+@pytest.mark.parametrize("second", ["symlink", "copy", "move", "undo"])
+def test_dest_is_used_by_one_export_or_undo_at_a_time(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """While an export or undo runs in DEST (another process, paused at its first photo),
+    every other export or undo there is refused with nothing touched, naming the one that
+    runs; once it ends the second works, and an undo puts every photo back. (An undo run
+    during a move export used to put back the photos moved so far, mark the journal undone,
+    and leave the rest in DEST with a journal that no undo could read.)"""
+    out, files = _tree(tmp_path, n_per_cluster=4)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    if first == "undo":
+        export(out, dest, mode="move")
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    op = "move" if first == "undo" else first
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED, str(out), str(dest), first if first == "undo" else op,
+         str(ready), str(go)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert holder.poll() is None, holder.stderr.read() if holder.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        seen = _snapshot(tmp_path)
+        args = ["--undo", str(dest)] if second == "undo" else [str(out), "--to", str(dest),
+                                                               "--mode", second]  # fmt: skip
+        refused = CliRunner().invoke(app, ["export", *args])
+        assert refused.exit_code == 2, refused.output
+        text = " ".join(refused.output.split())
+        running = "`imgclust export --undo`" if first == "undo" else "`imgclust export`"
+        assert f"is in use by {running} (pid {holder.pid})" in text
+        assert "Traceback" not in refused.output
+        assert _snapshot(tmp_path) == seen  # nothing touched, in DEST or among the photos
+    finally:
+        go.touch()
+        assert holder.wait(timeout=60) == 0, holder.stderr.read() if holder.stderr else ""
+    if second == "undo" or first == "undo":
+        with contextlib.suppress(InputError):  # (nothing left to undo after the first undo)
+            undo_export(dest)
+    else:
+        export(out, dest, mode=second)  # type: ignore[arg-type]
+        undo_export(dest)
+    assert _digests(files) == before  # every photo back, byte-identical
+    assert not _left_in(dest)
+
+
+@pytest.mark.parametrize("command", ["symlink", "copy", "move", "undo"])
+def test_a_journal_folder_that_is_a_link_is_refused(tmp_path: Path, command: str) -> None:
+    """DEST's journal folder planted as a link to another folder: no lock, holder or journal
+    is written there (its files named like ours stay as they were), and no photo moves."""
+    out, files = _tree(tmp_path, n_per_cluster=2)
+    before = _digests(files)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("lock", "lock.json", "journal-0001.jsonl"):
+        (elsewhere / name).write_text(f"the user's {name}")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / JOURNAL_DIR).symlink_to(elsewhere, target_is_directory=True)
+    seen = _snapshot(elsewhere) | {n: (elsewhere / n).read_text() for n in ("lock", "lock.json")}
+    args = ["--undo", str(dest)] if command == "undo" else [str(out), "--to", str(dest),
+                                                             "--mode", command]  # fmt: skip
+    done = CliRunner().invoke(app, ["export", *args])
+    assert done.exit_code == 2 and "is a symbolic link" in " ".join(done.output.split())
+    assert seen == _snapshot(elsewhere) | {
+        n: (elsewhere / n).read_text() for n in ("lock", "lock.json")
+    }
+    assert _digests(files) == before and sorted(os.listdir(dest)) == [JOURNAL_DIR]

@@ -24,7 +24,7 @@ from typing import IO, Any, TextIO
 from .exceptions import OutputError
 
 LOCK_FILE = "lock"
-_HOLDER_FILE = "lock.json"
+HOLDER_FILE = "lock.json"
 
 
 def same_error(path: Path, exc: OSError) -> OSError:
@@ -141,14 +141,22 @@ class OutputLock:
     Args:
         marker_dir: the output folder's ``.imgclust`` folder (it must exist).
         command: what holds it, for the other command's message (``"run"``, ``"assign"``).
+        instead: what the other command's message suggests besides waiting, if anything.
 
     Raises:
         OutputError: on enter, when another command holds the lock (it names that command).
     """
 
-    def __init__(self, marker_dir: Path, command: str) -> None:
+    def __init__(
+        self,
+        marker_dir: Path,
+        command: str,
+        *,
+        instead: str | None = "choose another output folder",
+    ) -> None:
         self.marker_dir = Path(marker_dir)
         self.command = command
+        self.instead = instead
         self._lock: Any = None
 
     def __enter__(self) -> OutputLock:
@@ -164,24 +172,23 @@ class OutputLock:
         self._lock = lock
         holder = {"command": self.command, "pid": os.getpid(), "since": time.time()}
         with contextlib.suppress(OSError, OutputError):  # only for the message
-            atomic_write_text(self.marker_dir / _HOLDER_FILE, json.dumps(holder))
+            atomic_write_text(self.marker_dir / HOLDER_FILE, json.dumps(holder))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
             with contextlib.suppress(OSError):
-                (self.marker_dir / _HOLDER_FILE).unlink()
+                (self.marker_dir / HOLDER_FILE).unlink()
             self._lock.release()
             self._lock = None
 
     def _busy_message(self) -> str:
         out = self.marker_dir.parent
         try:
-            holder = json.loads((self.marker_dir / _HOLDER_FILE).read_text(encoding="utf-8"))
+            holder = json.loads((self.marker_dir / HOLDER_FILE).read_text(encoding="utf-8"))
             who = f"`imgclust {holder['command']}` (pid {holder['pid']})"
         except (OSError, ValueError, KeyError, TypeError):
             who = "another imgclust command"
-        return (
-            f"{out} is in use by {who}; wait for it to finish, then run this again "
-            "(or choose another output folder)"
+        return f"{out} is in use by {who}; wait for it to finish, then run this again" + (
+            f" (or {self.instead})" if self.instead else ""
         )

@@ -14,7 +14,10 @@ Nothing the user had is ever overwritten or lost:
   and puts every file back where it was, also after an export or an undo that was killed
   part-way (a ``.part`` left beside an original is ours when it is the start of the photo,
   and is replaced). A copy is removed only while it holds what the export wrote (and its
-  original is still there); one edited since is kept, and :class:`UndoResult` names it.
+  original is still there); one edited since is kept, and :class:`UndoResult` names it;
+- one export or undo at a time in a DEST: each holds the journal folder's lock from its plan
+  to its last step, and another started meanwhile is refused (naming the one that runs)
+  with nothing touched, where it would have undone, or journalled over, photos in flight.
 
 Photos a run read from object storage (``s3://``, ``gs://``; :mod:`imgclust.uri`) are exported
 by copy only: each is downloaded once into DEST (fingerprinted from the very bytes placed),
@@ -50,17 +53,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from filelock import FileLock, Timeout
-
 from . import uri
-from ._fs import atomic_write
+from ._fs import HOLDER_FILE, LOCK_FILE, OutputLock, atomic_write, output_error
 from .exceptions import InputError, OutputError
 
 ExportMode = Literal["symlink", "copy", "move"]
@@ -263,10 +263,21 @@ def export(
     """
     if mode not in EXPORT_MODES:
         raise OutputError(f"unknown export mode {mode!r}; choose symlink, copy or move")
-    plan = plan_export(out_dir, dest, mode=mode)
-    if not plan.steps:
-        return plan  # nothing to do: no journal either, so undo has nothing empty to read
+    plan = plan_export(out_dir, dest, mode=mode)  # (what is wrong: said before any write)
     root = Path(dest).absolute()
+    if not plan.steps and not (root / JOURNAL_DIR).is_dir():
+        return plan  # nothing to do: no journal either, so undo has nothing empty to read
+    with _held(root, "export", create=True, instead="choose another --to"):
+        # Planned again under DEST's lock: another export or undo may have run meanwhile.
+        plan = plan_export(out_dir, dest, mode=mode)
+        if plan.steps:
+            _apply_plan(root, plan, mode, on_step)
+    return plan
+
+
+def _apply_plan(
+    root: Path, plan: ExportPlan, mode: ExportMode, on_step: Callable[[Step], None] | None
+) -> None:
     _clear_downloads(root)
     downloads = _Downloads(root)
     journal: Path | None = None
@@ -290,7 +301,38 @@ def export(
         ) from exc
     finally:
         downloads.close()
-    return plan
+
+
+@contextlib.contextmanager
+def _held(
+    root: Path, command: str, *, create: bool = False, instead: str | None = None
+) -> Iterator[None]:
+    """DEST for one export or undo at a time: its journal folder's lock, held throughout, so
+    one that starts meanwhile is refused (named in the message) instead of undoing, or
+    journalling over, what the other is doing. ``create``: DEST and the journal folder are
+    made if needed, and removed again if the command journalled nothing there.
+
+    Raises:
+        OutputError: another export or undo holds DEST, or the folder cannot be made.
+    """
+    folder = _journal_dir(root)
+    made = [p for p in (folder, root) if not os.path.lexists(p)] if create else []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from exc
+    try:
+        with OutputLock(folder, command, instead=instead):
+            try:
+                yield
+            finally:
+                if made and {p.name for p in folder.iterdir()} <= {LOCK_FILE, HOLDER_FILE}:
+                    with contextlib.suppress(OSError):  # (ours: no one else can hold it)
+                        (folder / LOCK_FILE).unlink()
+    finally:
+        for path in made:  # only when empty: an export that failed before its journal
+            with contextlib.suppress(OSError):  # leaves no marker (scans would skip DEST)
+                path.rmdir()
 
 
 #: The folders (under DEST's journal folder) a copy export downloads objects into.
@@ -303,30 +345,20 @@ class _Downloads:
     fingerprint taken from those very bytes (the journal says what the copy holds even if
     the object changes meanwhile), then linked into place.
 
-    The folder holds a lock for as long as its export runs, and is removed when it ends
-    (with the journal folder, if it made it and no journal is there). One whose lock is free
-    (its export was killed) is removed by the next export or undo in DEST.
+    The folder is removed when the export ends; one a killed export left is removed by the
+    next export or undo in DEST (which holds DEST's lock: no other export is running).
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root / JOURNAL_DIR
         self.dir: Path | None = None
         self.files: dict[str, Path] = {}
-        self._lock: FileLock | None = None
-        self._made: list[Path] = []  # (the journal folder, DEST) if this export made them
 
     def fingerprint(self, source: str) -> tuple[int, str]:
         """Download ``source``; its ``(size, sha256)``."""
         if self.dir is None:
-            self._made = [p for p in (self.root, self.root.parent) if not p.exists()]
-            self.root.mkdir(parents=True, exist_ok=True)
-            # Locked before it gets the name a stale folder has, so no other export's
-            # clean-up ever takes it for one.
-            fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
-            self._lock = _folder_lock(fresh)
-            self._lock.acquire()
-            self.dir = fresh.with_name(_DOWNLOADS + fresh.name[len(".new-") :])
-            fresh.rename(self.dir)
+            self.dir = self.root / f"{_DOWNLOADS}{os.getpid()}"
+            self.dir.mkdir()
         data, entry = _download(source)
         path = self.dir / f"{len(self.files):08d}"
         with open(path, "xb") as fh:
@@ -349,36 +381,16 @@ class _Downloads:
         os.unlink(path)
 
     def close(self) -> None:
-        if self.dir is None:
-            return
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self._lock is not None:
-            self._lock.release()
-        self.dir = None
-        for folder in self._made:  # only when empty: an export that failed before its
-            with contextlib.suppress(OSError):  # journal leaves no marker (scans skip it)
-                folder.rmdir()
-
-
-def _folder_lock(folder: Path) -> FileLock:
-    # flock on POSIX, msvcrt on Windows: either is freed when its process dies
-    return FileLock(folder / ".lock", timeout=0)
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
 
 def _clear_downloads(root: Path) -> None:
-    """Remove the download folders in ``root`` that killed exports left (their lock free)."""
+    """Remove the download folders killed exports left in ``root`` (called with DEST held)."""
     for folder in (root / JOURNAL_DIR).glob(_DOWNLOADS + "*"):
-        if folder.is_symlink() or not folder.is_dir():
-            continue
-        lock = _folder_lock(folder)
-        try:
-            lock.acquire()
-        except (Timeout, OSError):
-            continue  # in use by a running export (or not ours to judge)
-        try:
+        if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            lock.release()
 
 
 def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
@@ -398,6 +410,13 @@ def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
             a file cannot be put back (the message says which; nothing is deleted).
     """
     root = Path(dest).absolute()
+    if not _journal_dir(root).is_dir():
+        raise InputError(f"{root} holds no imgclust export to undo")
+    with _held(root, "export --undo"):
+        return _undo(root)
+
+
+def _undo(root: Path) -> UndoResult:
     _clear_downloads(root)
     journals = _live_journals(root)  # all checked whole before the first file is touched
     if not journals:
@@ -416,8 +435,6 @@ def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
                 f"cannot undo the export in {root}: {exc}; fix that and run the undo again "
                 "(what is already back stays back)"
             ) from exc
-    with contextlib.suppress(OSError):
-        (root / JOURNAL_DIR).rmdir()
 
     def paths(kind: _Outcome) -> list[str]:
         return [path for k, path in outcomes if k == kind]
@@ -644,9 +661,21 @@ def _append(journal: Path, record: dict[str, object]) -> None:
         os.fsync(fh.fileno())
 
 
+def _journal_dir(root: Path) -> Path:
+    """DEST's journal folder; :class:`OutputError` if it is a link (its journals would be
+    read, and its lock written, wherever it leads)."""
+    folder = root / JOURNAL_DIR
+    if folder.is_symlink():
+        raise OutputError(
+            f"{folder} is a symbolic link; imgclust keeps its export journals only in a "
+            "folder of its own: remove the link (or choose another --to)"
+        )
+    return folder
+
+
 def _live_journals(root: Path) -> list[_Journal]:
     """Every journal in ``root`` not yet undone, newest first, each checked whole."""
-    paths = list((root / JOURNAL_DIR).glob("journal-*.jsonl"))
+    paths = list(_journal_dir(root).glob("journal-*.jsonl"))
     paths.sort(key=lambda p: (len(p.name), p.name), reverse=True)  # numbers, not text order
     return [_read_journal(path, root) for path in paths]
 
