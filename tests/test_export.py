@@ -266,6 +266,10 @@ def test_undo_refuses_a_journal_that_leads_outside_dest(tmp_path: Path, how: str
         '{"mode": "move", "n": 1}\n{"source": "s3://b/a.jpg", "target": "DEST/x"}\n',
         '{"mode": "symlink", "n": 1}\n{"source": "s3://b/a.jpg", "target": "DEST/x"}\n',
         '{"mode": "copy", "n": 1}\n{"source": "a.jpg", "target": "DEST/x"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x", "size": 1, "sha256": "'
+        + "0" * 64
+        + '", "mtime_ns": "1"}\n',
+        '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x", "mtime_ns": 1}\n',
     ],
 )
 def test_a_damaged_journal_is_a_clear_error(tmp_path: Path, text: str) -> None:
@@ -457,6 +461,44 @@ def test_export_again_is_idempotent(tmp_path: Path, mode: str) -> None:
     assert len(made) == len(files)
     undo_export(dest)
     assert _digests(files) == before
+
+
+def test_export_again_reads_only_the_originals_whose_size_or_mtime_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy export again stats each original: one at the size and mtime its journal holds
+    is not read again; a touched one is read, found the same, and stays exported; one that
+    changed is read and copied beside (and journals without mtimes are read whole)."""
+    import imgclust.export as exported
+
+    out, files = _tree(tmp_path)
+    dest = tmp_path / "dest"
+    first = export(out, dest, mode="copy").steps
+    read: list[str] = []
+    real = exported._fingerprint
+    monkeypatch.setattr(exported, "_fingerprint", lambda p: (read.append(p), real(p))[1])
+    originals = {s.source for s in first}
+
+    def export_again() -> list[str]:
+        read.clear()
+        again = export(out, dest, mode="copy")
+        assert len(again.steps) + len(again.already) == len(files)
+        return [s.source for s in again.steps]
+
+    assert export_again() == [] and not originals & set(read)
+    touched, changed = first[0].source, first[1].source
+    st = os.stat(touched)
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes
+    Path(changed).write_bytes(os.urandom(1000))  # same size, new bytes (and mtime)
+    assert export_again() == [changed] and originals & set(read) == {touched, changed}
+    journal = next((dest / JOURNAL_DIR).glob("journal-0001.jsonl"))
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    old = [{k: v for k, v in e.items() if k != "mtime_ns"} for e in lines]  # an older export's
+    journal.write_text("".join(json.dumps(e) + "\n" for e in old))
+    export_again()
+    assert originals - {changed} <= set(read)  # no mtimes: every original read whole
+    undo_export(dest)
+    assert not _left_in(dest)
 
 
 def test_export_again_makes_only_what_is_gone_or_new(tmp_path: Path) -> None:

@@ -297,8 +297,18 @@ def test_an_s3_run_exports_by_copy_and_undoes(
         assert copy.read_bytes() == (photos / step.source[strip:]).read_bytes()
         assert copy.stat().st_mtime_ns == uri.stat(step.source).mtime_ns
     assert not list(dest.rglob("*.part"))
-    again = plan_export(out, dest, mode="copy")  # unchanged objects: nothing to do
-    assert not again.steps and len(again.already) == len(run.paths)
+    reads: list[str] = []
+    real_read = uri.read_file
+
+    def read_file(path: str) -> Any:
+        reads.append(path)
+        return real_read(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uri, "read_file", read_file)
+        again = plan_export(out, dest, mode="copy")  # unchanged objects: nothing to do
+        assert not again.steps and len(again.already) == len(run.paths)
+        assert reads == []  # each one HEAD: its size and mtime are the journal's
 
     gone = plan.steps[0]
     s3.client.delete_object(Bucket=BUCKET, Key=gone.source[len(f"s3://{BUCKET}/") :])

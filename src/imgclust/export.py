@@ -31,7 +31,8 @@ interrupted, or runs it twice, and expects the folder to end up the same, not do
 - a photo whose earlier export in the same mode (not undone) still stands is skipped and
   listed in :attr:`ExportPlan.already`: the same link, the moved photo, or a copy of an
   unchanged original (or a copy edited in DEST: the user's now, a second one would be
-  clutter). One whose link or copy is gone is made again under its old name, and a copy
+  clutter); an original at the size and mtime its journal holds counts as unchanged (one
+  stat, or one HEAD for an object, as the feature store judges photos), other ones are read. One whose link or copy is gone is made again under its old name, and a copy
   whose original changed since gets a new copy beside the old (nothing is overwritten);
 - an earlier export in another mode does not count (a copy after a link export makes real
   copies beside the links: that is what the user asked for);
@@ -53,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +130,9 @@ class _Record:
     size: int | None = None
     sha256: str | None = None
     link: str | None = None
+    #: The original's mtime when its copy was fingerprinted: a new export that finds it at
+    #: that size and mtime (one stat, or one HEAD for an object) need not read it again.
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -354,8 +359,8 @@ class _Downloads:
         self.dir: Path | None = None
         self.files: dict[str, Path] = {}
 
-    def fingerprint(self, source: str) -> tuple[int, str]:
-        """Download ``source``; its ``(size, sha256)``."""
+    def fingerprint(self, source: str) -> tuple[int, str, int]:
+        """Download ``source``; its ``(size, sha256, mtime_ns)``."""
         if self.dir is None:
             self.dir = self.root / f"{_DOWNLOADS}{os.getpid()}"
             self.dir.mkdir()
@@ -367,7 +372,7 @@ class _Downloads:
             os.fsync(fh.fileno())
         os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
         self.files[source] = path
-        return len(data), hashlib.sha256(data).hexdigest()
+        return len(data), hashlib.sha256(data).hexdigest(), entry.mtime_ns
 
     def place(self, source: str, target: Path) -> None:
         """Put ``source``'s download at ``target`` (never over an existing file)."""
@@ -541,6 +546,8 @@ def _still_exported(record: _Record, mode: str) -> bool:
         return _same_content(source, Path(target))
     if not _holds(target, record.size, record.sha256):
         return True  # edited in DEST: the user's copy now
+    if record.mtime_ns is not None and _size_mtime(source) == (record.size, record.mtime_ns):
+        return True  # (as the store trusts a photo at its size and mtime to be unchanged)
     return _source_exists(source) and _holds(source, record.size, record.sha256)
 
 
@@ -579,15 +586,29 @@ def _source_exists(path: str) -> bool:
             whether it is there, so neither an export (listing it missing) nor an undo
             (keeping its copy as the only one left) may go on as if it were gone.
     """
+    return _size_mtime(path) is not None
+
+
+def _size_mtime(path: str) -> tuple[int, int] | None:
+    """A photo's size and mtime (a file's, or an object's: one HEAD), ``None`` if it is not
+    there.
+
+    Raises:
+        InputError: the object's storage cannot be reached (see :func:`_source_exists`).
+    """
     if not uri.is_uri(path):
-        return os.path.isfile(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
     try:
-        uri.stat(path)
+        entry = uri.stat(path)
     except (FileNotFoundError, IsADirectoryError):
-        return False
+        return None
     except OSError as exc:
         raise InputError(f"cannot read {path} ({uri.short_error(exc)}); {uri.hint(exc)}") from exc
-    return True
+    return entry.size, entry.mtime_ns
 
 
 def _fingerprint(path: str) -> tuple[int, str]:
@@ -631,9 +652,12 @@ def _link_of(record: _Record) -> str:
 def _record_of(step: Step, mode: str, downloads: _Downloads) -> _Record:
     if mode == "symlink":
         return _Record(step, link=os.path.abspath(step.source))
-    remote = uri.is_uri(step.source)  # (copy only: refused otherwise)
-    size, sha256 = downloads.fingerprint(step.source) if remote else _fingerprint(step.source)
-    return _Record(step, size=size, sha256=sha256)
+    if uri.is_uri(step.source):  # (copy only: refused otherwise)
+        size, sha256, mtime_ns = downloads.fingerprint(step.source)
+    else:  # (stat first: a photo changed while hashed is read again by the next export)
+        mtime_ns = os.stat(step.source).st_mtime_ns
+        size, sha256 = _fingerprint(step.source)
+    return _Record(step, size=size, sha256=sha256, mtime_ns=mtime_ns)
 
 
 def _write_journal(root: Path, mode: str, records: Sequence[_Record]) -> Path:
@@ -646,7 +670,7 @@ def _write_journal(root: Path, mode: str, records: Sequence[_Record]) -> Path:
     lines = [json.dumps({"version": 2, "mode": mode, "n": len(records)})]
     for r in records:
         entry: dict[str, object] = {"source": r.step.source, "target": r.step.target}
-        entry |= {"size": r.size, "sha256": r.sha256, "link": r.link}
+        entry |= {"size": r.size, "sha256": r.sha256, "link": r.link, "mtime_ns": r.mtime_ns}
         lines.append(json.dumps({k: v for k, v in entry.items() if v is not None}))
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     atomic_write(path, lambda fh: fh.write(data))
@@ -753,7 +777,10 @@ def _parse_record(entry: object) -> _Record | None:
         return None
     if link is not None and not isinstance(link, str):
         return None
-    return _Record(Step(source, target), size, sha256, link)
+    mtime_ns = entry.get("mtime_ns")
+    if mtime_ns is not None and (type(mtime_ns) is not int or size is None):
+        return None
+    return _Record(Step(source, target), size, sha256, link, mtime_ns)
 
 
 def _leaves(target: str, root: Path, mode: str) -> str | None:
