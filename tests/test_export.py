@@ -476,7 +476,12 @@ def test_export_again_reads_only_the_originals_whose_size_or_mtime_moved(
     first = export(out, dest, mode="copy").steps
     read: list[str] = []
     real = exported._fingerprint
-    monkeypatch.setattr(exported, "_fingerprint", lambda p: (read.append(p), real(p))[1])
+
+    def fingerprint(path: str) -> tuple[int, str]:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(exported, "_fingerprint", fingerprint)
     originals = {s.source for s in first}
 
     def export_again() -> list[str]:
@@ -486,17 +491,23 @@ def test_export_again_reads_only_the_originals_whose_size_or_mtime_moved(
         return [s.source for s in again.steps]
 
     assert export_again() == [] and not originals & set(read)
-    touched, changed = first[0].source, first[1].source
+    assert sorted(read) == sorted(s.target for s in first)  # each copy checked once
+    touched, changed, resized = first[0].source, first[1].source, first[2].source
     st = os.stat(touched)
     os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes
     Path(changed).write_bytes(os.urandom(1000))  # same size, new bytes (and mtime)
-    assert export_again() == [changed] and originals & set(read) == {touched, changed}
+    st = os.stat(resized)
+    Path(resized).write_bytes(os.urandom(999))  # new size, its mtime put back
+    os.utime(resized, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sorted(export_again()) == sorted([changed, resized])
+    assert originals & set(read) == {touched, changed, resized}
     journal = next((dest / JOURNAL_DIR).glob("journal-0001.jsonl"))
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     old = [{k: v for k, v in e.items() if k != "mtime_ns"} for e in lines]  # an older export's
     journal.write_text("".join(json.dumps(e) + "\n" for e in old))
     export_again()
-    assert originals - {changed} <= set(read)  # no mtimes: every original read whole
+    assert originals - {changed, resized} <= set(read)  # no mtimes: read whole (those two
+    # have newer copies, journalled with mtimes)
     undo_export(dest)
     assert not _left_in(dest)
 
@@ -747,3 +758,66 @@ def test_a_journal_folder_that_is_a_link_is_refused(tmp_path: Path, command: str
         n: (elsewhere / n).read_text() for n in ("lock", "lock.json")
     }
     assert _digests(files) == before and sorted(os.listdir(dest)) == [JOURNAL_DIR]
+
+
+def test_an_export_that_fails_before_its_journal_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """A photo that cannot be read (EIO) stops a copy export before its journal: DEST, its
+    journal folder and the parents made for them are gone again, as if it never ran."""
+    if not Path("/proc/self/mem").is_file():
+        pytest.skip("needs Linux's /proc/self/mem (a file whose read fails with EIO)")
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    with open(out / "assignments.csv", "a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["/proc/self/mem", 0, 9, 0.1, 0, "", ""])
+    dest = tmp_path / "a" / "b" / "dest"
+    done = CliRunner().invoke(app, ["export", str(out), "--to", str(dest), "--mode", "copy"])
+    assert done.exit_code == 2 and "stopped before it placed any photo" in done.output
+    assert not (tmp_path / "a").exists() and all(f.exists() for f in files)
+
+
+def test_a_journal_cut_short_while_written_blocks_no_undo(tmp_path: Path) -> None:
+    """A kill while a journal is written leaves its temporary file (no photo was touched
+    yet): it is not read as a damaged journal, and the next undo or export removes it."""
+    out, files = _tree(tmp_path, n_per_cluster=2)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    export(out, dest, mode="move")
+    cut = dest / JOURNAL_DIR / "journal-0002.jsonl.tmp4242.jsonl"
+    cut.write_text('{"version": 2, "mode": "copy", "n": 3}\n{"source": "/a", "tar')
+    assert len(plan_export(out, dest, mode="move").already) == len(files)
+    assert undo_export(dest).restored == len(files)
+    assert _digests(files) == before and not cut.exists()
+
+
+def test_a_read_only_dest_with_nothing_to_do_is_no_error(tmp_path: Path) -> None:
+    """Exporting again into a DEST that can no longer be written (a read-only mount) says
+    what is already there, as before DEST had a lock; work there, and an undo, say why not."""
+    out, files = _tree(tmp_path, n_per_cluster=2)
+    dest = tmp_path / "dest"
+    export(out, dest, mode="copy")
+    folders = [dest, *(p for p in dest.rglob("*") if p.is_dir())]
+    if os.geteuid() != 0:
+        for folder in folders:
+            folder.chmod(0o555)
+    else:  # (root writes anywhere: a read-only bind mount)
+        bind = subprocess.run(["mount", "--bind", str(dest), str(dest)], capture_output=True)
+        if bind.returncode:
+            pytest.skip("cannot make a read-only folder here (root, and no mount permission)")
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(dest)], check=True)
+    try:
+        done = CliRunner().invoke(app, ["export", str(out), "--to", str(dest), "--mode", "copy"])
+        assert done.exit_code == 0, done.output
+        assert f"{len(files)} photos already exported" in " ".join(done.output.split())
+        Path(files[0]).write_bytes(b"a new version")  # now there is work: refused, and why
+        for args in (["export", str(out), "--to", str(dest), "--mode", "copy"],
+                     ["export", "--undo", str(dest)]):  # fmt: skip
+            done = CliRunner().invoke(app, args)
+            text = " ".join(done.output.split())
+            assert done.exit_code == 2 and "cannot write" in text and "Traceback" not in text
+            assert "output folder" not in text
+    finally:
+        if os.geteuid() != 0:
+            for folder in folders:
+                folder.chmod(0o755)
+        else:
+            subprocess.run(["umount", str(dest)], check=True)
+    assert undo_export(dest).removed == len(files)  # (a copy goes while its original is there)

@@ -32,10 +32,14 @@ def same_error(path: Path, exc: OSError) -> OSError:
     return exc
 
 
+class WriteError(OutputError):
+    """A path that cannot be written (permissions, a read-only or full disk)."""
+
+
 def output_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
     """An :class:`OutputError` for a failed write to ``path``, saying how to fix it."""
     reason = exc.strerror or str(exc)
-    return OutputError(
+    return WriteError(
         f"cannot write {os.fsdecode(path)}: {reason}. Make sure the output folder is writable "
         "and its disk has free space, or choose another output folder."
     )
@@ -144,7 +148,8 @@ class OutputLock:
         instead: what the other command's message suggests besides waiting, if anything.
 
     Raises:
-        OutputError: on enter, when another command holds the lock (it names that command).
+        OutputError: on enter, when another command holds the lock (it names that command);
+            a :class:`WriteError` when the lock cannot be written.
     """
 
     def __init__(
@@ -176,9 +181,16 @@ class OutputLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self, *, discard: bool = False) -> None:
+        """Let the lock go; ``discard``: its file too (removed while still held, so no other
+        command can have taken it meanwhile: one that opens it later makes a new one)."""
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 (self.marker_dir / HOLDER_FILE).unlink()
+                if discard:
+                    (self.marker_dir / LOCK_FILE).unlink()
             self._lock.release()
             self._lock = None
 

@@ -32,7 +32,8 @@ interrupted, or runs it twice, and expects the folder to end up the same, not do
   listed in :attr:`ExportPlan.already`: the same link, the moved photo, or a copy of an
   unchanged original (or a copy edited in DEST: the user's now, a second one would be
   clutter); an original at the size and mtime its journal holds counts as unchanged (one
-  stat, or one HEAD for an object, as the feature store judges photos), other ones are read. One whose link or copy is gone is made again under its old name, and a copy
+  stat, or one HEAD for an object, as the feature store judges photos), other ones are read.
+  One whose link or copy is gone is made again under its old name, and a copy
   whose original changed since gets a new copy beside the old (nothing is overwritten);
 - an earlier export in another mode does not count (a copy after a link export makes real
   copies beside the links: that is what the user asked for);
@@ -62,7 +63,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import uri
-from ._fs import HOLDER_FILE, LOCK_FILE, OutputLock, atomic_write, output_error
+from ._fs import HOLDER_FILE, LOCK_FILE, OutputLock, WriteError, atomic_write
 from .exceptions import InputError, OutputError
 
 ExportMode = Literal["symlink", "copy", "move"]
@@ -80,6 +81,7 @@ _WINDOWS_RESERVED = frozenset(
     | {f"LPT{i}" for i in range(10)}
 )
 _JOURNAL_NAME = re.compile(r"journal-(\d+)\.\w+")
+_LIVE_JOURNAL = re.compile(r"journal-\d+\.jsonl")  # (not a temporary file of one)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP)
 
@@ -194,6 +196,21 @@ def plan_export(
         OutputError: ``dest`` is not a folder, a cluster folder there leads outside it, a
             journal there is damaged, or photos of the run lie there in another cluster.
     """
+    return _plan(_inputs(out_dir, dest, mode), mode)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What an export lays out: the run's cluster names and rows, and DEST."""
+
+    names: dict[int, str]
+    rows: list[tuple[str, int, int]]
+    root: Path
+
+
+def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode: str) -> _Inputs:
+    """The run's CSVs, read and checked against DEST and ``mode`` (nothing is written, no
+    journal or photo read): what is wrong here is said before any write."""
     out, root = Path(out_dir), Path(dest).absolute()
     names = _read_cluster_names(out / "clusters.csv")
     rows = _read_assignments(out / "assignments.csv")
@@ -206,6 +223,12 @@ def plan_export(
             f"they can be exported with --mode copy only (a {mode} export "
             + ("cannot link into a bucket)" if mode == "symlink" else "would delete from it)")
         )
+    return _Inputs(names, rows, root)
+
+
+def _plan(inputs: _Inputs, mode: str) -> ExportPlan:
+    """:func:`plan_export`'s steps, from the checked ``inputs`` and DEST's journals."""
+    names, rows, root = inputs.names, inputs.rows, inputs.root
     earlier: dict[str, list[tuple[str, _Record]]] = {}
     for journal in _live_journals(root):
         for record in journal.records:
@@ -268,15 +291,16 @@ def export(
     """
     if mode not in EXPORT_MODES:
         raise OutputError(f"unknown export mode {mode!r}; choose symlink, copy or move")
-    plan = plan_export(out_dir, dest, mode=mode)  # (what is wrong: said before any write)
-    root = Path(dest).absolute()
-    if not plan.steps and not (root / JOURNAL_DIR).is_dir():
-        return plan  # nothing to do: no journal either, so undo has nothing empty to read
-    with _held(root, "export", create=True, instead="choose another --to"):
-        # Planned again under DEST's lock: another export or undo may have run meanwhile.
-        plan = plan_export(out_dir, dest, mode=mode)
+    inputs = _inputs(out_dir, dest, mode)  # (what is wrong: said before any write)
+    try:
+        with _held(inputs.root, "export", create=True, instead="choose another --to"):
+            plan = _plan(inputs, mode)  # under DEST's lock: what no other command changes
+            if plan.steps:
+                _apply_plan(inputs.root, plan, mode, on_step)
+    except WriteError:
+        plan = _plan(inputs, mode)  # DEST cannot be written: fine if nothing is to be
         if plan.steps:
-            _apply_plan(root, plan, mode, on_step)
+            raise
     return plan
 
 
@@ -315,29 +339,41 @@ def _held(
     """DEST for one export or undo at a time: its journal folder's lock, held throughout, so
     one that starts meanwhile is refused (named in the message) instead of undoing, or
     journalling over, what the other is doing. ``create``: DEST and the journal folder are
-    made if needed, and removed again if the command journalled nothing there.
+    made if needed, and removed again (with any parent made for them) if the command
+    journalled nothing there: a marker left would make scans skip DEST.
 
     Raises:
-        OutputError: another export or undo holds DEST, or the folder cannot be made.
+        OutputError: another export or undo holds DEST; a :class:`WriteError` if the folder
+            or its lock cannot be written.
     """
     folder = _journal_dir(root)
-    made = [p for p in (folder, root) if not os.path.lexists(p)] if create else []
+    made = [p for p in (folder, *folder.parents) if not os.path.lexists(p)] if create else []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(folder, exc) from exc
+        lock = OutputLock(folder, command, instead=instead)
+        lock.__enter__()
+    except (OSError, WriteError) as exc:
+        cause = exc.__cause__ if isinstance(exc, WriteError) else exc
+        reason = getattr(cause, "strerror", None) or str(cause)
+        raise WriteError(
+            f"cannot write {folder}: {reason}. Make sure {root} is writable and its disk has "
+            "free space" + (f", or {instead}" if instead else "")
+        ) from exc
     try:
-        with OutputLock(folder, command, instead=instead):
-            try:
-                yield
-            finally:
-                if made and {p.name for p in folder.iterdir()} <= {LOCK_FILE, HOLDER_FILE}:
-                    with contextlib.suppress(OSError):  # (ours: no one else can hold it)
-                        (folder / LOCK_FILE).unlink()
+        yield
     finally:
-        for path in made:  # only when empty: an export that failed before its journal
-            with contextlib.suppress(OSError):  # leaves no marker (scans would skip DEST)
+        unused = bool(made) and not _entries(folder) - {LOCK_FILE, HOLDER_FILE}
+        lock.release(discard=unused)
+        for path in made if unused else []:  # deepest first; only when empty
+            with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _entries(folder: Path) -> set[str]:
+    try:
+        return {p.name for p in folder.iterdir()}
+    except OSError:
+        return set()
 
 
 #: The folders (under DEST's journal folder) a copy export downloads objects into.
@@ -392,10 +428,15 @@ class _Downloads:
 
 
 def _clear_downloads(root: Path) -> None:
-    """Remove the download folders killed exports left in ``root`` (called with DEST held)."""
-    for folder in (root / JOURNAL_DIR).glob(_DOWNLOADS + "*"):
-        if folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder, ignore_errors=True)
+    """Remove what killed exports left in ``root`` (called with DEST held): download folders,
+    and journals cut short while written (an export touches no photo before its journal is
+    whole and in place)."""
+    for path in (root / JOURNAL_DIR).glob(_DOWNLOADS + "*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+    for path in (root / JOURNAL_DIR).glob("journal-*.tmp*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def undo_export(dest: str | os.PathLike[str]) -> UndoResult:
@@ -699,7 +740,8 @@ def _journal_dir(root: Path) -> Path:
 
 def _live_journals(root: Path) -> list[_Journal]:
     """Every journal in ``root`` not yet undone, newest first, each checked whole."""
-    paths = list(_journal_dir(root).glob("journal-*.jsonl"))
+    folder = _journal_dir(root)
+    paths = [p for p in folder.glob("journal-*.jsonl") if _LIVE_JOURNAL.fullmatch(p.name)]
     paths.sort(key=lambda p: (len(p.name), p.name), reverse=True)  # numbers, not text order
     return [_read_journal(path, root) for path in paths]
 
