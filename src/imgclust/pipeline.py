@@ -439,12 +439,18 @@ def _describe(
     strings: dict[str, np.ndarray],
 ) -> tuple[list[ClusterSummary], Any]:
     """Cluster names and each image's top classes, in one streamed pass over the logits
-    (which also fills ``strings``, the string columns the store keeps)."""
-    # A shard at a time: never all 1,000 scores of every image at once. Finished shards are
-    # read without re-opening (and re-indexing) the whole store.
-    store = FeatureStore(store_dir, spec.name)
-    rows = store.iter_rows(coll.paths, coll.found, "logits", strings=strings)
-    stats = class_statistics(rows, fitted.labels)
+    (which also fills ``strings``, the string columns the store keeps), unless the clustering
+    passes gathered those over the shards already (``fitted.stats``)."""
+    if fitted.stats is not None:
+        stats = fitted.stats
+        for name, values in (fitted.strings or {}).items():
+            strings[name][:] = values
+    else:
+        # A shard at a time: never all 1,000 scores of every image at once. Finished shards
+        # are read without re-opening (and re-indexing) the whole store.
+        store = FeatureStore(store_dir, spec.name)
+        rows = store.iter_rows(coll.paths, coll.found, "logits", strings=strings)
+        stats = class_statistics(rows, fitted.labels)
     clusters = describe(
         fitted.labels,
         fitted.distances,

@@ -28,7 +28,7 @@ from .cluster import Clusterer
 from .cluster.others import MIN_CLUSTER_SIZE
 from .config import EmbedConfig
 from .decode import ThumbTarget
-from .describe import outlier_thresholds, rank_members, relabel_by_size
+from .describe import ClassStats, outlier_thresholds, rank_members, relabel_by_size
 from .embed import Embedder, model_for
 from .engines import EmbedReport, Engine
 from .exceptions import InputError, OutputError
@@ -314,6 +314,11 @@ class Fitted:
     outliers: np.ndarray
     algorithm: str
     notes: list[str]
+    #: The class statistics the names come from and each image's string columns (``taken``),
+    #: where the clustering passes computed them over the shards (the Ray engine's k-means):
+    #: the driver then reads no logits. ``None``: describing reads them from the store.
+    stats: ClassStats | None = None
+    strings: dict[str, np.ndarray] | None = None
 
     @property
     def n_clusters(self) -> int:

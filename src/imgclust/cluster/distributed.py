@@ -155,7 +155,7 @@ class SampleShard:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         part = _part(batch)
-        paths, (rows,) = _rows(self.source, part, [feature_source(self.source.kind)])
+        paths, (rows,), _ = _rows(self.source, part, [feature_source(self.source.kind)])
         keep = np.array([path_hash(p, self.seed) < self.fraction for p in paths], dtype=bool)
         feats = row_features(self.source.kind, rows[keep]).astype(STORE_DTYPE)
         kept = [p for p, k in zip(paths, keep, strict=True) if k]
@@ -173,12 +173,13 @@ class AssignShard:
         import pyarrow as pa
 
         from ..describe import top_class_ids
+        from ..store import STRING_COLUMNS
         from .kmeans import nearest_centroids
 
         part = _part(batch)
         kind = self.source.kind
         names = ["logits"] if feature_source(kind) == "logits" else ["embedding", "logits"]
-        paths, arrays = _rows(self.source, part, names)
+        paths, arrays, strings = _rows(self.source, part, names, STRING_COLUMNS)
         feats = row_features(kind, arrays[0]).astype(STORE_DTYPE)  # as the local matrix is
         labels, dist = nearest_centroids(self.centroids, feats)
         scores = softmax(arrays[-1])
@@ -202,6 +203,8 @@ class AssignShard:
                 "distance": pa.array(dist.astype(np.float32)),
                 "top_ids": _fixed(top),
                 "top_scores": _fixed(top_scores),
+                # what decoding recorded (the EXIF date): the driver need not read the shard
+                **{name: pa.array(values, type=pa.string()) for name, values in strings.items()},
             }
         )
         _write(Path(self.work_dir) / f"assign-{part.shard:06d}.parquet", table)
@@ -389,8 +392,12 @@ def _fit_kmeans(
 def read_assignments(result: DistributedKMeans, paths: Sequence[str]) -> dict[str, np.ndarray]:
     """The per-image results for ``paths`` (every clustered path), in that order:
     ``labels`` (by size), ``raw_labels`` (the trainer's), ``distances``, ``ranks``,
-    ``outliers``, ``top_ids``, ``top_scores``. n-sized: for callers that hold the collection."""
+    ``outliers``, ``top_ids``, ``top_scores``, and the store's string columns (``taken``: an
+    object array, ``None`` where a shard lacks it). n-sized: for callers that hold the
+    collection."""
     import pyarrow.parquet as pq
+
+    from ..store import STRING_COLUMNS
 
     where = {p: i for i, p in enumerate(paths)}
     n = len(paths)
@@ -402,10 +409,13 @@ def read_assignments(result: DistributedKMeans, paths: Sequence[str]) -> dict[st
         "outliers": np.zeros(n, dtype=bool),
         "top_ids": np.zeros((n, TOP), dtype=np.int32),
         "top_scores": np.zeros((n, TOP), dtype=np.float32),
+        **{name: np.full(n, None, dtype=object) for name in STRING_COLUMNS},
     }
     for file in sorted(result.work_dir.glob("assign-*.parquet")):
         t = pq.read_table(file)
         idx = np.array([where[p] for p in t.column("path").to_pylist()], dtype=np.int64)
+        for name in STRING_COLUMNS:
+            out[name][idx] = t.column(name).to_pylist()
         out["raw_labels"][idx] = t.column("label").to_numpy()
         out["distances"][idx] = t.column("distance").to_numpy()
         out["top_ids"][idx] = np.stack(t.column("top_ids").to_numpy(zero_copy_only=False))
@@ -435,19 +445,28 @@ def _part(batch: dict[str, np.ndarray]) -> ShardPart:
 
 
 def _rows(
-    source: ShardSource, part: ShardPart, names: Sequence[str]
-) -> tuple[list[str], list[np.ndarray]]:
-    """(paths, rows of each array of ``names``) of one part (one checked read of its shard)."""
+    source: ShardSource, part: ShardPart, names: Sequence[str], strings: Sequence[str] = ()
+) -> tuple[list[str], list[np.ndarray], dict[str, list[str | None]]]:
+    """(paths, rows of each array of ``names``) of one part (one checked read of its shard),
+    and with ``strings`` also those string columns' values (``None`` throughout where the
+    shard was written without the column)."""
     from ..store import decode_path, feature_rows
 
-    table = source.store().read_table(part.shard, ["path", *names])
+    table = source.store().read_table(
+        part.shard, ["path", *names, *strings], missing_ok=bool(strings)
+    )
     arrays = [feature_rows(table, name) for name in names]
     paths = [decode_path(p) for p in table.column("path").to_pylist()]
+    values: dict[str, list[str | None]] = {
+        name: table.column(name).to_pylist() if name in table.column_names else [None] * len(paths)
+        for name in strings
+    }
     if part.rows is not None:
         take = np.asarray(part.rows, dtype=np.int64)
         arrays = [a[take] for a in arrays]
         paths = [paths[i] for i in part.rows]
-    return paths, arrays
+        values = {name: [v[i] for i in part.rows] for name, v in values.items()}
+    return paths, arrays, values
 
 
 def _n_rows(source: ShardSource, shard: int) -> int:

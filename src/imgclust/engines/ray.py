@@ -299,7 +299,9 @@ class RayEngine:
         add Ray's job start-ups, ~5 s), runs here on the matrix."""
         from ..cluster import KMeans
         from ..cluster.distributed import DISTRIBUTED_KINDS, fit_kmeans, read_assignments
+        from ..describe import ClassStats
         from ..steps import Fitted, fit_clusters, k_notes
+        from ..store import STRING_COLUMNS
 
         plain = type(clusterer) is KMeans and rows.kind in DISTRIBUTED_KINDS
         if not plain or self._local_only() or _n_nodes(self.connect()) < 2:
@@ -322,9 +324,13 @@ class RayEngine:
         model.inertia_ = float((got["distances"].astype(np.float64) ** 2).sum())
         labels = got["labels"]
         notes = k_notes(features, labels, algorithm="kmeans", requested_k=requested_k)
+        # The names' statistics, as the passes summed them where the shards are (row c:
+        # cluster c), and each image's top classes and date, from the passes' files.
+        scores = {int(c): result.cluster_scores[c] for c in np.unique(labels)}
         return Fitted(
             model, labels, got["distances"], got["ranks"], result.fences, got["outliers"],
-            "kmeans", notes,
+            "kmeans", notes, stats=ClassStats(scores, got["top_ids"], got["top_scores"]),
+            strings={name: got[name] for name in STRING_COLUMNS},
         )  # fmt: skip
 
     def _job(
