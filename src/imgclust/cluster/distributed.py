@@ -452,9 +452,10 @@ def _rows(
     shard was written without the column)."""
     from ..store import decode_path, feature_rows
 
-    table = source.store().read_table(
-        part.shard, ["path", *names, *strings], missing_ok=bool(strings)
-    )
+    store = source.store()
+    table = store.read_table(part.shard, ["path", *names, *strings], missing_ok=bool(strings))
+    if not set(names) <= set(table.column_names):  # (only the string columns may be missing)
+        table = store.read_table(part.shard, ["path", *names])  # raises, naming the shard
     arrays = [feature_rows(table, name) for name in names]
     paths = [decode_path(p) for p in table.column("path").to_pylist()]
     values: dict[str, list[str | None]] = {

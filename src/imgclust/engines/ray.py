@@ -323,6 +323,11 @@ class RayEngine:
         model.distances_ = got["distances"]
         model.inertia_ = float((got["distances"].astype(np.float64) ** 2).sum())
         labels = got["labels"]
+        if (labels < 0).any():  # (every clustered path is in the passes' files)
+            raise EngineError(
+                f"the clustering passes left {int((labels < 0).sum())} photos without a "
+                "cluster; run again"
+            )
         notes = k_notes(features, labels, algorithm="kmeans", requested_k=requested_k)
         # The names' statistics, as the passes summed them where the shards are (row c:
         # cluster c), and each image's top classes and date, from the passes' files.
