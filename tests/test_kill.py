@@ -161,3 +161,33 @@ def test_kill_while_rewriting_the_report_keeps_good_files(
     assert again.returncode == 0, again.stderr
     assert json.loads((out / ".imgclust" / "run.json").read_text())["n_embedded"] == 0
     assert _rows(out / "assignments.csv") == expected
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_is_kept_and_the_next_run_resumes(
+    photos: Path, baseline: tuple[Path, list[dict[str, str]], int], tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the run's process group, as a terminal sends it) once shards are
+    stored: exit 130 with one line that says the finished work is kept (Typer used to turn
+    it into a silent exit), no traceback, and the next run embeds only the rest."""
+    _, expected, _ = baseline
+    out = tmp_path / "out"
+    cmd = [c for c in _cmd(photos, out) if c != "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (_store(out).is_dir() and len(list(_store(out).glob("*.done.json"))) >= 2):
+        assert proc.poll() is None, "the run ended before Ctrl-C"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted: what was finished is kept; run again to resume" in stderr
+    assert "Traceback" not in stdout + stderr
+    stored = _n_stored(out)
+    again = subprocess.run(_cmd(photos, out), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _rows(out / "assignments.csv") == expected
+    info = json.loads((out / ".imgclust" / "run.json").read_text())
+    assert info["n_cached"] >= stored > 0  # what the interrupted run finished was kept

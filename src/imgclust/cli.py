@@ -647,6 +647,23 @@ def _main(
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING)
 
 
+def _interrupted() -> None:
+    console.print("[yellow]interrupted[/]: what was finished is kept; run again to resume")
+    sys.exit(130)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is in ``exc``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main() -> None:
     """The ``imgclust`` command: the app, with every unexpected error logged to a file.
 
@@ -657,8 +674,11 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: what was finished is kept; run again to resume")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exc:  # Typer turns Ctrl-C inside a command into a silent exit 130
+        if exc.code == 130 and _caused_by(exc, KeyboardInterrupt):
+            _interrupted()
+        raise
     except Exception as exc:
         if _DEBUG:
             raise
