@@ -138,3 +138,52 @@ def test_the_embed_job_runs_under_v2_unless_the_user_chose(
     with _cluster_autoscaler():
         assert os.environ[_AUTOSCALER] == (chosen or "V2")
     assert os.environ.get(_AUTOSCALER) == chosen
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("there", ["nothing", "a web server", "no such host"])
+def test_a_cluster_address_that_is_not_one_is_said_at_once(
+    there: str, demo_photos: Path, tmp_path: Path
+) -> None:
+    """--ray-address where nothing listens, a web server answers (the dashboard's port is a
+    common mix-up), or no host has the name: one line within seconds, where Ray's own
+    client retried for minutes (over five, against a web server) printing warnings."""
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+    import time
+
+    port = _free_port()
+    server = None
+    if there == "a web server":
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = "nosuchhost.invalid:6379" if there == "no such host" else f"127.0.0.1:{port}"
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "imgclust.cli", "run", str(demo_photos / "coffee"), "--out",
+             str(tmp_path / "out"), "--engine", "ray", "--ray-address", address, "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.shutdown()
+    took = time.monotonic() - start
+    said = " ".join(done.stdout.split() + done.stderr.split())
+    assert done.returncode == 2 and "Traceback" not in said, said[-2000:]
+    assert (
+        f"error: {'' if there == 'a web server' else 'cannot reach the Ray cluster at '}"
+        f"{address}" in said
+    )
+    assert ("answers as a web server" in said) == (there == "a web server")
+    assert "check --ray-address" in said and took < 60

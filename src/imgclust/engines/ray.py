@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -153,6 +154,8 @@ class RayEngine:
         else:
             ray = import_ray()
             if not ray.is_initialized():
+                if self.address is not None:
+                    _check_reachable(self.address)
                 # A cluster's workers were started without this process's environment:
                 # where URI inputs live goes with the job (never a secret: the nodes' own
                 # credentials or roles read the storage).
@@ -486,6 +489,50 @@ def _cluster_autoscaler() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(_AUTOSCALER, None)
+
+
+#: Seconds to wait for a cluster's address to answer at all.
+REACH_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """An address (``HOST:PORT``, or ``ray://HOST:PORT``) where nothing answers, said at once:
+    Ray's own client retries for minutes, printing warnings. Other forms (``auto``) are
+    left to Ray.
+
+    Raises:
+        EngineError: nothing accepts a connection there.
+    """
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    check = (
+        "check --ray-address (HOST:PORT of its head's GCS, e.g. 10.0.0.5:6379) and that the "
+        "cluster is up, or leave it out for a local Ray instance"
+    )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S) as s:
+            answer = _first_bytes(s)
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise EngineError(f"cannot reach the Ray cluster at {address} ({why}); {check}") from exc
+    if answer.startswith(b"HTTP/"):  # (a GCS speaks gRPC: HTTP/2 frames, never HTTP/1)
+        raise EngineError(
+            f"{address} answers as a web server, not as a Ray cluster's GCS (the dashboard's "
+            f"port, 8265 by default, is not the cluster's address); {check}"
+        )
+
+
+def _first_bytes(sock: socket.socket) -> bytes:
+    """What a server says first: a gRPC server (a GCS) its HTTP/2 settings, unasked; one that
+    waits for a request (HTTP/1) its answer to a plain ``GET``; ``b""`` if neither comes."""
+    sock.settimeout(2.0)
+    with contextlib.suppress(OSError):
+        return sock.recv(16) or b""
+    with contextlib.suppress(OSError):
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return sock.recv(16) or b""
+    return b""
 
 
 def _init(ray: Any, where: str, *, runtime_env: dict[str, Any] | None = None) -> None:
