@@ -254,7 +254,7 @@ def embed_missing(
         if attempt == 0:
             # Its own stage: the first run converts (and for int8 calibrates) the model,
             # which would otherwise look like an embed bar stuck at 0.
-            prog.start("model")
+            prog.start(runner.preparing)
             runner.prepare(embedder)
             prog.finish()
         prog.start("embed" if attempt == 0 else "re-embed", len(lookup.todo))

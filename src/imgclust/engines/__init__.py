@@ -104,6 +104,8 @@ class Engine(Protocol):
     """Where shards are embedded. A context manager; :meth:`embed` may be called often."""
 
     name: str
+    #: What :meth:`prepare` is shown as by a progress display ("model": it builds the model).
+    preparing: str
 
     def __enter__(self) -> Engine: ...
 

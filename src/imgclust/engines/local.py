@@ -27,6 +27,7 @@ class LocalEngine:
     :meth:`FeatureStore.write` as soon as it is full."""
 
     name = "local"
+    preparing = "model"
 
     def __enter__(self) -> LocalEngine:
         return self

@@ -91,6 +91,7 @@ class RayEngine:
     """
 
     name = "ray"
+    preparing = "ray"  # (joining or starting Ray: the model loads in the actors)
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
