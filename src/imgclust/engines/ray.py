@@ -279,9 +279,14 @@ class RayEngine:
         """Embedding is over: the local instance this engine runs stops now, in the
         background, while this process clusters and writes the report (its ~1.3 s stop,
         and its idle processes, then cost the run nothing). A cluster it joined stays
-        joined (its k-means passes may still use it) until :meth:`close`."""
+        joined (its k-means passes may still use it) until :meth:`close`.
+
+        A local instance still starting (a run with nothing to embed) is waited for first:
+        ``ray.init`` beside the clustering's threaded linear algebra hung the process for
+        good in most such runs (spinning, deaf to Ctrl-C)."""
         if self._local is None:
             return
+        self._local.settle()
         self._local.stop(wait=False)
         self._ray, self._released = None, True
 
@@ -582,6 +587,10 @@ class _LocalRay:
             self._ready.set()
         self._stop.wait()
         ray.shutdown()
+
+    def settle(self) -> None:
+        """Wait until it has started, or failed to (which :meth:`wait` would raise)."""
+        self._ready.wait()
 
     def wait(self) -> Any:
         """The started ``ray`` module, or what stopped it from starting, raised."""
