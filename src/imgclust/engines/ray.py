@@ -509,13 +509,16 @@ def _check_reachable(address: str) -> None:
     Raises:
         EngineError: nothing accepts a connection there.
     """
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not host or not port.isdigit():
-        return
     check = (
         "check --ray-address (HOST:PORT of its head's GCS, e.g. 10.0.0.5:6379) and that the "
         "cluster is up, or leave it out for a local Ray instance"
     )
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or (not port.isdigit() and not host):
+        return  # ("auto", a bare name: Ray's to judge)
+    if "://" in target or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise EngineError(f"--ray-address {address!r} is not HOST:PORT; {check}")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S) as s:
             answer = _first_bytes(s)
