@@ -445,6 +445,24 @@ def test_copy_killed_midway_then_export_again_resumes(tmp_path: Path) -> None:
     assert not _left_in(dest)
 
 
+def test_a_copy_killed_between_its_link_and_unlink_leaves_no_second_copy(tmp_path: Path) -> None:
+    """A kill after a copy's ``.part`` was linked into place, before it was unlinked, leaves
+    the photo twice (CI caught it once in the test above); the next export removes that
+    ``.part``, and only that: one that is not a link to the copy is someone's file."""
+    out, files = _tree(tmp_path)
+    dest = tmp_path / "dest"
+    first = export(out, dest, mode="copy").steps
+    linked, other = first[0].target + ".part", first[1].target + ".part"
+    os.link(first[0].target, linked)  # the state the kill leaves
+    Path(other).write_bytes(Path(first[1].target).read_bytes())  # same bytes, not ours
+    again = export(out, dest, mode="copy")
+    assert again.steps == [] and len(again.already) == len(files)
+    assert not os.path.lexists(linked) and os.path.isfile(other)
+    os.unlink(other)
+    undo_export(dest)
+    assert not _left_in(dest)
+
+
 # -- exporting again --------------------------------------------------------------------------
 
 

@@ -295,6 +295,7 @@ def export(
     try:
         with _held(inputs.root, "export", create=True, instead="choose another --to"):
             plan = _plan(inputs, mode)  # under DEST's lock: what no other command changes
+            _clear_parts(plan.already)
             if plan.steps:
                 _apply_plan(inputs.root, plan, mode, on_step)
     except WriteError:
@@ -872,6 +873,16 @@ def _apply(step: Step, mode: str, downloads: _Downloads) -> None:
         _copy_new(step.source, target)
     else:
         _move_new(step.source, target)
+
+
+def _clear_parts(placed: Sequence[Step]) -> None:
+    """Remove the ``.part`` beside a photo already in place that is a second link to it: what
+    a copy killed between linking its ``.part`` and unlinking it leaves (:func:`_copy_new`)."""
+    for step in placed:
+        part = _part_of(step.target)
+        if os.path.lexists(part) and not os.path.islink(part) and _same_file(part, step.target):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
 
 
 def _copy_new(source: str, target: Path) -> None:
