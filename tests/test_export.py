@@ -611,6 +611,50 @@ def test_cli_a_non_numeric_id_is_a_clear_error(
     assert f"{out / file}, line 3: " in res.output and repr(value) in res.output  # unwrapped
 
 
+@pytest.mark.parametrize(
+    ("to", "blamed"),
+    [
+        ("f", "f"),
+        ("f/sub", "f"),
+        ("f/sub/deeper", "f"),
+        ("nothing", "nothing"),
+        ("nothing/sub", "nothing"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_dest_that_cannot_be_a_folder_is_named(
+    tmp_path: Path, to: str, blamed: str, dry_run: bool
+) -> None:
+    """--to a file, a folder under a file, or under a link to nothing: one line naming that
+    file or link (not "make sure it is writable"), and nothing is made."""
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    (tmp_path / "f").write_bytes(b"a file")
+    os.symlink(tmp_path / "gone", tmp_path / "nothing")
+    before = sorted(tmp_path.rglob("*"))
+    cmd = ["export", str(out), "--to", str(tmp_path / to), "--mode", "copy"]
+    res = CliRunner().invoke(app, cmd + (["--dry-run"] if dry_run else []))
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "writable" not in res.output
+    assert res.output.startswith(f"error: {tmp_path / blamed} "), res.output
+    assert ("link to nothing" if blamed == "nothing" else "not a folder") in res.output
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_run_on_photos_a_move_export_took_names_the_export(tmp_path: Path) -> None:
+    """The photos of a folder moved into an export inside it: a run there finds nothing to
+    cluster, and says which folder it did not scan, and how to put the photos back."""
+    out, files = _tree(tmp_path)
+    dest = tmp_path / "photos" / "sorted"
+    export(out, dest, mode="move")
+    assert not any(f.exists() for f in files)
+    cmd = ["run", str(tmp_path / "photos"), "--out", str(tmp_path / "again")]
+    res = CliRunner().invoke(app, cmd)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert "0 candidate files" in res.output and f"not scanned: {dest} " in res.output
+    assert "imgclust export --undo" in res.output
+
+
 def test_cli_prints_whole_paths_and_counts_in_words(tmp_path: Path) -> None:
     deep = tmp_path / ("a-folder-with-a-long-name-" * 5)
     deep.mkdir()

@@ -214,8 +214,13 @@ def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode:
     out, root = Path(out_dir), Path(dest).absolute()
     names = _read_cluster_names(out / "clusters.csv")
     rows = _read_assignments(out / "assignments.csv")
-    if root.exists() and not root.is_dir():
-        raise OutputError(f"{root} exists and is not a folder; choose another --to")
+    there = next((p for p in (root, *root.parents) if os.path.lexists(p)), root)
+    if not there.exists():  # (DEST, or a parent it would be made in)
+        raise OutputError(
+            f"{there} is a link to nothing ({os.readlink(there)}); choose another --to"
+        )
+    if not there.is_dir():
+        raise OutputError(f"{there} exists and is not a folder; choose another --to")
     remote = [path for path, _, _ in rows if uri.is_uri(path)]
     if remote and mode != "copy":
         raise OutputError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -214,6 +214,23 @@ def run(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
         return _run(config, out, base, progress or SilentProgress(), engine)
 
 
+class _NothingToCluster(InputError):
+    """No photo of the run could be clustered (the message says what the scan found)."""
+
+
+def _skipped_hint(skipped: Sequence[str]) -> str:
+    """Why a scan that found nothing may have found nothing: the imgclust output and export
+    folders it did not look into (a move export inside an input took the photos there)."""
+    if not skipped:
+        return ""
+    shown = ", ".join(display_path(p) for p in skipped[:3])
+    more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
+    return (
+        f"; not scanned: {shown}{more} (imgclust output or export folders: their photos are "
+        "not scanned again; `imgclust export --undo FOLDER` puts a moved export's photos back)"
+    )
+
+
 @dataclass
 class _Collection:
     """The run's images after embedding: paths, the feature matrix, and what it came from."""
@@ -253,7 +270,12 @@ def _run(
         kept_out = {r.path: r for r in base.rejected if r.reason == EXCLUDED_REASON}
         scan_rejected += [kept_out[r.path] for r in records if r.path in kept_out]
         records = [r for r in records if r.path not in kept_out]
-    coll = _embed(config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine)
+    try:
+        coll = _embed(
+            config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine
+        )
+    except _NothingToCluster as exc:
+        raise InputError(str(exc) + _skipped_hint(found.skipped)) from None
     with _timed(timings, "cluster"):
         prog.start("cluster")
         k, k_note = _resolve_k(config.cluster.k, len(coll.paths))
@@ -332,7 +354,7 @@ def _embed(
         if not paths:
             shown = "; ".join(f"{display_path(r.path)}: {r.reason}" for r in rejected[:5])
             more = f"; and {len(rejected) - 5:,} more" if len(rejected) > 5 else ""
-            raise InputError(
+            raise _NothingToCluster(
                 f"no image could be clustered: {plural(len(records), 'candidate file')}, "
                 f"{len(rejected):,} rejected" + (f" ({shown}{more})" if rejected else "")
             )
