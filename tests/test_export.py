@@ -737,6 +737,43 @@ else:
 """
 
 
+def test_an_export_killed_before_its_journal_hides_no_photo(tmp_path: Path) -> None:
+    """An export killed while it fingerprints the photos (before its journal, so before any
+    photo) leaves DEST's lock files behind: the user's photos in DEST are still scanned,
+    the undo says there is nothing to undo, and the next export and undo work."""
+    from imgclust.scan import scan
+
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "mine.jpg").write_bytes(b"the user's photo")
+    ready = tmp_path / "ready"
+    hashing = f"""
+import sys, time
+from pathlib import Path
+import imgclust.export as ex
+ex._fingerprint = lambda path: (Path({str(ready)!r}).touch(), time.sleep(600))
+ex.export({str(out)!r}, {str(dest)!r}, mode="copy")
+"""
+    proc = subprocess.Popen([sys.executable, "-c", hashing])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert {p.name for p in (dest / JOURNAL_DIR).iterdir()} == {"lock", "lock.json"}
+    found = scan([tmp_path])
+    assert str(dest / "mine.jpg") in {r.path for r in found.records} and not found.skipped
+    res = CliRunner().invoke(app, ["export", "--undo", str(dest)])
+    assert res.exit_code == 2 and "holds no imgclust export to undo" in res.output
+    export(out, dest, mode="copy")
+    assert scan([tmp_path]).skipped == [str(dest)]  # (its copies are not photos to scan)
+    undo_export(dest)
+    assert _digests(files) == before and (dest / "mine.jpg").exists()
+
+
 def _snapshot(folder: Path) -> dict[str, str]:
     """Every entry under ``folder`` (the journal folder's lock files aside) and its bytes."""
     skip = {"lock", "lock.json"}

@@ -9,10 +9,10 @@ through ``pyarrow.fs`` and its records are keyed by their URIs; everything after
 the same. Local roots never touch pyarrow.
 
 Folders that imgclust wrote are never scanned: an output folder (it holds ``.imgclust``) or
-an export folder (``.imgclust-export``) inside an input holds thumbnails and links of photos,
-not photos; they are listed in :attr:`ScanResult.skipped`. Folders passed as ``exclude``
-(the run's own output folder) are compared by device and inode, so a symlinked path to them
-is recognised too.
+an export folder (``.imgclust-export`` with a journal) inside an input holds thumbnails and
+copies or links of photos, not photos; they are listed in :attr:`ScanResult.skipped`.
+Folders passed as ``exclude`` (the run's own output folder) are compared by device and
+inode, so a symlinked path to them is recognised too.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from . import uri as uris
+from ._fs import HOLDER_FILE, LOCK_FILE
 from .exceptions import InputError
 
 #: Extensions treated as images. Anything else is ignored without a word (sidecars, videos).
@@ -149,7 +150,7 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
         except OSError as exc:
             result.rejected.append(Rejection(folder, f"folder unreadable: {exc.strerror or exc}"))
             continue
-        if any(e.name in MARKER_NAMES and _is_dir(e) for e in entries):
+        if any(e.name in MARKER_NAMES and _is_dir(e) and _marks(e) for e in entries):
             result.skipped.append(folder)  # thumbnails and links of photos, not photos
             continue
         subfolders = []
@@ -163,6 +164,18 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
             else:
                 yield entry.path
         stack.extend(reversed(subfolders))  # visit subfolders in name order
+
+
+def _marks(marker: os.DirEntry[str]) -> bool:
+    """Whether a marker folder marks imgclust's output: an export folder holding nothing but
+    its lock (an export killed before its journal, which it writes before any photo) does
+    not, and the user's photos there are scanned."""
+    if marker.name != ".imgclust-export":
+        return True
+    try:
+        return bool(set(os.listdir(marker.path)) - {LOCK_FILE, HOLDER_FILE})
+    except OSError:
+        return True  # (unreadable: what it holds is unknown)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
