@@ -350,6 +350,39 @@ def test_undo_keeps_a_copy_whose_original_is_gone(tmp_path: Path) -> None:
     assert os.path.isfile(steps[0].target) and result.kept_blocked == [steps[0].target]
 
 
+@pytest.mark.parametrize("mode", ["copy", "move"])
+def test_a_photo_an_undo_kept_is_put_back_by_the_next_undo(tmp_path: Path, mode: str) -> None:
+    """An undo that keeps a photo in DEST (a move: another file took its original's place;
+    a copy: its original is gone) keeps it journalled, and once that changed an undo run
+    again puts it back; every other photo was undone the first time."""
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode=mode).steps  # type: ignore[arg-type]
+    original = Path(steps[0].source)
+    saved = original.read_bytes() if mode == "copy" else None
+    if mode == "copy":
+        original.unlink()
+    else:
+        original.write_bytes(b"another file, in the moved photo's place")
+    first = undo_export(dest)
+    assert first.kept_blocked == [steps[0].target]
+    assert first.restored + first.removed == len(files) - 1
+    res = CliRunner().invoke(app, ["export", "--undo", str(dest)])  # nothing changed yet
+    assert res.exit_code == 0 and "still journalled" in res.output, res.output
+    if mode == "copy":
+        original.write_bytes(saved or b"")
+    else:
+        original.unlink()
+    again = undo_export(dest)
+    assert (again.restored, again.removed, again.kept_blocked) == (
+        (0, 1, []) if mode == "copy" else (1, 0, [])
+    )
+    assert _digests(files) == before and not _left_in(dest)
+    with pytest.raises(InputError):
+        undo_export(dest)  # nothing left to undo
+
+
 def test_undo_names_the_photos_it_cannot_find(tmp_path: Path) -> None:
     out, files = _tree(tmp_path)
     dest = tmp_path / "dest"

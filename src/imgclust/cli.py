@@ -422,6 +422,8 @@ def export_cmd(
                 say(f"  kept, changed since the export: {path}")
             for path in done.kept_blocked:
                 say(f"  kept, its original is gone or another file is in its place: {path}")
+            if done.kept_blocked:
+                say(f"  (still journalled: once that changes, `imgclust export --undo {undo}`)")
             for path in done.not_found:
                 say(f"  not found in {undo}, so not put back: {path}")
             return

@@ -118,7 +118,8 @@ class UndoResult:
     #: Files in DEST that changed since the export (an edited copy, a replaced link): kept.
     kept_edited: list[str]
     #: Files in DEST kept because their original is gone (a copy: now the only one) or
-    #: another file is at the original path (a moved photo).
+    #: another file is at the original path (a moved photo). They stay journalled: an
+    #: undo run again once that changed puts them back.
     kept_blocked: list[str]
     #: Original paths of moved photos found neither in DEST nor back in their place.
     not_found: list[str]
@@ -476,11 +477,18 @@ def _undo(root: Path) -> UndoResult:
     outcomes: list[tuple[_Outcome, str]] = []
     for journal in journals:
         try:
-            outcomes += [_revert(record, journal.mode) for record in reversed(journal.records)]
+            records = list(reversed(journal.records))
+            done = [_revert(record, journal.mode) for record in records]
+            outcomes += done
             folders = {os.path.dirname(r.step.target) for r in journal.records}
             for folder in sorted(folders, reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)  # only when empty: anything the user added stays
+            # A photo kept because its original's place is taken (or its original is gone)
+            # stays journalled: once that is cleared, the undo run again puts it back.
+            kept = [r for r, (kind, _) in zip(records, done, strict=True) if kind == "blocked"]
+            if kept:
+                _append(_write_journal(root, journal.mode, kept[::-1]), {"done": True})
             journal.path.rename(journal.path.with_suffix(".undone"))
         except OSError as exc:
             raise OutputError(
