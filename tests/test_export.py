@@ -818,7 +818,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("first", ["copy", "move", "undo"])
-@pytest.mark.parametrize("second", ["symlink", "copy", "move", "undo"])
+@pytest.mark.parametrize("second", ["symlink", "copy", "move", "undo", "dry-run"])
 def test_dest_is_used_by_one_export_or_undo_at_a_time(
     tmp_path: Path, first: str, second: str
 ) -> None:
@@ -848,6 +848,8 @@ def test_dest_is_used_by_one_export_or_undo_at_a_time(
         seen = _snapshot(tmp_path)
         args = ["--undo", str(dest)] if second == "undo" else [str(out), "--to", str(dest),
                                                                "--mode", second]  # fmt: skip
+        if second == "dry-run":  # (what it would plan is in flux: said, not guessed)
+            args[-1:] = ["copy", "--dry-run"]
         refused = CliRunner().invoke(app, ["export", *args])
         assert refused.exit_code == 2, refused.output
         text = " ".join(refused.output.split())
@@ -858,7 +860,7 @@ def test_dest_is_used_by_one_export_or_undo_at_a_time(
     finally:
         go.touch()
         assert holder.wait(timeout=60) == 0, holder.stderr.read() if holder.stderr else ""
-    if second == "undo" or first == "undo":
+    if second in ("undo", "dry-run") or first == "undo":
         with contextlib.suppress(InputError):  # (nothing left to undo after the first undo)
             undo_export(dest)
     else:

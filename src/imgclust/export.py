@@ -195,9 +195,17 @@ def plan_export(
         InputError: ``out_dir`` holds no ``assignments.csv``/``clusters.csv``, or they hold a
             value that is not a whole number (the message names the file and line).
         OutputError: ``dest`` is not a folder, a cluster folder there leads outside it, a
-            journal there is damaged, or photos of the run lie there in another cluster.
+            journal there is damaged, or photos of the run lie there in another cluster;
+            or another export or undo is running there (what it would plan is in flux).
     """
-    return _plan(_inputs(out_dir, dest, mode), mode)
+    inputs = _inputs(out_dir, dest, mode)
+    if not (inputs.root / JOURNAL_DIR).is_dir():
+        return _plan(inputs, mode)  # (no export has been there: nothing in flux)
+    try:
+        with _held(inputs.root, "export --dry-run", instead="choose another --to"):
+            return _plan(inputs, mode)
+    except WriteError:
+        return _plan(inputs, mode)  # (DEST is read-only: no export can run there either)
 
 
 @dataclass(frozen=True)
