@@ -496,6 +496,33 @@ def test_a_copy_killed_between_its_link_and_unlink_leaves_no_second_copy(tmp_pat
     assert not _left_in(dest)
 
 
+@pytest.mark.parametrize("first", MODES)
+@pytest.mark.parametrize("second", MODES)
+def test_an_export_beside_one_in_another_mode_says_so(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """An export into a DEST where an export in another mode put the same photos makes a
+    second one of each beside the first (what was asked) and says so, naming one; in the
+    same mode it skips them; and one undo puts every photo back."""
+    out, files = _tree(tmp_path)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    earlier = export(out, dest, mode=first).steps  # type: ignore[arg-type]
+    cmd = ["export", str(out), "--to", str(dest), "--mode", second]
+    res = CliRunner().invoke(app, cmd)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    if first == second or first == "move":  # (after a move the originals are gone)
+        assert "from an earlier" not in text
+    else:
+        n = len(files)
+        assert f"{n} photos also in {dest} from an earlier {first} export" in text
+        assert any(f"(e.g. {s.target})" in text for s in earlier)
+        assert f"{n} photos exported into {dest} ({second})" in text
+    undo_export(dest)
+    assert _digests(files) == before and not _left_in(dest)
+
+
 # -- exporting again --------------------------------------------------------------------------
 
 

@@ -445,9 +445,18 @@ def export_cmd(
         say(f"  missing (moved or deleted since the run), skipped: {path}")
     if plan.already:
         say(f"{count(len(plan.already), 'photo')} already exported into {to}, skipped")
+    if not dry_run:
+        say(f"{count(len(plan.steps), 'photo')} exported into {to} ({mode})")
+    if plan.beside:
+        modes = " and ".join(sorted({m for m, _ in plan.beside}))
+        say(
+            f"  {count(len(plan.beside), 'photo')} also in {to} from an earlier {modes} export "
+            f"(e.g. {plan.beside[0][1].target}): this {mode} export "
+            + ("puts" if dry_run else "put")
+            + f" a second one beside each; for one only, `imgclust export --undo {to}` first"
+        )
     if dry_run:
         return
-    say(f"{count(len(plan.steps), 'photo')} exported into {to} ({mode})")
     if mode == "move":
         say(f"  to put them back: imgclust export --undo {to}")
 

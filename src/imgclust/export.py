@@ -99,12 +99,15 @@ class ExportPlan:
     """What an export does, and what it leaves out.
 
     ``missing``: photos of the run that are no longer there; ``already``: the steps of earlier
-    exports into the same folder that still stand, so these photos are skipped.
+    exports into the same folder that still stand, so these photos are skipped; ``beside``:
+    photos of ``steps`` that an earlier export in another mode put there, and where it put
+    them (a copy export after a symlink one makes copies beside the links: said, not silent).
     """
 
     steps: list[Step]
     missing: list[str]
     already: list[Step] = field(default_factory=list)
+    beside: list[tuple[str, Step]] = field(default_factory=list)  # (that export's mode, step)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ def _plan(inputs: _Inputs, mode: str) -> ExportPlan:
     taken = {r.step.target for records in earlier.values() for _, r in records}
     seen: set[str] = set()
     steps, missing, already, elsewhere = [], [], [], []
+    beside: list[tuple[str, Step]] = []
     for path, cluster, _rank in sorted(rows, key=lambda r: (r[1], r[2], r[0])):
         if path in seen:
             continue  # a photo listed twice is exported once (a second move would fail)
@@ -278,13 +282,15 @@ def _plan(inputs: _Inputs, mode: str) -> ExportPlan:
         planned.add(target)
         taken.add(target)
         steps.append(Step(path, target))
+        other = [(m, r.step) for m, r in placed if m != mode and _still_exported(r, m)]
+        beside += other[:1]
     if elsewhere:
         raise OutputError(
             f"{_n_photos(len(elsewhere))} of this run already lie in {root} in another cluster "
             f"folder (the clusters changed since that export), e.g. {elsewhere[0]}; run "
             f"`imgclust export --undo {root}` first, then export again, or choose another --to"
         )
-    return ExportPlan(steps, missing, already)
+    return ExportPlan(steps, missing, already, beside)
 
 
 def export(
