@@ -14,7 +14,9 @@ Nothing the user had is ever overwritten or lost:
   and puts every file back where it was, also after an export or an undo that was killed
   part-way (a ``.part`` left beside an original is ours when it is the start of the photo,
   and is replaced). A copy is removed only while it holds what the export wrote (and its
-  original is still there); one edited since is kept, and :class:`UndoResult` names it;
+  original is still there); one edited since is kept, and :class:`UndoResult` names it. A
+  photo kept because its original's place is taken (or a copy whose original is gone) stays
+  journalled, for the undo run again once that changed;
 - one export or undo at a time in a DEST: each holds the journal folder's lock from its plan
   to its last step, and another started meanwhile is refused (naming the one that runs)
   with nothing touched, where it would have undone, or journalled over, photos in flight.
@@ -36,7 +38,8 @@ interrupted, or runs it twice, and expects the folder to end up the same, not do
   One whose link or copy is gone is made again under its old name, and a copy
   whose original changed since gets a new copy beside the old (nothing is overwritten);
 - an earlier export in another mode does not count (a copy after a link export makes real
-  copies beside the links: that is what the user asked for);
+  copies beside the links: that is what the user asked for, and the plan says so in
+  :attr:`ExportPlan.beside`);
 - if photos of the run already lie in DEST under another cluster folder (the clusters changed
   since, e.g. after a new ``imgclust run``), the export is refused and says to ``--undo``
   first. Leaving the old placement would show a photo in two clusters (and a moved photo
