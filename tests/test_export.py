@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -350,37 +351,94 @@ def test_undo_keeps_a_copy_whose_original_is_gone(tmp_path: Path) -> None:
     assert os.path.isfile(steps[0].target) and result.kept_blocked == [steps[0].target]
 
 
-@pytest.mark.parametrize("mode", ["copy", "move"])
-def test_a_photo_an_undo_kept_is_put_back_by_the_next_undo(tmp_path: Path, mode: str) -> None:
-    """An undo that keeps a photo in DEST (a move: another file took its original's place;
-    a copy: its original is gone) keeps it journalled, and once that changed an undo run
-    again puts it back; every other photo was undone the first time."""
+def test_a_photo_an_undo_kept_is_put_back_by_the_next_undo(tmp_path: Path) -> None:
+    """An undo that keeps a moved photo in DEST (another file took its original's place)
+    keeps it journalled, and once that file is gone an undo run again puts it back; every
+    other photo was undone the first time."""
     out, files = _tree(tmp_path)
     before = _digests(files)
     dest = tmp_path / "dest"
-    steps = export(out, dest, mode=mode).steps  # type: ignore[arg-type]
+    steps = export(out, dest, mode="move").steps
     original = Path(steps[0].source)
-    saved = original.read_bytes() if mode == "copy" else None
-    if mode == "copy":
-        original.unlink()
-    else:
-        original.write_bytes(b"another file, in the moved photo's place")
+    original.write_bytes(b"another file, in the moved photo's place")
     first = undo_export(dest)
-    assert first.kept_blocked == [steps[0].target]
-    assert first.restored + first.removed == len(files) - 1
+    assert first.kept_blocked == first.journalled == [steps[0].target]
+    assert first.restored == len(files) - 1
     res = CliRunner().invoke(app, ["export", "--undo", str(dest)])  # nothing changed yet
-    assert res.exit_code == 0 and "still journalled" in res.output, res.output
-    if mode == "copy":
-        original.write_bytes(saved or b"")
-    else:
-        original.unlink()
+    assert res.exit_code == 0 and "1 moved photo still journalled" in res.output, res.output
+    original.unlink()
     again = undo_export(dest)
-    assert (again.restored, again.removed, again.kept_blocked) == (
-        (0, 1, []) if mode == "copy" else (1, 0, [])
-    )
+    assert (again.restored, again.kept_blocked, again.journalled) == (1, [], [])
     assert _digests(files) == before and not _left_in(dest)
     with pytest.raises(InputError):
         undo_export(dest)  # nothing left to undo
+
+
+@pytest.mark.parametrize("first_undo", [False, True])
+def test_undo_keeps_a_copy_whose_original_was_replaced_by_another_file(
+    tmp_path: Path, first_undo: bool
+) -> None:
+    """A copy is removed only while its original still holds what was copied: a camera that
+    reuses a name (IMG_0001.jpg) puts another photo there, and the copy is then the last of
+    the first; it is kept, the user's now. Also after an undo that kept the copy while its
+    original was gone (the export is undone: a later undo has nothing to do)."""
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="copy").steps
+    original, copy = Path(steps[0].source), Path(steps[0].target)
+    photo = copy.read_bytes()
+    if first_undo:
+        original.unlink()
+        assert undo_export(dest).kept_blocked == [str(copy)]
+    original.write_bytes(os.urandom(len(photo)))  # another photo, the same size
+    if first_undo:
+        with pytest.raises(InputError):
+            undo_export(dest)
+    else:
+        kept = undo_export(dest)
+        assert kept.kept_blocked == [str(copy)] and kept.journalled == []
+    assert copy.read_bytes() == photo and original.read_bytes() != photo
+    assert _left_in(dest) == [copy]  # (the export's folder now marks nothing: scanned)
+
+
+def test_a_photo_an_undo_kept_twice_journalled_is_undone_once(tmp_path: Path) -> None:
+    """A kill between journalling the photos an undo kept and marking the old journal undone
+    leaves both: the next undo handles each photo once and journals it once."""
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    Path(steps[0].source).write_bytes(b"another file in its place")
+    undo_export(dest)
+    (old,) = (dest / JOURNAL_DIR).glob("journal-*.undone")
+    old.rename(old.with_suffix(".jsonl"))  # the state that kill leaves
+    again = undo_export(dest)
+    assert again.kept_blocked == again.journalled == [steps[0].target]
+    assert again.restored == 0
+    assert len(list((dest / JOURNAL_DIR).glob("journal-*.jsonl"))) == 1
+
+
+def test_a_new_run_exports_beside_a_photo_an_undo_kept(tmp_path: Path) -> None:
+    """A moved photo an undo kept (another file took its place) belongs to no photo of a
+    new run: that run exports the file now at that path into its own cluster, instead of
+    asking for an undo that keeps the photo again (for ever); and nothing is lost."""
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    taken = Path(steps[0].source)
+    taken.write_bytes(b"a new photo in the moved one's place")
+    assert undo_export(dest).kept_blocked == [steps[0].target]
+    with open(out / "assignments.csv", newline="", errors="surrogateescape") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[1:]:
+        row[1] = str(1 - int(row[1]))  # the new run puts every photo in the other cluster
+    with open(out / "assignments.csv", "w", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerows(rows)
+    plan = export(out, dest, mode="move")
+    assert len(plan.steps) == len(files)
+    undo_export(dest)
+    assert taken.read_bytes() == b"a new photo in the moved one's place"
+    assert os.path.isfile(steps[0].target)  # the first photo: still kept, never lost
+    assert all(f.exists() for f in files)
 
 
 def test_undo_names_the_photos_it_cannot_find(tmp_path: Path) -> None:
@@ -523,6 +581,68 @@ def test_an_export_beside_one_in_another_mode_says_so(
     assert _digests(files) == before and not _left_in(dest)
 
 
+def _other_device(tmp_path: Path) -> Path:
+    """A folder on another file system than ``tmp_path`` (RAM-backed /dev/shm), or a skip."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here")
+    folder = Path(tempfile.mkdtemp(dir=shm))
+    return folder
+
+
+@pytest.mark.parametrize("device", ["same", "other"])
+def test_a_move_killed_before_it_removed_the_original_resumes_without_a_second(
+    tmp_path: Path, device: str
+) -> None:
+    """A move export killed after the photo is in DEST (a link, or across devices a copy)
+    and before its original is removed: the export run again finishes that move, with no
+    second copy beside it, and the undo puts every photo back."""
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = _digests(files)
+    base = tmp_path if device == "same" else _other_device(tmp_path)
+    dest = base / "dest"
+    killed = f"""
+import os, signal
+import imgclust.export as ex
+sync = ex._fsync_dir
+def fsync(path):
+    sync(path)
+    if path.name != {JOURNAL_DIR!r}:  # (the photo is in DEST; its original not yet removed)
+        os.kill(os.getpid(), signal.SIGKILL)
+ex._fsync_dir = fsync
+ex.export({str(out)!r}, {str(dest)!r}, mode="move")
+"""
+    try:
+        proc = subprocess.run([sys.executable, "-c", killed], capture_output=True, text=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        placed = [p for p in dest.rglob("*") if p.is_file() and JOURNAL_DIR not in p.parts]
+        assert len(placed) == 1 and sum(f.exists() for f in files) == len(files)
+        again = export(out, dest, mode="move")
+        assert len(again.steps) == len(files) and again.beside == []
+        moved = [p for p in dest.rglob("*") if p.is_file() and JOURNAL_DIR not in p.parts]
+        assert len(moved) == len(files) and not any(f.exists() for f in files)
+        undo_export(dest)
+        assert _digests(files) == before
+    finally:
+        if base != tmp_path:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_undone_export_hides_nothing_from_scans(tmp_path: Path) -> None:
+    """Once every export into a folder is undone, what is there is the user's again: scans
+    read it (its undone journals stay, as the history)."""
+    from imgclust.scan import scan
+
+    out, _ = _tree(tmp_path, n_per_cluster=1)
+    dest = tmp_path / "photos" / "sorted"
+    export(out, dest, mode="move")
+    assert str(dest) in scan([tmp_path / "photos"]).skipped
+    undo_export(dest)
+    (dest / "new.jpg").write_bytes(b"a photo the user put here afterwards")
+    found = scan([tmp_path / "photos"])
+    assert not found.skipped and str(dest / "new.jpg") in {r.path for r in found.records}
+
+
 # -- exporting again --------------------------------------------------------------------------
 
 
@@ -586,8 +706,9 @@ def test_export_again_reads_only_the_originals_whose_size_or_mtime_moved(
     export_again()
     assert originals - {changed, resized} <= set(read)  # no mtimes: read whole (those two
     # have newer copies, journalled with mtimes)
-    undo_export(dest)
-    assert not _left_in(dest)
+    kept = undo_export(dest).kept_blocked  # the first copies of those two: the last of them
+    assert sorted(kept) == sorted(s.target for s in first if s.source in (changed, resized))
+    assert sorted(map(str, _left_in(dest))) == sorted(kept)
 
 
 def test_export_again_makes_only_what_is_gone_or_new(tmp_path: Path) -> None:
@@ -981,4 +1102,5 @@ def test_a_read_only_dest_with_nothing_to_do_is_no_error(tmp_path: Path) -> None
                 folder.chmod(0o755)
         else:
             subprocess.run(["umount", str(dest)], check=True)
-    assert undo_export(dest).removed == len(files)  # (a copy goes while its original is there)
+    undone = undo_export(dest)  # (a copy goes while its original holds what was copied)
+    assert undone.removed == len(files) - 1 and len(undone.kept_blocked) == 1

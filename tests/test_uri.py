@@ -365,7 +365,9 @@ def test_a_copy_export_downloads_each_object_once_and_journals_those_bytes(
                 entry["size"], entry["sha256"],
             )  # fmt: skip
         assert not list(spool.glob("downloads-*"))  # the stale ones, and its own, gone
-        assert undo_export(dest).removed == len(run.paths)  # none taken for edited
+        undone = undo_export(dest)  # none taken for edited; the changed object's copy kept
+        assert undone.removed == len(run.paths) - 1 and undone.kept_edited == []
+        assert len(undone.kept_blocked) == 1  # (what it held before: the last of those bytes)
         with pytest.raises(InputError, match="no imgclust export to undo"):
             undo_export(dest)
     finally:

@@ -421,9 +421,12 @@ def export_cmd(
             for path in done.kept_edited:
                 say(f"  kept, changed since the export: {path}")
             for path in done.kept_blocked:
-                say(f"  kept, its original is gone or another file is in its place: {path}")
-            if done.kept_blocked:
-                say(f"  (still journalled: once that changes, `imgclust export --undo {undo}`)")
+                say(f"  kept, its original changed or is gone, or another is in its place: {path}")
+            if done.journalled:
+                say(
+                    f"  ({count(len(done.journalled), 'moved photo')} still journalled: once the "
+                    f"file in its place is gone, `imgclust export --undo {undo}` again)"
+                )
             for path in done.not_found:
                 say(f"  not found in {undo}, so not put back: {path}")
             return
@@ -457,7 +460,7 @@ def export_cmd(
         )
     if dry_run:
         return
-    if mode == "move":
+    if mode == "move" and (plan.steps or plan.already):
         say(f"  to put them back: imgclust export --undo {to}")
 
 

@@ -14,9 +14,10 @@ Nothing the user had is ever overwritten or lost:
   and puts every file back where it was, also after an export or an undo that was killed
   part-way (a ``.part`` left beside an original is ours when it is the start of the photo,
   and is replaced). A copy is removed only while it holds what the export wrote (and its
-  original is still there); one edited since is kept, and :class:`UndoResult` names it. A
-  photo kept because its original's place is taken (or a copy whose original is gone) stays
-  journalled, for the undo run again once that changed;
+  original still holds what was copied: another photo may have taken its name); one edited
+  since, or whose original changed or is gone, is kept (the user's now), and
+  :class:`UndoResult` names it. A moved photo kept because another file took its place stays
+  journalled, for the undo run again once that file is gone;
 - one export or undo at a time in a DEST: each holds the journal folder's lock from its plan
   to its last step, and another started meanwhile is refused (naming the one that runs)
   with nothing touched, where it would have undone, or journalled over, photos in flight.
@@ -123,12 +124,14 @@ class UndoResult:
     removed: int
     #: Files in DEST that changed since the export (an edited copy, a replaced link): kept.
     kept_edited: list[str]
-    #: Files in DEST kept because their original is gone (a copy: now the only one) or
-    #: another file is at the original path (a moved photo). They stay journalled: an
-    #: undo run again once that changed puts them back.
+    #: Files in DEST kept because another file is at the original path (a moved photo), or
+    #: the original changed or is gone (a copy: now the last of that photo, and the user's).
     kept_blocked: list[str]
     #: Original paths of moved photos found neither in DEST nor back in their place.
     not_found: list[str]
+    #: The moved photos of ``kept_blocked``: still journalled, so that an undo run again
+    #: once the file in their place is gone puts them back.
+    journalled: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,7 @@ def _plan(inputs: _Inputs, mode: str) -> ExportPlan:
         _check_inside(folder, root)
         prior = earlier.get(path, [])
         placed = [(m, r) for m, r in prior if os.path.lexists(r.step.target)]
-        if any(not _in_folder(r.step.target, folder) for _, r in placed):
+        if any(not _in_folder(r.step.target, folder) and _concerns(r, m) for m, r in placed):
             elsewhere.append(path)
             continue
         done = [r.step for m, r in placed if m == mode and _still_exported(r, mode)]
@@ -289,7 +292,9 @@ def _plan(inputs: _Inputs, mode: str) -> ExportPlan:
         beside += other[:1]
     if elsewhere:
         raise OutputError(
-            f"{_n_photos(len(elsewhere))} of this run already lie in {root} in another cluster "
+            f"{_n_photos(len(elsewhere))} of this run already "
+            + ("lies" if len(elsewhere) == 1 else "lie")
+            + f" in {root} in another cluster "
             f"folder (the clusters changed since that export), e.g. {elsewhere[0]}; run "
             f"`imgclust export --undo {root}` first, then export again, or choose another --to"
         )
@@ -492,20 +497,25 @@ def _undo(root: Path) -> UndoResult:
     if not journals:
         raise InputError(f"{root} holds no imgclust export to undo")
     outcomes: list[tuple[_Outcome, str]] = []
+    seen: set[tuple[str, str]] = set()  # (a kill after re-journalling kept photos: twice)
+    journalled: list[str] = []
     for journal in journals:
         try:
-            records = list(reversed(journal.records))
+            records = [r for r in reversed(journal.records) if _key(r) not in seen]
+            seen.update(map(_key, records))
             done = [_revert(record, journal.mode) for record in records]
             outcomes += done
             folders = {os.path.dirname(r.step.target) for r in journal.records}
             for folder in sorted(folders, reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)  # only when empty: anything the user added stays
-            # A photo kept because its original's place is taken (or its original is gone)
-            # stays journalled: once that is cleared, the undo run again puts it back.
+            # A moved photo kept because another file took its place stays journalled: once
+            # that is cleared, the undo run again puts it back. (A copy kept because its
+            # original changed or is gone is the user's now, as an edited one is.)
             kept = [r for r, (kind, _) in zip(records, done, strict=True) if kind == "blocked"]
-            if kept:
+            if kept and journal.mode == "move":
                 _append(_write_journal(root, journal.mode, kept[::-1]), {"done": True})
+                journalled += [r.step.target for r in kept]
             journal.path.rename(journal.path.with_suffix(".undone"))
         except OSError as exc:
             raise OutputError(
@@ -522,10 +532,15 @@ def _undo(root: Path) -> UndoResult:
         kept_edited=paths("edited"),
         kept_blocked=paths("blocked"),
         not_found=paths("not_found"),
+        journalled=journalled[::-1],
     )
 
 
 # -- planning -------------------------------------------------------------------------------
+
+
+def _key(record: _Record) -> tuple[str, str]:
+    return record.step.source, record.step.target
 
 
 def _n_photos(n: int) -> str:
@@ -618,21 +633,30 @@ def _still_exported(record: _Record, mode: str) -> bool:
         return _same_content(source, Path(target))
     if not _holds(target, record.size, record.sha256):
         return True  # edited in DEST: the user's copy now
-    if record.mtime_ns is not None and _size_mtime(source) == (record.size, record.mtime_ns):
-        return True  # (as the store trusts a photo at its size and mtime to be unchanged)
-    return _source_exists(source) and _holds(source, record.size, record.sha256)
+    # (an original at its size and mtime is unchanged, as the store trusts a photo to be)
+    return _original_holds(record)
+
+
+def _concerns(record: _Record, mode: str) -> bool:
+    """Whether what an earlier export placed is still of the photo at its source path: not
+    when another file took that path since (a moved photo's place, a copy's original)."""
+    source, target = record.step.source, record.step.target
+    if mode == "move":
+        return not os.path.lexists(source) or _same_content(source, Path(target))
+    return mode == "symlink" or _original_holds(record)
 
 
 def _reusable(record: _Record, mode: str, folder: Path, taken: set[str]) -> bool:
     """Whether an earlier target of this photo can be its target again: it is free (its copy
     or link was removed, or a kill cut it short and left a ``.part`` of ours), or a move killed
-    between linking and unlinking left the photo there as a second link."""
+    between linking (or copying, across devices) and unlinking left the photo there."""
     source, target = record.step.source, record.step.target
     if target in taken or not _in_folder(target, folder):
         return False
     if not os.path.lexists(target):
         return True
-    return mode == "move" and not os.path.islink(target) and _same_file(source, target)
+    # (a copy, when DEST is on another device: the same bytes, not the same file)
+    return mode == "move" and not os.path.islink(target) and _same_content(source, Path(target))
 
 
 # -- journal --------------------------------------------------------------------------------
@@ -911,7 +935,7 @@ def _clear_parts(placed: Sequence[Step]) -> None:
     for step in placed:
         part = _part_of(step.target)
         if os.path.lexists(part) and not os.path.islink(part) and _same_file(part, step.target):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # (clutter only: the photo is whole in place)
                 os.unlink(part)
 
 
@@ -931,8 +955,8 @@ def _move_new(source: str, target: Path) -> None:
     """Put ``source`` at ``target``, then remove ``source``: the photo is never in neither."""
     try:
         os.link(source, target)
-    except FileExistsError:
-        if not _same_file(source, target):  # else a killed move left it linked: finish it
+    except FileExistsError:  # (the name is checked before the device)
+        if not _same_content(source, target):  # else a killed move left it there: finish it
             raise
     except OSError as exc:
         if exc.errno not in _CROSS_DEVICE:
@@ -970,8 +994,22 @@ def _revert(record: _Record, mode: str) -> tuple[_Outcome, str]:
         unchanged = _holds(target, record.size, record.sha256)
     if not unchanged:
         return "edited", target
+    if not _original_holds(record):
+        return "blocked", target  # another file at the original's path: the copy is the last
     os.unlink(target)
     return "removed", target
+
+
+def _original_holds(record: _Record) -> bool:
+    """Whether a copy's original still holds what was copied: at its journalled size and
+    mtime (one stat), or, read, the journalled bytes (a journal without fingerprints was
+    compared with the copy already)."""
+    source, size, sha256 = record.step.source, record.size, record.sha256
+    if size is None or sha256 is None:
+        return True
+    if record.mtime_ns is not None and _size_mtime(source) == (size, record.mtime_ns):
+        return True
+    return _holds(source, size, sha256)
 
 
 def _move_back(source: str, target: str) -> tuple[_Outcome, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -167,15 +168,24 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
 
 
 def _marks(marker: os.DirEntry[str]) -> bool:
-    """Whether a marker folder marks imgclust's output: an export folder holding nothing but
-    its lock (an export killed before its journal, which it writes before any photo) does
-    not, and the user's photos there are scanned."""
+    """Whether a marker folder marks imgclust's output. An export folder marks one while it
+    holds a journal still to be undone (or what an export in flight writes beside it): not
+    when all are undone, nor when it holds only its lock (an export killed before its
+    journal, which it writes before any photo). What is there then is the user's."""
     if marker.name != ".imgclust-export":
         return True
     try:
-        return bool(set(os.listdir(marker.path)) - {LOCK_FILE, HOLDER_FILE})
+        names = os.listdir(marker.path)
     except OSError:
         return True  # (unreadable: what it holds is unknown)
+    return any(not _UNMARKING.fullmatch(name) for name in names)
+
+
+#: What an export folder holds that marks nothing: its lock and holder note (and the note's
+#: temporary file, from a kill), and the journals of undone exports.
+_UNMARKING = re.compile(
+    rf"{re.escape(LOCK_FILE)}|{re.escape(HOLDER_FILE)}(\.tmp.*)?|journal-\d+\.undone"
+)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
