@@ -836,6 +836,19 @@ def test_a_run_on_photos_a_move_export_took_names_the_export(tmp_path: Path) -> 
     assert "imgclust export --undo" in res.output
 
 
+def test_undo_with_dry_run_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    """`--dry-run` means touch nothing: with `--undo` (which has no plan to print) it is
+    refused, where it used to run the undo."""
+    out, _ = _tree(tmp_path)
+    dest = tmp_path / "dest"
+    export(out, dest, mode="move")
+    seen = _snapshot(tmp_path)
+    res = CliRunner().invoke(app, ["export", "--undo", str(dest), "--dry-run"])
+    assert res.exit_code == 2 and "--dry-run" in res.output, res.output
+    assert _snapshot(tmp_path) == seen
+    undo_export(dest)
+
+
 def test_cli_prints_whole_paths_and_counts_in_words(tmp_path: Path) -> None:
     deep = tmp_path / ("a-folder-with-a-long-name-" * 5)
     deep.mkdir()

@@ -532,3 +532,15 @@ def test_a_run_killed_before_its_model_npz_is_finished_by_the_review(
     s = Session(out)  # and now it is the journal's state, as after any finished run
     assert "stopped before" not in " ".join(s.review.notes) and s.state()["version"] == 1
     s.close()
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "99999", "http"])
+def test_a_port_that_cannot_be_one_is_an_option_error(tmp_path: Path, port: str) -> None:
+    """`review --port` outside 0-65535 is the option's error (exit 2), not a crash report."""
+    from typer.testing import CliRunner
+
+    from imgclust.cli import app
+
+    res = CliRunner().invoke(app, ["review", str(tmp_path), "--port", port, "--no-browser"])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--port'" in res.output and "unexpectedly" not in res.output

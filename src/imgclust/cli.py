@@ -411,6 +411,8 @@ def export_cmd(
     def count(n: int, one: str, many: str = "") -> str:
         return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
 
+    if undo is not None and dry_run:  # (an undo has no plan to print: it would just run)
+        raise typer.BadParameter("--dry-run shows an export's plan; give it without --undo")
     try:
         if undo is not None:
             done = undo_export(undo)
@@ -626,7 +628,15 @@ def list_models_cmd() -> None:
 def review_cmd(
     out: Annotated[Path, typer.Argument(help="Output folder of `imgclust run`.", metavar="OUT")],
     port: Annotated[
-        int | None, _opt("Port on 127.0.0.1 to listen on.", "N", "a free port", "--port")
+        int | None,
+        typer.Option(
+            "--port",
+            help="Port on 127.0.0.1 to listen on.",
+            metavar="N",
+            show_default="a free port",
+            min=0,
+            max=65535,
+        ),
     ] = None,
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")
