@@ -126,8 +126,11 @@ def test_every_size_algorithm_and_k(
     paths = [r["path"] for r in assigned] + [r["path"] for r in rejected]
     assert sorted(paths) == files  # every file in exactly one CSV
     assert len(assigned) == n
-    if algorithm == "hdbscan":
-        return  # the data decides how many; what is unclustered is listed apart (-1)
+    if algorithm == "hdbscan":  # the data decides how many; the unclustered are apart (-1)
+        noise = [r for r in _rows(out / "clusters.csv") if int(r["cluster"]) < 0]
+        assert all(r["name"] == "unclustered" for r in noise)  # not some classes' name
+        assert all(r["cluster_name"] == "unclustered" for r in assigned if r["cluster"] == "-1")
+        return
     if k is None:  # the default: 100, or 1.6 sqrt(n) for a small collection, said so
         assert said <= default_k(n)
         assert f"k = {default_k(n)} for" in text

@@ -315,7 +315,7 @@ def image_table(c: Clustering) -> dict[str, Any]:
     labels = np.asarray(c.labels)
     ranks = np.asarray(c.ranks)
     order = np.lexsort((np.arange(n), ranks, labels))
-    names = {s.cluster_id: s.name for s in c.clusters}
+    names = {s.cluster_id: _shown_name(s) for s in c.clusters}
     outliers = np.zeros(n, bool) if c.outliers is None else np.asarray(c.outliers)
     dups = np.full(n, -1) if c.duplicate_of is None else np.asarray(c.duplicate_of)
     paths = [c.paths[i] for i in order]
@@ -337,6 +337,12 @@ def image_table(c: Clustering) -> dict[str, Any]:
     return table
 
 
+def _shown_name(summary: ClusterSummary) -> str:
+    """A cluster's name in the tables; the photos in no cluster are a group by what they
+    are (:func:`group_name`), not by the classes they happen to share."""
+    return summary.name if summary.cluster_id >= 0 else group_name(summary.cluster_id)
+
+
 def cluster_table(c: Clustering) -> dict[str, Any]:
     """The per-cluster table (``clusters.csv`` / ``clusters.parquet``), by id: cluster, size,
     name, medoid, top_classes (dominant), distinctive_classes, and with a tree: group,
@@ -348,7 +354,7 @@ def cluster_table(c: Clustering) -> dict[str, Any]:
     table: dict[str, Any] = {
         "cluster": np.array([s.cluster_id for s in rows], dtype=np.int64),
         "size": np.array([s.size for s in rows], dtype=np.int64),
-        "name": [s.name for s in rows],
+        "name": [_shown_name(s) for s in rows],
         "medoid": [c.paths[s.medoid] for s in rows],
         "top_classes": [format_classes(s.top_classes) for s in rows],
     }
