@@ -206,3 +206,18 @@ def test_reruns_with_nothing_to_embed_finish(demo_photos: Path, tmp_path: Path) 
         except subprocess.TimeoutExpired:
             pytest.fail(f"run {attempt + 1} hung (more than 180 s)")
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("counts", [[1], [2], [1, 1], [1_000, 1]])
+def test_the_per_node_summary_counts_in_words(counts: list[int]) -> None:
+    """``1 photo``, ``2 photos``, ``1,000 photos``: per node and in all."""
+    from imgclust.engines import EmbedReport, NodeStats
+
+    report = EmbedReport(seconds=2.0)
+    for i, n in enumerate(counts):
+        report.nodes[f"n{i}"] = NodeStats(f"n{i}", n_embedded=n)
+    text = report.node_summary()
+    total = sum(counts)
+    assert text.startswith(f"ray engine: {total:,} photo{'' if total == 1 else 's'} in 2.0 s")
+    for i, n in enumerate(counts):
+        assert f"node n{i}: {n:,} photo{'' if n == 1 else 's'}," in text

@@ -89,13 +89,17 @@ class EmbedReport:
         if not self.nodes:
             return ""
         wall = max(self.seconds, 1e-9)
+
+        def photos(n: int) -> str:
+            return f"{n:,} photo" + ("" if n == 1 else "s")
+
         parts = [
-            f"node {s.node}: {s.n_embedded:,} photos, {s.n_embedded / wall:.1f} img/s"
+            f"node {s.node}: {photos(s.n_embedded)}, {s.n_embedded / wall:.1f} img/s"
             for s in sorted(self.nodes.values(), key=lambda s: -s.n_embedded)
         ]
         total = sum(s.n_embedded for s in self.nodes.values())
         return (
-            f"ray engine: {total:,} photos in {self.seconds:.1f} s ({total / wall:.1f} img/s) "
+            f"ray engine: {photos(total)} in {self.seconds:.1f} s ({total / wall:.1f} img/s) "
             f"on {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}; " + "; ".join(parts)
         )
 
