@@ -873,10 +873,11 @@ def test_cli_prints_whole_paths_and_counts_in_words(tmp_path: Path) -> None:
     (one / "p.jpg").write_bytes(b"x")
     (one / "clusters.csv").write_text("cluster,size,name,medoid,top_classes\n0,1,cat,,\n")
     (one / "assignments.csv").write_text(f"path,cluster,rank\n{one / 'p.jpg'},0,0\n")
-    res = CliRunner().invoke(app, ["export", str(one), "--to", str(one / "d"), "--mode", "copy"])
+    d = tmp_path / "d"
+    res = CliRunner().invoke(app, ["export", str(one), "--to", str(d), "--mode", "copy"])
     assert res.exit_code == 0, res.output
     assert "1 photo exported into" in res.output and "1 photos" not in res.output
-    res = CliRunner().invoke(app, ["export", "--undo", str(one / "d")])
+    res = CliRunner().invoke(app, ["export", "--undo", str(d)])
     assert "0 moved photos put back, 1 copy or link removed" in res.output
 
 
@@ -1117,3 +1118,28 @@ def test_a_read_only_dest_with_nothing_to_do_is_no_error(tmp_path: Path) -> None
             subprocess.run(["umount", str(dest)], check=True)
     undone = undo_export(dest)  # (a copy goes while its original holds what was copied)
     assert undone.removed == len(files) - 1 and len(undone.kept_blocked) == 1
+
+
+@pytest.mark.parametrize("where", ["out", "out/sorted", "out/.imgclust/x", "linked-out"])
+@pytest.mark.parametrize("mode", ["symlink", "copy", "move"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_export_into_the_runs_own_output_folder_is_refused(
+    tmp_path: Path, where: str, mode: str, dry_run: bool
+) -> None:
+    """The report folder is remade (and deleted) freely: a move into it would take the photos
+    with it. Refused before anything is written, under any name for that folder."""
+    _, files = _tree(tmp_path)
+    out = tmp_path / "out"
+    (tmp_path / "linked-out").symlink_to(out)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    dest = tmp_path / where
+    args = ["export", str(out), "--to", str(dest), "--mode", mode]
+    result = CliRunner().invoke(app, args + (["--dry-run"] if dry_run else []))
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "the run's output folder" in result.output and "Traceback" not in result.output
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert all(p.is_file() for p in files)
+    # A folder beside it whose name merely starts the same is not inside it.
+    beside = tmp_path / "out-sorted"
+    assert plan_export(out, beside, mode=mode).steps

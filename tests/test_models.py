@@ -85,3 +85,35 @@ def test_hub_download_failure_is_explained(monkeypatch: pytest.MonkeyPatch) -> N
 def test_class_names_are_words() -> None:
     names = imagenet_class_names()
     assert len(names) == 1000 and names[281] == "tabby, tabby cat"
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 8, 9, 16, 100])
+@pytest.mark.parametrize("workers", [0, 1])
+def test_each_shard_holds_exactly_the_shard_size(
+    block: int, workers: int, embedder: Embedder, tmp_path: Path
+) -> None:
+    """``--shard-size N`` makes shards of N records (the last one the rest), whatever the
+    batch size: a batch never spans two shards (shards of 100 were 128 with batches of 64).
+    A rejected file counts as a record of its shard."""
+    from PIL import Image
+
+    from imgclust.scan import FileRecord
+
+    rng = np.random.default_rng(block)
+    records = []
+    for i in range(19):
+        path = tmp_path / f"{i:02d}.png"
+        if i == 5:
+            path.write_bytes(b"not an image")
+        else:
+            Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+        st = path.stat()
+        records.append(FileRecord(str(path), st.st_size, st.st_mtime_ns))
+    runner = Embedder("efficientnet_lite0", device="cpu", workers=workers, batch_size=8)
+    runner._module = embedder.load()  # (the module fixture's model: loaded once)
+    blocks = list(runner.iter_blocks(records, block))
+    sizes = [b.n_records for b in blocks]
+    assert sizes == [block] * (19 // block) + ([19 % block] if 19 % block else [])
+    order = [p for b in blocks for p in b.paths + [r.path for r, _ in b.rejected]]
+    assert sorted(order) == [r.path for r in records]
+    assert sum(len(b.rejected) for b in blocks) == 1

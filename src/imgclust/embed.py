@@ -189,7 +189,9 @@ class Embedder:
         model = self._model()
         block = FeatureBlock()
         # The runtime may keep several batches in flight while the workers decode the next.
-        for (items, good), outputs in model.map(self._model_inputs(records)):
+        # Batches never span two blocks, so each block holds exactly ``block_size`` records.
+        inputs = self._model_inputs(records, block_size)
+        for (items, good), outputs in model.map(inputs):
             if outputs is not None:
                 logits, emb = outputs
                 block.logits.append(logits.astype(STORE_DTYPE))
@@ -211,18 +213,19 @@ class Embedder:
             yield block
 
     def _model_inputs(
-        self, records: Sequence[FileRecord]
+        self, records: Sequence[FileRecord], block_size: int
     ) -> Iterator[tuple[tuple[list[tuple[int, Decoded]], list[tuple[int, Decoded]]], Any]]:
         """``((batch, its decoded items), stacked input or None)`` per decoded batch."""
-        for items in self._decoded_batches(records):
+        for items in self._decoded_batches(records, block_size):
             good = [(i, out) for i, out in items if out.array is not None]
             stacked = np.stack([out.array for _, out in good]) if good else None  # type: ignore[misc]
             yield (items, good), stacked
 
     def _decoded_batches(
-        self, records: Sequence[FileRecord]
+        self, records: Sequence[FileRecord], block_size: int
     ) -> Iterator[list[tuple[int, Decoded]]]:
-        """``(index, Decoded)`` pairs in input order, ``batch_size`` at a time."""
+        """``(index, Decoded)`` pairs in input order, ``batch_size`` at a time (a batch also
+        ends where a block of ``block_size`` does)."""
         decode_fn = functools.partial(
             decode,
             preprocess=self.spec.preprocess,
@@ -233,9 +236,9 @@ class Embedder:
         if self.workers:
             with DecodePool(decode_fn, workers=self.workers, timeout=self.decode_timeout) as pool:
                 batches = pool.imap(paths, prefetch=2 * self.batch_size)
-                yield from _batched(batches, self.batch_size)
+                yield from _batched(batches, self.batch_size, block_size)
         else:
-            yield from _batched(enumerate(map(decode_fn, paths)), self.batch_size)
+            yield from _batched(enumerate(map(decode_fn, paths)), self.batch_size, block_size)
 
     def __call__(self, records: Sequence[FileRecord]) -> FeatureBlock:
         """Embed one shard of records into a single block (the unit a runner maps)."""
@@ -252,12 +255,12 @@ class Embedder:
 
 
 def _batched(
-    items: Iterator[tuple[int, Decoded]], size: int
+    items: Iterator[tuple[int, Decoded]], size: int, block_size: int
 ) -> Iterator[list[tuple[int, Decoded]]]:
     batch: list[tuple[int, Decoded]] = []
     for item in items:
         batch.append(item)
-        if len(batch) == size:
+        if len(batch) == size or (item[0] + 1) % block_size == 0:
             yield batch
             batch = []
     if batch:

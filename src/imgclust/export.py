@@ -239,6 +239,14 @@ def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode:
         )
     if not there.is_dir():
         raise OutputError(f"{there} exists and is not a folder; choose another --to")
+    real_out, real_root = out.resolve(), root.resolve()
+    if real_root == real_out or real_out in real_root.parents:
+        # Run outputs are remade and deleted freely: photos moved in there would go with them.
+        where = "is" if real_root == real_out else "is inside"
+        raise OutputError(
+            f"--to {root} {where} the run's output folder {out}, which a later run "
+            "rewrites; choose a folder outside it"
+        )
     remote = [path for path, _, _ in rows if uri.is_uri(path)]
     if remote and mode != "copy":
         raise OutputError(
