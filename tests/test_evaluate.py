@@ -60,6 +60,7 @@ def test_cli_evaluate_prints_scores(demo_photos: Path, cache: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "NMI" in res.output and "purity" in res.output and "clusters 12" in res.output
+    assert f"features kept in {cache.resolve()}" in res.output  # (a folder it made)
 
 
 def test_cli_evaluate_rejects_bad_k(demo_photos: Path, cache: Path) -> None:

@@ -606,6 +606,8 @@ def evaluate(
         f"images {result.n_images}  groups {result.n_groups}  clusters {result.k}  "
         f"NMI {s.nmi:.3f}  ARI {s.ari:.3f}  purity {s.purity:.3f}  seconds {result.seconds:.1f}"
     )
+    # (said, as it is a folder the user did not name when --cache is left out)
+    typer.echo(f"features kept in {cache.resolve()}: the next evaluate with it embeds nothing")
 
 
 @app.command("models")
