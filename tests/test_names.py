@@ -114,6 +114,19 @@ def test_names_are_always_distinct_and_non_empty(
     names = [n.name for n in name_clusters(means, rng.integers(1, 99, k), CLASSES, method=method,
                                            hierarchy=load())]  # fmt: skip
     assert len(set(names)) == k and all(names)
+    # nor the same words in another order ("valley / volcano", "volcano / valley")
+    bare = [n for n in names if " · " not in n]
+    assert len({frozenset(n.split(" / ")) for n in bare}) == len(bare)
+
+
+def test_the_same_words_in_another_order_are_told_apart() -> None:
+    rows = [{"valley": 0.5, "volcano": 0.4, "alp": 0.05}, {"volcano": 0.5, "valley": 0.4}]
+    rows += [{"valley": 0.45, "volcano": 0.45}]
+    sizes = np.array([40.0, 30, 20])
+    names = [n.name for n in name_clusters(_means(rows), sizes, CLASSES, method="dominant")]
+    assert names[0] == "valley / volcano / alp", names
+    # nothing else sets the other two apart: numbered by size, under one order of the words
+    assert names[1:] == ["volcano / valley · 1 of 2", "volcano / valley · 2 of 2"], names
 
 
 def test_the_tree_groups_clusters_of_one_kind() -> None:

@@ -161,15 +161,18 @@ def _words(
 def _separate(
     names: list[str], means: np.ndarray, class_names: Sequence[str], sizes: np.ndarray
 ) -> list[str]:
-    """Make names unique: add what sets each apart from the others of its name, or number."""
+    """Make names unique: add what sets each apart from the others of its name, or number.
+
+    Names of the same words in another order ("valley / volcano", "volcano / valley") are
+    the same name to a reader: they are told apart as well."""
     out = list(names)
-    for name, members in _collisions(out).items():
+    for members in _collisions(out).values():
         group_mean = means[members].mean(axis=0)
         for c in members:
             contrast = means[c] * np.log((means[c] + _EPS) / (group_mean + _EPS))
             if contrast.sum() < SEPARABLE:
                 continue  # nothing sets it apart: numbered below
-            used = set(name.split(" / "))
+            used = {w for m in members for w in out[m].split(" / ")}
             # A word that sets it apart must also be there: 5% of its top class's score.
             present = means[c] >= 0.05 * means[c].max()
             for j in np.argsort(-contrast):
@@ -177,19 +180,21 @@ def _separate(
                 if contrast[j] <= 0 or not present[j]:
                     break
                 if word not in used:
-                    out[c] = f"{name} / {word}"
+                    out[c] = f"{names[c]} / {word}"
                     break
-    for collided, members in _collisions(out).items():
+    for members in _collisions(out).values():
         by_size = sorted(members, key=lambda c: (-sizes[c], c))
+        shared = out[by_size[0]]  # (one order of the words for all: the largest's)
         for rank, c in enumerate(by_size, start=1):
-            out[c] = f"{collided} · {rank} of {len(members)}"
+            out[c] = f"{shared} · {rank} of {len(members)}"
     return out
 
 
-def _collisions(names: list[str]) -> dict[str, list[int]]:
-    seen: dict[str, list[int]] = defaultdict(list)
+def _collisions(names: list[str]) -> dict[frozenset[str], list[int]]:
+    """Clusters whose names have the same words, in any order (only groups of two or more)."""
+    seen: dict[frozenset[str], list[int]] = defaultdict(list)
     for c, name in enumerate(names):
-        seen[name].append(c)
+        seen[frozenset(name.split(" / "))].append(c)
     return {n: m for n, m in seen.items() if len(m) > 1}
 
 
