@@ -122,6 +122,12 @@ def test_every_size_algorithm_and_k(
     clusters = [r for r in _rows(out / "clusters.csv") if int(r["cluster"]) >= 0]
     labels = {int(r["cluster"]) for r in assigned}
     assert said == len(clusters) == len(labels - {-1})
+    for r in clusters:  # what sets a cluster apart, never filler at a score of 0
+        shown = [float(c.rsplit(":", 1)[1]) for c in r["distinctive_classes"].split("|") if c]
+        assert all(score >= 0 for score in shown), r
+        assert shown or said == 1, r
+    if said == 1 and algorithm != "hdbscan":  # one cluster is the collection: nothing apart
+        assert clusters[0]["distinctive_classes"] == "", clusters[0]
     assert sorted(labels - {-1}) == list(range(said))  # ids 0..k-1, none empty
     paths = [r["path"] for r in assigned] + [r["path"] for r in rejected]
     assert sorted(paths) == files  # every file in exactly one CSV

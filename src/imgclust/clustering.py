@@ -357,9 +357,10 @@ def cluster_table(c: Clustering) -> dict[str, Any]:
         "name": [_shown_name(s) for s in rows],
         "medoid": [c.paths[s.medoid] for s in rows],
         "top_classes": [format_classes(s.top_classes) for s in rows],
+        # (empty where none is stronger there than in the whole collection: e.g. with one
+        # cluster, or for a clustering saved before these were kept)
+        "distinctive_classes": [format_classes(s.distinctive) for s in rows],
     }
-    if any(s.distinctive for s in rows):
-        table["distinctive_classes"] = [format_classes(s.distinctive) for s in rows]
     if c.tree is not None:  # the group a cluster is in, and its first merge in the tree
         tree = c.tree
         table["group"] = np.array(

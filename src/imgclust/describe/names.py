@@ -100,7 +100,7 @@ def name_clusters(
             name=names[c],
             lead=leads[c][0],
             distinctive=_top(class_scores(means[c : c + 1], background, "distinctive")[0],
-                             class_names),
+                             class_names, above_zero=True),
             dominant=_top(means[c], class_names),
         )
         for c in range(len(means))
@@ -198,6 +198,12 @@ def _collisions(names: list[str]) -> dict[frozenset[str], list[int]]:
     return {n: m for n, m in seen.items() if len(m) > 1}
 
 
-def _top(row: np.ndarray, class_names: Sequence[str], n: int = 5) -> tuple[tuple[str, float], ...]:
+def _top(
+    row: np.ndarray, class_names: Sequence[str], n: int = 5, *, above_zero: bool = False
+) -> tuple[tuple[str, float], ...]:
+    """The ``n`` strongest classes; with ``above_zero`` only those that score above 0 (a
+    cluster no stronger in any class than the collection, e.g. the only one, has none)."""
     order = np.argsort(-row)[:n]
-    return tuple((class_names[int(j)], float(row[j])) for j in order)
+    return tuple(
+        (class_names[int(j)], float(row[j])) for j in order if not above_zero or row[j] > 1e-9
+    )
