@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -184,3 +185,48 @@ def test_one_photo_is_one_good_image_in_the_summary_and_the_index(
     assert result.exit_code == 0, result.output
     assert "1 good image of 1 clustered into 1 cluster " in result.output.replace("\n", " ")
     assert "1 good image of 1 · 1 cluster ·" in (out / "index.html").read_text("utf-8")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:9", "gpu", "cuda:x"])
+@pytest.mark.parametrize("command", ["run", "assign", "similar"])  # (evaluate: no --device)
+def test_a_device_this_machine_lacks_is_refused_before_any_work(
+    demo_photos: Path, tmp_path: Path, command: str, device: str
+) -> None:
+    """(CI's machine has no GPU: every CUDA device is one it lacks.) Refused at once with
+    the option's name and what to use, no traceback, nothing written."""
+    import imgclust.embed as embed_mod
+
+    if embed_mod._may_have_cuda() and device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "out"
+    photo = str(next(p for p in sorted(demo_photos.rglob("*")) if p.is_file()))
+    args = {
+        "run": ["run", str(demo_photos), "--out", str(out)],
+        "assign": ["assign", photo, "--into", str(tmp_path / "nowhere")],
+        "similar": ["similar", photo, "--in", str(tmp_path / "nowhere")],
+    }[command]
+    res = CliRunner().invoke(app, [*args, "--device", device])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "unexpectedly" not in res.output
+    assert f"--device {device}" in res.output or f"--device '{device}'" in res.output
+    assert "--device cpu" in res.output or "use cpu" in res.output
+    assert not out.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_a_cuda_index_past_the_machines_devices_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with two GPUs, cuda:2 names none of them (cuda:0 and cuda:1 do)."""
+    import torch
+
+    import imgclust.embed as embed_mod
+    from imgclust.exceptions import ConfigError
+
+    monkeypatch.setattr(embed_mod, "_may_have_cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for ok in ("cuda", "cuda:0", "cuda:1", "cpu", "auto"):
+        embed_mod.check_device(ok)
+    with pytest.raises(ConfigError, match=r"has 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        embed_mod.check_device("cuda:2")

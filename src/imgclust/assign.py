@@ -22,6 +22,7 @@ from .cluster.kmeans import nearest_centroids
 from .clustering import Clustering, image_columns
 from .config import EmbedConfig
 from .describe import ImageTopClasses, top_class_ids
+from .embed import check_device
 from .models import imagenet_class_names
 from .report import write_exports, write_report
 from .scan import Rejection, check_roots, scan
@@ -90,6 +91,7 @@ def assign_folder(
     """
     prog: Progress = progress or SilentProgress()
     embed = replace(embed or EmbedConfig(), **options)
+    check_device(embed.device)
     out = Path(out).resolve()
     check_roots(inputs)
     with output_folder(out, "assign", create=False) as marker:

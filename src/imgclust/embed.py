@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import EmbedConfig
 from .decode import DEFAULT_MAX_PIXELS, Decoded, ThumbTarget, decode
+from .exceptions import ConfigError
 from .models import get_spec, split_precision, with_precision
 from .models.runtime import Runtime, create_runtime, resolve_runtime
 from .models.spec import ModelSpec
@@ -70,6 +71,43 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """Refuse, before any work, a ``--device`` this machine cannot run the model on: a CUDA
+    device where there is none (or not that many), or a name torch does not know.
+
+    Raises:
+        ConfigError: what is wrong, and what to use instead.
+    """
+    if device in ("auto", "cpu"):
+        return
+    if device.split(":")[0] == "cuda" and not _may_have_cuda():
+        raise ConfigError(
+            f"--device {device}: this machine has no NVIDIA driver; use --device cpu "
+            "(or leave --device out: auto)"
+        )
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"--device {device!r} is not a device torch knows; use cpu, cuda or cuda:N"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"--device {device}: torch finds no usable CUDA device here; use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(
+                f"--device {device}: this machine has {count} CUDA "
+                f"device{'s' if count > 1 else ''} (cuda:0"
+                + (f" to cuda:{count - 1}" if count > 1 else "")
+                + ")"
+            )
 
 
 def resolve_precision(precision: str, runtime: str, device: str) -> str:

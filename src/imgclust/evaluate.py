@@ -16,6 +16,7 @@ import numpy as np
 
 from .cluster import create_clusterer, make_features
 from .config import DEFAULT_K, ClusterConfig, EmbedConfig, default_k, parse_k
+from .embed import check_device
 from .exceptions import InputError
 from .scan import scan
 from .steps import embed_missing, embedder_for
@@ -90,6 +91,7 @@ def load_labelled(
     Raises:
         InputError: ``root`` has no sub-folder with a decodable image.
     """
+    check_device(embed.device)
     root = root.resolve()
     found = scan([root])
     records = [r for r in found.records if group_of(r.path, root)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import uri
 from ._fs import atomic_write_text
-from .embed import Embedder
+from .embed import Embedder, check_device
 from .exceptions import InputError
 from .report.html import original_url, render_template
 from .report.thumbs import make_thumbnails
@@ -55,6 +55,7 @@ def find_similar(
     Raises:
         InputError: ``image`` is missing or unreadable, or ``out`` has no saved clustering.
     """
+    check_device(device)
     out = Path(out).resolve()
     with output_folder(out, "similar", create=False) as marker:  # it writes a page into out
         saved = load_clustering(marker)

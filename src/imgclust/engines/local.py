@@ -36,7 +36,15 @@ class LocalEngine:
         return None
 
     def place(self, embed: EmbedConfig) -> EmbedConfig:
-        """Unchanged: the model runs here."""
+        """Unchanged: the model runs here (on a device this machine has: checked now,
+        before any work).
+
+        Raises:
+            ConfigError: ``embed.device`` is not one this machine has.
+        """
+        from ..embed import check_device
+
+        check_device(embed.device)
         return embed
 
     def prepare(self, embedder: Embedder) -> None:
