@@ -230,3 +230,20 @@ def test_a_cuda_index_past_the_machines_devices_is_refused(monkeypatch: pytest.M
         embed_mod.check_device(ok)
     with pytest.raises(ConfigError, match=r"has 2 CUDA devices \(cuda:0 to cuda:1\)"):
         embed_mod.check_device("cuda:2")
+
+
+def test_a_local_ray_run_refuses_a_device_this_machine_lacks_too(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    """A local Ray instance's workers have this machine's devices."""
+    pytest.importorskip("ray")
+    import imgclust.embed as embed_mod
+
+    if embed_mod._may_have_cuda():
+        pytest.skip("this machine may have a CUDA device")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["run", str(demo_photos), "--out", str(out), "--engine", "ray", "--device", "cuda"]
+    )
+    assert res.exit_code == 2 and "--device cuda: this machine has no NVIDIA driver" in res.output
+    assert not out.exists()

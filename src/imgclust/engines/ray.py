@@ -171,6 +171,10 @@ class RayEngine:
         instance's are this machine's: Ray is not started for that (nor at all by a run
         that finds every photo stored)."""
         if embed.device != "auto":
+            if self._local_only():  # (this machine's devices: refused now, as locally)
+                from ..embed import check_device
+
+                check_device(embed.device)
             return embed
         if self._local_only():
             from ..embed import resolve_device
