@@ -134,3 +134,53 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
     assert "from before the review's journal: 1 photo excluded stays excluded" in plain
     assert rockets[1] not in {r["path"] for r in _rows(out, "assignments.csv")}
     assert "Cat and rocket" in {r["name"] for r in _rows(out, "clusters.csv")}
+
+
+@pytest.mark.parametrize("damage", ["torn-header", "bad-line", "bad-record", "bad-first-record"])
+def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
+    demo_photos: Path, tmp_path: Path, damage: str
+) -> None:
+    """A journal damaged on disk, or holding a record that cannot be replayed, never drops
+    its edits silently: those before the damage carry, the run says where it stopped, and
+    the journal's bytes are kept."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for scene in SCENES[:3]:
+        shutil.copytree(demo_photos / scene, photos / scene)
+    _run(photos, out, 3)
+    coffee, cat, rocket = (_cluster_of(out, s) for s in SCENES[:3])
+    s = Session(out)
+    for cluster, name in ((coffee, "Coffee"), (cat, "Cat"), (rocket, "Rocket")):
+        s.edit(op="rename", cluster=cluster, name=name)
+    s.close()
+    journal = out / ".imgclust" / JOURNAL
+    lines = journal.read_bytes().split(b"\n")  # header, 3 records, ""
+    bad = json.dumps({"op": "rename", "cluster": 77, "name": "Nowhere"}).encode()
+    if damage == "torn-header":
+        journal.write_bytes(lines[0][:30])
+    elif damage == "bad-line":
+        journal.write_bytes(b"\n".join([lines[0], lines[1], b"{not json", *lines[3:]]))
+    elif damage == "bad-record":
+        journal.write_bytes(b"\n".join([lines[0], lines[1], bad, *lines[3:]]))
+    else:
+        journal.write_bytes(b"\n".join([lines[0], bad, *lines[2:]]))
+    damaged = journal.read_bytes()
+
+    text = _run(photos, out, 3)
+    names = {r["name"] for r in _rows(out, "clusters.csv")}
+    kept = [p.read_bytes() for p in (out / ".imgclust").glob("edits*.jsonl")]
+    assert damaged in kept  # the journal as it was: in place, or set aside beside it
+    if damage == "torn-header":
+        assert "review edits not carried" in text and "header line is cut short" in text
+        assert not names & {"Coffee", "Cat", "Rocket"}
+        return
+    if damage == "bad-first-record":
+        assert "record 1 cannot be replayed" in text and "no edit is carried" in text
+        assert not names & {"Coffee", "Cat", "Rocket"}
+        return
+    where = "line 3 is damaged" if damage == "bad-line" else "record 2 cannot be replayed"
+    assert where in text and "the edits from there on are not carried" in text
+    assert "review edits carried over: 1 of 1" in text
+    assert "Coffee" in names and not names & {"Cat", "Rocket", "Nowhere"}
+    again = Session(out)  # the review opens on what was carried
+    assert again.state()["version"] == 1
+    again.close()

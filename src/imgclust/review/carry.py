@@ -566,18 +566,41 @@ def carry_review(marker: Path, run: Clustering, features: np.ndarray) -> CarryOv
     """
     journal = Journal(marker / JOURNAL)
     try:
-        header, records = journal.read()
+        # Lenient: a damaged line, or a record that cannot be replayed, ends the edits
+        # carried there (those before it still are; the journal is kept as it was).
+        header, records = journal.read(lenient=True)
         if header is None:
             return None
-        previous = Review.replay(marker, journal, header, records, store_dir=run.store_dir)
+        previous = Review.replay(
+            marker, journal, header, records, store_dir=run.store_dir, lenient=True
+        )
     except InputError as exc:
         return CarryOver(None, [f"review edits not carried: {exc}"])
     if previous is None:
         return CarryOver(None, ["review edits not carried: the journal's base clustering is gone"])
+    cut = _cut_short(journal, previous, len(records))
     if not previous.history and not standing_edits(previous.editor.base):
-        return None
+        return CarryOver(None, cut) if cut else None
     carried = carry_edits(previous, Editor(run, features))
-    return CarryOver(carried, carried.notes)
+    return CarryOver(carried, carried.notes + cut)
+
+
+def _cut_short(journal: Journal, previous: Review, n_read: int) -> list[str]:
+    """The note for a journal whose edits stop short of its end, if they do."""
+    if journal.damaged_at is None and previous.stopped is None:
+        return []
+    if previous.stopped is not None:
+        number, why = previous.stopped
+        where = f"record {number} cannot be replayed ({why})"
+    else:
+        number, where = n_read + 1, f"line {journal.damaged_at} is damaged"
+    return [
+        f"review journal {journal.path.name}: {where}; the edits from there on are not "
+        f"carried, those before it are (the journal is kept as edits-<time>.jsonl)"
+        if number > 1
+        else f"review journal {journal.path.name}: {where}; no edit is carried (the journal "
+        "is left as it is)"
+    ]
 
 
 def save_carried(marker: Path, carried: Carried, index: Any) -> None:

@@ -92,10 +92,19 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: After a lenient :meth:`read`: the damaged line the records stop before, if any.
+        self.damaged_at: int | None = None
 
-    def read(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def read(self, *, lenient: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The header and the records; a torn (unterminated or undecodable) last line is
-        left out."""
+        left out. ``lenient``: a damaged line further up ends the records there
+        (:attr:`damaged_at` says which), where it is otherwise an error.
+
+        Raises:
+            InputError: the journal is damaged (a line that is not a record; no whole
+                header line, which only damage makes: the header is written whole).
+        """
+        self.damaged_at = None
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -105,13 +114,24 @@ class Journal:
         out = []
         for i, line in enumerate(whole):
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a record")
+                out.append(record)
             except ValueError:
-                if i == len(whole) - 1:
+                if i == len(whole) - 1 and i:
                     break  # a torn last record (cannot happen with the newline, but be safe)
+                if lenient and i:
+                    self.damaged_at = i + 1
+                    break
                 raise InputError(
                     f"{self.path} is damaged at line {i + 1}; move it away to start afresh"
                 ) from None
+        if not out and data.strip():
+            raise InputError(
+                f"{self.path} is damaged (its header line is cut short); move it away to "
+                "start afresh"
+            )
         if not out:
             return None, []
         return out[0], out[1:]

@@ -81,6 +81,7 @@ class Review:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._states_seen: list[State] = []  # every state a replay passed through
+        self.stopped: tuple[int, str] | None = None  # (record, why): where a replay stopped
 
     # -- opening --
 
@@ -194,10 +195,12 @@ class Review:
         records: list[dict[str, Any]],
         *,
         store_dir: str | None = None,
+        lenient: bool = False,
     ) -> Review | None:
         """The session ``journal`` describes, replayed over its base (nothing is written and
         ``model.npz`` is not looked at); ``None`` when its base is missing or is not the one
-        the header names.
+        the header names. ``lenient``: a record that cannot be replayed ends the replay
+        there (:attr:`stopped` says which and why), where it is otherwise an error.
 
         Raises:
             InputError: a record cannot be replayed.
@@ -226,6 +229,10 @@ class Review:
             try:
                 review._step(record)
             except EditError as exc:
+                if lenient:
+                    review.stopped = (number, str(exc))
+                    records = records[: number - 1]
+                    break
                 raise InputError(
                     f"{journal.path} record {number} cannot be replayed ({exc}); move the "
                     "journal away to start the review afresh"
