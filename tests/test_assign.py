@@ -75,8 +75,23 @@ def test_assign_adds_only_new_photos_to_their_scene(clustered: Path, tmp_path: P
     assert list(grown.names) == list(saved.names)
     # Again: nothing new, nothing embedded, nothing duplicated.
     again = assign_folder([tmp_path], clustered, workers=0)
-    assert again.paths == [] and again.n_known == 5  # 4 images + bad.jpg
+    assert again.paths == [] and again.n_known == 4 and again.n_changed == 0
+    assert [Path(r.path).name for r in again.rejected] == ["bad.jpg"]  # (still: the store knew)
     assert len(_rows(clustered / "assignments.csv")) == len(rows)
+    with open(clustered / "rejected.csv", newline="", encoding="utf-8") as fh:
+        listed = [r["path"] for r in csv.DictReader(fh)]
+    assert listed.count(str(tmp_path / "bad.jpg")) == 1 and len(listed) == len(saved.rejected) + 1
+
+    # A rejected file mended in place is assigned; an assigned one edited is said, and kept.
+    ImageOps.mirror(Image.open(sources[1])).save(tmp_path / "bad.jpg", quality=85)
+    Image.new("RGB", (64, 48), "black").save(tmp_path / "new-2.jpg")
+    mended = assign_folder([tmp_path], clustered, workers=0)
+    assert mended.paths == [str(tmp_path / "bad.jpg")] and mended.rejected == []
+    assert mended.n_known == 4 and mended.n_changed == 1
+    rows = _rows(clustered / "assignments.csv")
+    assert str(tmp_path / "bad.jpg") in rows and len(rows) == len(saved.paths) + 5
+    assert str(tmp_path / "bad.jpg") not in _rows(clustered / "rejected.csv")
+    assert rows[str(tmp_path / "new-2.jpg")]["cluster"] == str(old[sources[2]])  # as clustered
 
 
 def test_similar_in_collection_and_new_file(clustered: Path, tmp_path: Path) -> None:

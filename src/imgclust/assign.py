@@ -25,6 +25,7 @@ from .describe import ImageTopClasses, top_class_ids
 from .embed import check_device
 from .models import imagenet_class_names
 from .report import write_exports, write_report
+from .review.edits import EXCLUDED_REASON
 from .scan import Rejection, check_roots, scan
 from .state import (
     SavedClustering,
@@ -52,7 +53,10 @@ class AssignResult:
     Attributes:
         paths: newly assigned images, aligned with ``labels``/``distances``/``outliers``.
         rejected: new files that could not be read, with reasons.
-        n_known: files found that the collection already held, clustered or rejected.
+        n_known: files found that the collection already held (clustered, or excluded in
+            review); a file it had rejected is read again, and assigned if it now decodes.
+        n_changed: of those, files edited since they were clustered: kept as they were
+            clustered (``imgclust run`` embeds them again).
         n_total: images in the collection now.
         names: cluster names by id.
         report: path of ``index.html``.
@@ -66,6 +70,7 @@ class AssignResult:
     rejected: list[Rejection]
     n_known: int
     n_total: int
+    n_changed: int
     names: list[str]
     report: Path
 
@@ -97,11 +102,16 @@ def assign_folder(
     with output_folder(out, "assign", create=False) as marker:
         saved = load_clustering(marker)
         index = read_index(marker, len(saved.paths), saved=saved)
-        known = set(saved.paths) | {r.path for r in saved.rejected}
+        # A photo rejected before is tried again (the store still knows an unchanged bad
+        # file, so only a mended one is decoded); one excluded in review stays out.
+        excluded = {r.path for r in saved.rejected if r.reason == EXCLUDED_REASON}
+        known = set(saved.paths) | excluded
         found = scan(inputs, exclude=[out, saved.store_dir])
         records = [r for r in found.records if r.path not in known]
         embedder = embedder_for(embed, model=saved.model)
         with FeatureStore(Path(saved.store_dir), saved.model) as store:
+            clustered = [r for r in found.records if r.path in known and r.path not in excluded]
+            n_changed = len(store.lookup(clustered).todo)  # edited since they were clustered
             embedded = embed_missing(records, embedder, store, shard_size=shard_size, progress=prog)
             new_paths = sorted(embedded.found)
             # (and what decoding recorded, e.g. the EXIF date, from the same reads)
@@ -111,7 +121,9 @@ def assign_folder(
             )
         rejected = [r for r in found.rejected if r.path not in known] + embedded.rejected
         added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
-        grown = saved.grown(added)
+        retried = {r.path for r in records}  # (their earlier rejections give way to now)
+        grown = replace(saved, rejected=[r for r in saved.rejected if r.path not in retried])
+        grown = grown.grown(added)
         write_exports(out, grown)
         prog.start("report")
         report = write_report(out, grown, grown.report)
@@ -128,6 +140,7 @@ def assign_folder(
         outliers=np.asarray(added.outliers),
         rejected=rejected,
         n_known=len(found.records) - len(records),
+        n_changed=n_changed,
         n_total=len(grown.paths),
         names=list(saved.names),
         report=report,

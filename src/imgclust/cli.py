@@ -504,6 +504,13 @@ def assign(
         f"({plural(int(result.outliers.sum()), 'outlier')}, {len(result.rejected):,} rejected, "
         f"{result.n_known:,} already in the collection; {plural(result.n_total, 'image')} now)"
     )
+    if result.n_changed:
+        console.print(
+            f"  note: {plural(result.n_changed, 'file')} of the collection changed since "
+            "clustered: kept as clustered; `imgclust run` embeds and clusters "
+            + ("it" if result.n_changed == 1 else "them")
+            + " again"
+        )
     for path, label, dist, out in zip(
         result.paths, result.labels, result.distances, result.outliers, strict=True
     ):
