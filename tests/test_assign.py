@@ -168,3 +168,29 @@ def test_centred_features_keep_the_collections_centre(demo_photos: Path, tmp_pat
     row = saved.paths.index(original)
     assert result.labels.tolist() == [saved.labels[row]]
     assert abs(float(result.distances[0]) - float(saved.distances[row])) < 1e-2
+
+
+def test_assign_into_a_clustering_with_no_cluster_says_so(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    """hdbscan on a few unlike photos finds no dense group: new photos join the unclustered,
+    with no distance to a centre that is not there; a bracket in a name is printed as is."""
+    from typer.testing import CliRunner
+
+    from imgclust.cli import app
+
+    photos, new, out = tmp_path / "photos", tmp_path / "new", tmp_path / "out"
+    photos.mkdir(), new.mkdir()
+    for i, scene in enumerate(SCENES[:3]):
+        shutil.copy(sorted((demo_photos / scene).glob("*.jpg"))[0], photos / f"{i}.jpg")
+    shutil.copy(sorted((demo_photos / SCENES[3]).glob("*.jpg"))[0], new / "IMG[1].jpg")
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(photos), "--out", str(out), "--algorithm", "hdbscan",
+                              "--workers", "0", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["assign", str(new), "--into", str(out), "--workers", "0"])
+    assert res.exit_code == 0, res.output
+    assert "1 new image added, unclustered: this clustering has no clusters" in res.output
+    assert "assigned to existing clusters" not in res.output
+    assert f"unclustered  {new / 'IMG[1].jpg'}" in res.output
+    assert _rows(out / "assignments.csv")[str(new / "IMG[1].jpg")]["cluster"] == "-1"

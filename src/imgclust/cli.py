@@ -487,6 +487,8 @@ def assign(
 
     Example: imgclust assign ~/Pictures/2025-06 --into clusters
     """
+    from rich.markup import escape
+
     from .assign import assign_folder
     from .config import EmbedConfig
     from .steps import plural
@@ -499,11 +501,20 @@ def assign(
         return assign_folder(new, into, embed=embed, progress=progress)
 
     result = _with_progress(quiet, work)
-    console.print(
-        f"[bold green]{plural(len(result.paths), 'new image')} assigned[/] to existing clusters "
-        f"({plural(int(result.outliers.sum()), 'outlier')}, {len(result.rejected):,} rejected, "
-        f"{result.n_known:,} already in the collection; {plural(result.n_total, 'image')} now)"
+    counts = (
+        f"{len(result.rejected):,} rejected, {result.n_known:,} already in the collection; "
+        f"{plural(result.n_total, 'image')} now"
     )
+    if result.names:
+        console.print(
+            f"[bold green]{plural(len(result.paths), 'new image')} assigned[/] to existing "
+            f"clusters ({plural(int(result.outliers.sum()), 'outlier')}, {counts})"
+        )
+    else:  # (an hdbscan run that found no dense group: there is no cluster to go to)
+        console.print(
+            f"[bold green]{plural(len(result.paths), 'new image')} added[/], unclustered: "
+            f"this clustering has no clusters ({counts})"
+        )
     if result.n_changed:
         console.print(
             f"  note: {plural(result.n_changed, 'file')} of the collection changed since "
@@ -515,8 +526,12 @@ def assign(
         result.paths, result.labels, result.distances, result.outliers, strict=True
     ):
         flag = " [yellow]outlier[/]" if out else ""
-        name = result.names[label] if 0 <= label < len(result.names) else "unclustered"
-        console.print(f"  #{label} {name}  {dist:.3f}{flag}  {path}", markup=True)
+        shown = escape(path)  # (a name like "IMG[1].jpg" is no markup)
+        if 0 <= label < len(result.names):
+            name = escape(result.names[label])
+            console.print(f"  #{label} {name}  {dist:.3f}{flag}  {shown}")
+        else:  # (no centre to be at a distance from)
+            console.print(f"  unclustered  {shown}")
     console.print(
         f"  remembered in {into}: `imgclust run ... --out {into}` will cluster these photos too"
     )
