@@ -1143,3 +1143,24 @@ def test_export_into_the_runs_own_output_folder_is_refused(
     # A folder beside it whose name merely starts the same is not inside it.
     beside = tmp_path / "out-sorted"
     assert plan_export(out, beside, mode=mode).steps
+
+
+@pytest.mark.parametrize("mode", ["move", "copy", "symlink"])
+def test_a_move_export_waits_for_a_review_or_run_of_its_folder(tmp_path: Path, mode: str) -> None:
+    """A review (or a run) of OUT reads the photos a move would take away: a move export is
+    refused while one holds OUT, with nothing moved; links and copies go ahead."""
+    from imgclust._fs import OutputLock
+
+    out, files = _tree(tmp_path)
+    (out / ".imgclust").mkdir()
+    dest = tmp_path / "dest"
+    with OutputLock(out / ".imgclust", "review"):
+        if mode == "move":
+            with pytest.raises(OutputError, match=r"in use by `imgclust review`.*--mode copy"):
+                export(out, dest, mode=mode)
+            assert all(p.is_file() for p in files) and not dest.exists()
+        else:
+            assert len(export(out, dest, mode=mode).steps) == len(files)
+    if mode == "move":  # once it is closed
+        assert len(export(out, dest, mode=mode).steps) == len(files)
+        assert not any(p.exists() for p in files)

@@ -329,7 +329,10 @@ def export(
         raise OutputError(f"unknown export mode {mode!r}; choose symlink, copy or move")
     inputs = _inputs(out_dir, dest, mode)  # (what is wrong: said before any write)
     try:
-        with _held(inputs.root, "export", create=True, instead="choose another --to"):
+        with (
+            _run_held(Path(out_dir), mode),
+            _held(inputs.root, "export", create=True, instead="choose another --to"),
+        ):
             plan = _plan(inputs, mode)  # under DEST's lock: what no other command changes
             _clear_parts(plan.already)
             if plan.steps:
@@ -339,6 +342,38 @@ def export(
         if plan.steps:
             raise
     return plan
+
+
+@contextlib.contextmanager
+def _run_held(out: Path, mode: str) -> Iterator[None]:
+    """For a move, the run's own folder locked as well: a run or a review there reads the
+    photos a move takes away (a review would go on showing, and publishing, their old
+    paths). Links and copies leave the photos where they are. A folder that cannot be
+    locked (read-only) or has no marker (CSVs alone) is exported as it is.
+
+    Raises:
+        OutputError: another command (a run, a review) holds that folder.
+    """
+    from .steps import MARKER_DIR
+
+    marker = out / MARKER_DIR
+    if mode != "move" or not marker.is_dir():
+        yield
+        return
+    try:
+        lock = OutputLock(
+            marker,
+            "export --mode move",
+            instead="export by --mode copy or symlink, which leave the photos in place",
+        )
+        lock.__enter__()
+    except WriteError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _apply_plan(
