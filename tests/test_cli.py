@@ -247,3 +247,15 @@ def test_a_local_ray_run_refuses_a_device_this_machine_lacks_too(
     )
     assert res.exit_code == 2 and "--device cuda: this machine has no NVIDIA driver" in res.output
     assert not out.exists()
+
+
+def test_nothing_to_cluster_counts_the_scans_rejects_among_the_candidates(tmp_path: Path) -> None:
+    """A file the scan rejected (a dangling link) is one of the candidates the error counts:
+    never more rejected than candidates."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "dangling.jpg").symlink_to(tmp_path / "nowhere")
+    res = CliRunner().invoke(app, ["run", str(photos), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 2, res.output
+    assert "no image could be clustered: 2 candidate files, 2 rejected" in res.output

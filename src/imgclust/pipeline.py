@@ -355,7 +355,8 @@ def _embed(
             shown = "; ".join(f"{display_path(r.path)}: {r.reason}" for r in rejected[:5])
             more = f"; and {len(rejected) - 5:,} more" if len(rejected) > 5 else ""
             raise _NothingToCluster(
-                f"no image could be clustered: {plural(len(records), 'candidate file')}, "
+                f"no image could be clustered: "
+                f"{plural(len(records) + len(scan_rejected), 'candidate file')}, "
                 f"{len(rejected):,} rejected" + (f" ({shown}{more})" if rejected else "")
             )
         # The features go from the store straight into the similarity index's float16
