@@ -250,12 +250,38 @@ def test_bad_and_stale_edits_are_refused_and_not_journalled(session: Session) ->
     session.edit(400, op="merge", clusters=[0])
     session.edit(400, op="undo")
     session.edit(400, op="frobnicate")
+    # Malformed values are said for what they are, never as a Python error.
+    for body, said in [
+        ({"op": "merge", "clusters": None}, "a list of two cluster ids"),
+        ({"op": "merge", "clusters": "0,1"}, "a list of two cluster ids"),
+        ({"op": "rename", "cluster": 0, "name": 123}, "a cluster's name is text, not 123"),
+        ({"op": "rename", "cluster": 0, "name": "\n\x00 "}, "name cannot be empty"),
+        ({"op": "split", "cluster": 0, "k": 100}, "split it in"),
+    ]:
+        error = session.edit(400, **body)["error"]
+        assert said in error and "Error(" not in error, error
     session.edit(op="rename", cluster=0, name="first")
     stale = session.edit(409, op="rename", cluster=1, name="second", seen=0)  # another tab
     assert "reload" in stale["error"] and stale["version"] == 1
     assert session.state()["clusters"][1]["name"] == "green things"
     lines = (session.out / ".imgclust" / JOURNAL).read_text("utf-8").splitlines()
     assert [json.loads(line).get("op") for line in lines[1:]] == ["rename"]
+    missing = session.client.get("/api/cluster/x")
+    assert missing.status_code == 404 and missing.json()["error"] == "no cluster 'x'"
+
+
+def test_a_name_is_one_line_of_text(session: Session) -> None:
+    """Line breaks and NUL in a name given in review become spaces: never raw in the CSVs."""
+    session.edit(op="rename", cluster=0, name=" two\nlines\x00 and\ttab ")
+    assert session.state()["clusters"][0]["name"] == "two lines and tab"
+
+
+def test_the_history_counts_each_photo_once(
+    session: Session, synthetic: tuple[Path, np.ndarray]
+) -> None:
+    red = photos_of(synthetic[0], "red")
+    session.edit(op="exclude", paths=[red[0], red[0]])
+    assert session.state()["history"][-1] == "exclude 1 photo"
 
 
 def test_a_kill_mid_write_loses_at_most_that_edit(synthetic: tuple[Path, np.ndarray]) -> None:

@@ -240,10 +240,11 @@ def create_app(review: Review, *, token: str, port: int) -> Any:
 
     def cluster(request: Request) -> Response:
         c = review.current
-        cid = _int(request.path_params["cid"], -10)
+        raw = request.path_params["cid"]
+        cid = _int(raw, -10)  # (no cluster has that id: the unclustered are -1, unsorted -2)
         found = [s for s in c.clusters if s.cluster_id == cid]
         if not found:
-            return JSONResponse({"error": f"no cluster {cid}"}, 404)
+            return JSONResponse({"error": f"no cluster {raw!r}"}, 404)
         offset = max(0, _int(request.query_params.get("offset"), 0))
         limit = min(2000, max(1, _int(request.query_params.get("limit"), PAGE_SIZE)))
         s = found[0]
@@ -343,11 +344,13 @@ def _describe(edit: dict[str, Any]) -> str:
         return "merge " + ", ".join(f"#{c}" for c in edit.get("clusters", []))
     if op == "split":
         return f"split #{edit.get('cluster')}" + (f" in {edit['k']}" if edit.get("k") else "")
-    n = len(edit.get("paths", []))
+    paths = edit.get("paths", [])
+    n = len(set(paths)) if isinstance(paths, list) else 0
+    photos = f"{n} photo" + ("" if n == 1 else "s")
     if op == "move":
         to = edit.get("to")
-        return f"move {n} photo(s) to " + ("a new cluster" if to in (None, "new") else f"#{to}")
-    return f"{op} {n} photo(s)"
+        return f"move {photos} to " + ("a new cluster" if to in (None, "new") else f"#{to}")
+    return f"{op} {photos}"
 
 
 # -- the server -----------------------------------------------------------------------------

@@ -255,7 +255,10 @@ class Editor:
             if op == "rename":
                 return self._rename(state, self._cluster(state, edit["cluster"]), edit["name"])
             if op == "merge":
-                ids = [self._cluster(state, c) for c in edit["clusters"]]
+                clusters = edit["clusters"]
+                if isinstance(clusters, (str, dict)) or not isinstance(clusters, Sequence):
+                    raise EditError("merge needs 'clusters': a list of two cluster ids or more")
+                ids = [self._cluster(state, c) for c in clusters]
                 return self._merge(state, ids, edit.get("name"))
             if op == "split":
                 k = edit.get("k")
@@ -277,6 +280,8 @@ class Editor:
     def _cluster(self, state: State, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise EditError(f"cluster must be an id, not {value!r}")
+        if not state.slots:
+            raise EditError(f"no cluster {value}: this clustering has no clusters")
         if not 0 <= value < len(state.slots):
             raise EditError(f"no cluster {value}: the clusters are 0 to {len(state.slots) - 1}")
         return value
@@ -293,10 +298,17 @@ class Editor:
         return np.unique(np.array(rows, np.int64))
 
     def _rename(self, state: State, cid: int, name: Any) -> State:
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
+            raise EditError(f"a cluster's name is text, not {name!r}")
+        # Control characters (NUL, line breaks) become spaces: a name is one line of text in
+        # the CSVs, the report and a folder name.
+        name = " ".join(
+            "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in name).split()
+        )
+        if not name:
             raise EditError("a cluster's name cannot be empty")
         slots = list(state.slots)
-        slots[cid] = replace(slots[cid], name=name.strip()[:200])
+        slots[cid] = replace(slots[cid], name=name[:200])
         return replace(state, slots=tuple(slots))
 
     def _merge(self, state: State, ids: list[int], name: str | None) -> State:
@@ -359,6 +371,10 @@ class Editor:
         members = np.flatnonzero(state.labels == cid)
         if len(members) < 2:
             raise EditError(f"cluster {cid} has {len(members)} photo; nothing to split")
+        if k is not None and k > len(members):
+            raise EditError(
+                f"cluster {cid} has {len(members)} photos: split it in {len(members)} at most"
+            )
         centres = np.stack([s.centroid for s in state.slots]).astype(np.float32)
         model = SplitClusters(
             state.labels, centres, state.distances, [cid], n_clusters=k, random_state=0
