@@ -29,6 +29,23 @@ def test_unknown_option_in_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "text,said",
+    [
+        ("k = 3\n", r"unknown entry in .*: k; .*\[embed\] \[store\] \[cluster\] \[report\] "
+                     r"\(k belongs in \[cluster\]\)"),
+        ("foo = 1\nbatch_size = 2\n", r"entries in .*: batch_size, foo; .*\(batch_size belongs in "
+                                       r"\[embed\]\)"),
+        ("[clusters]\nk = 3\n", r"unknown entry in .*: clusters; its settings go in the tables"),
+    ],
+)  # fmt: skip
+def test_a_setting_outside_its_table_says_which_table(tmp_path: Path, text: str, said: str) -> None:
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        load_config((tmp_path,), tmp_path, config_file=cfg_file)
+
+
+@pytest.mark.parametrize(
     "overrides",
     [
         {"cluster": {"k": -1}},

@@ -308,7 +308,19 @@ def load_config(
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
         unknown = set(file_values) - set(_SECTIONS)
         if unknown:
-            raise ConfigError(f"unknown table(s) in {config_file}: {', '.join(sorted(unknown))}")
+            tables = " ".join(f"[{name}]" for name in _SECTIONS)
+            where = {  # a key written above every table: say which table it belongs in
+                key: name
+                for key in unknown
+                for name, cls in _SECTIONS.items()
+                if key in {f.name for f in dataclasses.fields(cls)}
+            }
+            hint = "; ".join(f"{key} belongs in [{name}]" for key, name in sorted(where.items()))
+            raise ConfigError(
+                f"unknown {'entries' if len(unknown) > 1 else 'entry'} in {config_file}: "
+                f"{', '.join(sorted(unknown))}; its settings go in the tables {tables}"
+                + (f" ({hint})" if hint else "")
+            )
     stages: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         table = file_values.get(section, {})
