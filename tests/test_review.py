@@ -570,3 +570,25 @@ def test_a_port_that_cannot_be_one_is_an_option_error(tmp_path: Path, port: str)
     res = CliRunner().invoke(app, ["review", str(tmp_path), "--port", port, "--no-browser"])
     assert res.exit_code == 2, res.output
     assert "Invalid value for '--port'" in res.output and "unexpectedly" not in res.output
+
+
+def test_a_port_in_use_is_refused_before_the_review_writes_anything(
+    synthetic: tuple[Path, np.ndarray],
+) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from imgclust.cli import app
+
+    out = synthetic[0]
+    marker = out / ".imgclust"
+    before = sorted(p.name for p in marker.iterdir())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        res = CliRunner().invoke(app, ["review", str(out), "--port", port, "--no-browser"])
+    assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+    assert port in res.output
+    assert sorted(p.name for p in marker.iterdir()) == before  # no journal, no review base

@@ -396,10 +396,11 @@ class ReviewServer:
 
         try:
             marker = self._stack.enter_context(output_folder(self.out, "review", create=False))
-            self.review = Review.open(marker)
-            self._stack.callback(self.review.close)
+            # The port first: one in use is refused before the review writes its journal.
             self.sock = bind_loopback(self.port_wanted)
             self._stack.callback(self.sock.close)
+            self.review = Review.open(marker)
+            self._stack.callback(self.review.close)
             app = create_app(self.review, token=self.token, port=self.port)
             config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
             self.server = uvicorn.Server(config)
