@@ -82,3 +82,23 @@ def test_cli_evaluate_follows_the_precision(demo_photos: Path, cache: Path) -> N
         assert res.exit_code == 0, res.output
         model = model_for(EmbedConfig(precision=precision or "auto"))
         assert any(FeatureStore(cache, model).dir.glob("*.done.json")), model
+
+
+def test_evaluate_says_what_it_left_out(demo_photos: Path, tmp_path: Path, cache: Path) -> None:
+    """Images in no sub-folder and files that cannot be decoded are in no score: said."""
+    import shutil
+
+    root = tmp_path / "labelled"
+    for scene in ("coffee", "rocket"):
+        shutil.copytree(demo_photos / scene, root / scene)
+    loose = next((demo_photos / "coffee").glob("*.jpg"))
+    shutil.copy(loose, root / "loose.jpg")
+    (root / "rocket" / "bad.jpg").write_bytes(b"not a photo")
+    res = CliRunner().invoke(app, ["evaluate", str(root), "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    assert (
+        f"left out: 1 image directly in {root}, in no sub-folder; 1 file that could not be "
+        "read or decoded"
+    ) in res.output
+    n = sum(1 for p in root.rglob("*.jpg")) - 2
+    assert f"images {n}  groups 2" in res.output

@@ -602,9 +602,10 @@ def evaluate(
     algorithm: AlgorithmOpt = None,
     model: ModelOpt = None,
     precision: PrecisionOpt = None,
-    cache: Annotated[Path, _opt("Feature store folder; reuse it to skip embedding.", "DIR")] = Path(
-        ".imgclust-eval-cache"
-    ),
+    cache: Annotated[
+        Path,
+        _opt("Feature store folder; reuse it to skip embedding.", "DIR", ".imgclust-eval-cache"),
+    ] = Path(".imgclust-eval-cache"),
     seed: SeedOpt = None,
 ) -> None:
     """Cluster a labelled folder and print NMI, ARI and purity against its sub-folders.
@@ -613,6 +614,7 @@ def evaluate(
     """
     from .config import load_config, options_by_section
     from .evaluate import evaluate as run_evaluate
+    from .steps import plural
 
     options = {"features": features, "algorithm": algorithm, "model": model,
                "precision": precision, "seed": seed}  # fmt: skip
@@ -628,6 +630,16 @@ def evaluate(
         f"images {result.n_images}  groups {result.n_groups}  clusters {result.k}  "
         f"NMI {s.nmi:.3f}  ARI {s.ari:.3f}  purity {s.purity:.3f}  seconds {result.seconds:.1f}"
     )
+    left = [
+        f"{plural(result.n_outside, 'image')} directly in {labelled_dir}, in no sub-folder"
+        if result.n_outside
+        else "",
+        f"{plural(result.n_rejected, 'file')} that could not be read or decoded"
+        if result.n_rejected
+        else "",
+    ]
+    if any(left):
+        typer.echo("left out: " + "; ".join(x for x in left if x))
     # (said, as it is a folder the user did not name when --cache is left out)
     typer.echo(f"features kept in {cache.resolve()}: the next evaluate with it embeds nothing")
 

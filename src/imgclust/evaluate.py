@@ -43,6 +43,8 @@ class StoredFeatures:
     model: str
     embed_seconds: float
     n_embedded: int
+    n_outside: int = 0  # images directly in the folder, in no sub-folder: in no group
+    n_rejected: int = 0  # files that could not be read or decoded
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Evaluation:
     k: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    n_outside: int = 0  # left out: images in no sub-folder
+    n_rejected: int = 0  # left out: files that could not be read or decoded
 
 
 def purity(truth: np.ndarray, labels: np.ndarray) -> float:
@@ -95,6 +99,7 @@ def load_labelled(
     root = root.resolve()
     found = scan([root])
     records = [r for r in found.records if group_of(r.path, root)]
+    n_outside = len(found.records) - len(records)
     if not records:
         raise InputError(f"{root} has no images in sub-folders; each sub-folder is a true group")
     embedder = embedder_for(embed)
@@ -114,6 +119,9 @@ def load_labelled(
         model=spec.name,
         embed_seconds=time.perf_counter() - start,
         n_embedded=embedded.n_embedded,
+        n_outside=n_outside,
+        n_rejected=len(embedded.rejected)
+        + sum(1 for r in found.rejected if group_of(r.path, root)),
     )
 
 
@@ -162,4 +170,6 @@ def evaluate(
         k=len(np.unique(labels)),
         seconds=round(sum(timings.values()), 3),
         timings=timings,
+        n_outside=stored.n_outside,
+        n_rejected=stored.n_rejected,
     )
