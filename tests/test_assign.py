@@ -77,10 +77,19 @@ def test_assign_adds_only_new_photos_to_their_scene(clustered: Path, tmp_path: P
     again = assign_folder([tmp_path], clustered, workers=0)
     assert again.paths == [] and again.n_known == 4 and again.n_changed == 0
     assert [Path(r.path).name for r in again.rejected] == ["bad.jpg"]  # (still: the store knew)
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere")  # rejected by the scan
+    for _ in range(2):
+        assign_folder([tmp_path], clustered, workers=0)
     assert len(_rows(clustered / "assignments.csv")) == len(rows)
     with open(clustered / "rejected.csv", newline="", encoding="utf-8") as fh:
         listed = [r["path"] for r in csv.DictReader(fh)]
-    assert listed.count(str(tmp_path / "bad.jpg")) == 1 and len(listed) == len(saved.rejected) + 1
+    assert listed.count(str(tmp_path / "bad.jpg")) == 1
+    assert listed.count(str(tmp_path / "dangling.jpg")) == 1  # each assign: listed once
+    assert len(listed) == len(saved.rejected) + 2
+    assert sorted(r.path for r in load_clustering(clustered / ".imgclust").rejected) == sorted(
+        listed
+    )
+    (tmp_path / "dangling.jpg").unlink()
 
     # A rejected file mended in place is assigned; an assigned one edited is said, and kept.
     ImageOps.mirror(Image.open(sources[1])).save(tmp_path / "bad.jpg", quality=85)
@@ -179,7 +188,7 @@ def test_assign_into_a_clustering_with_no_cluster_says_so(
 
     from imgclust.cli import app
 
-    photos, new, out = tmp_path / "photos", tmp_path / "new", tmp_path / "out"
+    photos, new, out = tmp_path / "photos", tmp_path / "new", tmp_path / "o[red]x"
     photos.mkdir(), new.mkdir()
     for i, scene in enumerate(SCENES[:3]):
         shutil.copy(sorted((demo_photos / scene).glob("*.jpg"))[0], photos / f"{i}.jpg")
@@ -193,4 +202,5 @@ def test_assign_into_a_clustering_with_no_cluster_says_so(
     assert "1 new image added, unclustered: this clustering has no clusters" in res.output
     assert "assigned to existing clusters" not in res.output
     assert f"unclustered  {new / 'IMG[1].jpg'}" in res.output
+    assert f"remembered in {out}:" in res.output and f"report: {out / 'index.html'}" in res.output
     assert _rows(out / "assignments.csv")[str(new / "IMG[1].jpg")]["cluster"] == "-1"

@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from imgclust.cli import app
+from imgclust.exceptions import InputError
 from imgclust.review.edits import EXCLUDED_REASON, JOURNAL
+from imgclust.review.session import Review
 
 pytest.importorskip("starlette", reason="pip install 'imgclust[review]'")
 from test_review import Session
@@ -136,7 +138,10 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
     assert "Cat and rocket" in {r["name"] for r in _rows(out, "clusters.csv")}
 
 
-@pytest.mark.parametrize("damage", ["torn-header", "bad-line", "bad-record", "bad-first-record"])
+@pytest.mark.parametrize(
+    "damage",
+    ["torn-header", "bad-line", "bad-record", "bad-first-record", "bad-last-line", "undone"],
+)
 def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
     demo_photos: Path, tmp_path: Path, damage: str
 ) -> None:
@@ -161,8 +166,15 @@ def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
         journal.write_bytes(b"\n".join([lines[0], lines[1], b"{not json", *lines[3:]]))
     elif damage == "bad-record":
         journal.write_bytes(b"\n".join([lines[0], lines[1], bad, *lines[3:]]))
-    else:
+    elif damage == "bad-first-record":
         journal.write_bytes(b"\n".join([lines[0], bad, *lines[2:]]))
+    elif damage == "bad-last-line":  # a whole line, but no record (JSON, not an object)
+        journal.write_bytes(journal.read_bytes() + b"[1]\n")
+        with pytest.raises(InputError, match="damaged at line 5"):
+            Review.open(out / ".imgclust")  # (never opened, to append after it)
+    else:  # the edits before the damage were undone: none is in effect
+        undo = json.dumps({"op": "undo"}).encode()
+        journal.write_bytes(b"\n".join([lines[0], lines[1], undo, b"garbage", *lines[2:]]))
     damaged = journal.read_bytes()
 
     text = _run(photos, out, 3)
@@ -176,6 +188,15 @@ def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
     if damage == "bad-first-record":
         assert "record 1 cannot be replayed" in text and "no edit is carried" in text
         assert not names & {"Coffee", "Cat", "Rocket"}
+        return
+    if damage == "undone":
+        assert "line 4 is damaged; no edit is carried (none before it is in effect)" in text
+        assert "left as it is" in text and "edits-<time>" not in text
+        assert journal.read_bytes() == damaged
+        return
+    if damage == "bad-last-line":
+        assert "line 5 is damaged" in text and "review edits carried over: 3 of 3" in text
+        assert {"Coffee", "Cat", "Rocket"} <= names
         return
     where = "line 3 is damaged" if damage == "bad-line" else "record 2 cannot be replayed"
     assert where in text and "the edits from there on are not carried" in text

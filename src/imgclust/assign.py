@@ -121,7 +121,9 @@ def assign_folder(
             )
         rejected = [r for r in found.rejected if r.path not in known] + embedded.rejected
         added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
-        retried = {r.path for r in records}  # (their earlier rejections give way to now)
+        # (their earlier rejections give way to now's, as do those of files the scan
+        # rejected again: a dangling link is listed once)
+        retried = {r.path for r in records} | {r.path for r in found.rejected}
         grown = replace(saved, rejected=[r for r in saved.rejected if r.path not in retried])
         grown = grown.grown(added)
         write_exports(out, grown)
@@ -130,7 +132,13 @@ def assign_folder(
         prog.finish()
         if new_paths:
             write_index(marker, index)
-        if new_paths or grown.assigned_inputs != list(saved.assigned_inputs):
+        if (
+            new_paths
+            or grown.assigned_inputs != list(saved.assigned_inputs)
+            or (
+                grown.rejected != list(saved.rejected)  # (what rejected.csv now lists)
+            )
+        ):
             save_clustering_meta(marker, grown)
     return AssignResult(
         out_dir=out,

@@ -532,10 +532,11 @@ def assign(
             console.print(f"  #{label} {name}  {dist:.3f}{flag}  {shown}")
         else:  # (no centre to be at a distance from)
             console.print(f"  unclustered  {shown}")
+    folder = escape(str(into))
     console.print(
-        f"  remembered in {into}: `imgclust run ... --out {into}` will cluster these photos too"
+        f"  remembered in {folder}: `imgclust run ... --out {folder}` will cluster these photos too"
     )
-    console.print(f"  report: [link={result.report.as_uri()}]{result.report}[/link]")
+    console.print(f"  report: [link={result.report.as_uri()}]{escape(str(result.report))}[/link]")
 
 
 @app.command()

@@ -95,6 +95,13 @@ def check_device(device: str) -> None:
         raise ConfigError(
             f"--device {device!r} is not a device torch knows; use cpu, cuda or cuda:N"
         ) from None
+    if parsed.type == "mps" and torch.backends.mps.is_available():
+        return
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"--device {device}: imgclust runs its model on cpu or cuda"
+            + (" (this machine has no usable mps device)" if parsed.type == "mps" else "")
+        )
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

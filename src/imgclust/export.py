@@ -217,6 +217,17 @@ def plan_export(
         return _plan(inputs, mode)  # (DEST is read-only: no export can run there either)
 
 
+def _is_or_inside(root: Path, out: Path) -> bool | None:
+    """Whether ``root`` is ``out`` (True) or lies inside it (False), by the files themselves
+    (``samefile``: links, ``..`` and a case-insensitive file system's spellings alike);
+    ``None``: neither."""
+    for i, folder in enumerate((root, *root.parents)):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(folder, out):
+                return i == 0
+    return None
+
+
 @dataclass(frozen=True)
 class _Inputs:
     """What an export lays out: the run's cluster names and rows, and DEST."""
@@ -239,10 +250,10 @@ def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode:
         )
     if not there.is_dir():
         raise OutputError(f"{there} exists and is not a folder; choose another --to")
-    real_out, real_root = out.resolve(), root.resolve()
-    if real_root == real_out or real_out in real_root.parents:
+    inside = _is_or_inside(root, out)
+    if inside is not None:
         # Run outputs are remade and deleted freely: photos moved in there would go with them.
-        where = "is" if real_root == real_out else "is inside"
+        where = "is" if inside else "is inside"
         raise OutputError(
             f"--to {root} {where} the run's output folder {out}, which a later run "
             "rewrites; choose a folder outside it"
@@ -327,20 +338,18 @@ def export(
     """
     if mode not in EXPORT_MODES:
         raise OutputError(f"unknown export mode {mode!r}; choose symlink, copy or move")
-    inputs = _inputs(out_dir, dest, mode)  # (what is wrong: said before any write)
-    try:
-        with (
-            _run_held(Path(out_dir), mode),
-            _held(inputs.root, "export", create=True, instead="choose another --to"),
-        ):
-            plan = _plan(inputs, mode)  # under DEST's lock: what no other command changes
-            _clear_parts(plan.already)
+    with _run_held(Path(out_dir), mode):  # (a move: the CSVs read while no run rewrites them)
+        inputs = _inputs(out_dir, dest, mode)  # (what is wrong: said before any write)
+        try:
+            with _held(inputs.root, "export", create=True, instead="choose another --to"):
+                plan = _plan(inputs, mode)  # under DEST's lock: what no other command changes
+                _clear_parts(plan.already)
+                if plan.steps:
+                    _apply_plan(inputs.root, plan, mode, on_step)
+        except WriteError:
+            plan = _plan(inputs, mode)  # DEST cannot be written: fine if nothing is to be
             if plan.steps:
-                _apply_plan(inputs.root, plan, mode, on_step)
-    except WriteError:
-        plan = _plan(inputs, mode)  # DEST cannot be written: fine if nothing is to be
-        if plan.steps:
-            raise
+                raise
     return plan
 
 

@@ -578,15 +578,18 @@ def carry_review(marker: Path, run: Clustering, features: np.ndarray) -> CarryOv
         return CarryOver(None, [f"review edits not carried: {exc}"])
     if previous is None:
         return CarryOver(None, ["review edits not carried: the journal's base clustering is gone"])
-    cut = _cut_short(journal, previous, len(records))
     if not previous.history and not standing_edits(previous.editor.base):
+        cut = _cut_short(journal, previous, len(records), kept=False)
         return CarryOver(None, cut) if cut else None
+    cut = _cut_short(journal, previous, len(records), kept=True)
     carried = carry_edits(previous, Editor(run, features))
     return CarryOver(carried, carried.notes + cut)
 
 
-def _cut_short(journal: Journal, previous: Review, n_read: int) -> list[str]:
-    """The note for a journal whose edits stop short of its end, if they do."""
+def _cut_short(journal: Journal, previous: Review, n_read: int, *, kept: bool) -> list[str]:
+    """The note for a journal whose edits stop short of its end, if they do. ``kept``: the
+    run carries edits, and so keeps the journal as ``edits-<time>.jsonl``; otherwise it is
+    left in place."""
     if journal.damaged_at is None and previous.stopped is None:
         return []
     if previous.stopped is not None:
@@ -594,13 +597,17 @@ def _cut_short(journal: Journal, previous: Review, n_read: int) -> list[str]:
         where = f"record {number} cannot be replayed ({why})"
     else:
         number, where = n_read + 1, f"line {journal.damaged_at} is damaged"
-    return [
-        f"review journal {journal.path.name}: {where}; the edits from there on are not "
-        f"carried, those before it are (the journal is kept as edits-<time>.jsonl)"
+    what = (
+        "the edits from there on are not carried, those before it are"
+        if kept
+        else "no edit is carried (none before it is in effect)"
         if number > 1
-        else f"review journal {journal.path.name}: {where}; no edit is carried (the journal "
-        "is left as it is)"
-    ]
+        else "no edit is carried"
+    )
+    where_kept = (
+        "kept as edits-<time>.jsonl" if kept else "left as it is; move it away to review afresh"
+    )
+    return [f"review journal {journal.path.name}: {where}; {what} (the journal is {where_kept})"]
 
 
 def save_carried(marker: Path, carried: Carried, index: Any) -> None:

@@ -119,8 +119,10 @@ class Journal:
                     raise ValueError("not a record")
                 out.append(record)
             except ValueError:
-                if i == len(whole) - 1 and i:
-                    break  # a torn last record (cannot happen with the newline, but be safe)
+                # (A line that ends in its newline was written whole: a record cut short by
+                # a kill has none, and is the unterminated last piece, left out above. So a
+                # bad whole line is damage, the last one too: skipping it would let the next
+                # edit be appended after it.)
                 if lenient and i:
                     self.damaged_at = i + 1
                     break
