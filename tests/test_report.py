@@ -457,6 +457,11 @@ def test_near_duplicates_collapse_under_their_leader(tmp_path: Path) -> None:
     assert {i for i, c in figures.items() if "dup" in c} == {"row0-1", "row0-3", "row0-4"}
     badges = re.findall(r'<button type="button" class="dup-badge"[^>]*>\+(\d+)</button>', page)
     assert badges == ["2", "1"]
+    # A page whose one tile stands for all: its ranks are those of every photo it shows.
+    one = dataclasses.replace(data, duplicate_of=np.where(data.labels == 0, by_rank[0], -1))
+    one.duplicate_of[by_rank[0]] = -1
+    write_report(tmp_path / "one", one, config, workers=1)
+    assert "ranks 0–6, nearest" in (tmp_path / "one" / "cluster-0-1.html").read_text("utf-8")
     # the row shows leaders only (ranks 0 and 2): 2 tiles stand for 5 images, 2 more remain
     row = _ids(out / "clusters-001.html")
     assert {"row0-0", "row0-2"} <= row and not {"row0-1", "row0-3"} & row

@@ -391,8 +391,9 @@ def _write_member_pages(
                 )
                 for g in chunk
             ],
-            first_rank=int(data.ranks[chunk[0][0]]) if chunk else 0,
-            last_rank=int(data.ranks[chunk[-1][0]]) if chunk else 0,
+            # (over every photo shown: a tile's near-duplicates have ranks of their own)
+            first_rank=min((int(data.ranks[i]) for g in chunk for i in g), default=0),
+            last_rank=max((int(data.ranks[i]) for g in chunk for i in g), default=0),
             page=number,
             n_member_pages=n_pages,
             prev=member_page_name(cluster.cluster_id, number - 1) if number > 1 else None,
