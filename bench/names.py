@@ -4,8 +4,8 @@ tree and cut make groups that match the true classes, and what k suits small col
     .venv/bin/python bench/names.py [--cache /tmp/bench-cache] > bench/results/names.md
 
 Per set and naming method, at k = 100 (the default) and k = number of classes:
-distinct names / k (before the "· i of n" numbering, and after), the share of clusters led by
-the most common leading class, and name accuracy: a cluster's name is right when one of its
+distinct names / k (before the "· i of n" numbering, as sets of words, and after), the share
+of clusters led by the most common leading class, and name accuracy: a cluster's name is right when one of its
 words, or a WordNet hypernym of its leading class, is among the words accepted for the true
 class most of its photos have (lists below; classes without a fitting ImageNet word are left
 out). Groups: NMI of the group level at k = 100 against the folders, next to clustering
@@ -305,7 +305,8 @@ def main() -> None:
             means = np.array([stats.cluster_scores[c] for c in ids])
             sizes = np.bincount(labels[labels >= 0]).astype(float)
             for method, (names, leads) in name_rows(set_name, means, sizes, labels, truth).items():
-                base = [n.split(" · ")[0] for n in names]
+                # (a name's words, in any order: "valley / volcano" is "volcano / valley")
+                base = [frozenset(n.split(" · ")[0].split(" / ")) for n in names]
                 lead_share = Counter(leads).most_common(1)[0][1] / len(names)
                 naming.append(
                     f"| {set_name} | {k_shown} | {method} | {len(set(base)) / len(names):.2f} | "
