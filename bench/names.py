@@ -3,14 +3,14 @@ tree and cut make groups that match the true classes, and what k suits small col
 
     .venv/bin/python bench/names.py [--cache /tmp/bench-cache] > bench/results/names.md
 
-Per set and naming method, at k = 100 (the default) and k = number of classes:
-distinct names / k (before the "· i of n" numbering, as sets of words, and after), the share
-of clusters led by the most common leading class, and name accuracy: a cluster's name is right when one of its
-words, or a WordNet hypernym of its leading class, is among the words accepted for the true
-class most of its photos have (lists below; classes without a fitting ImageNet word are left
-out). Groups: NMI of the group level at k = 100 against the folders, next to clustering
-straight at k = classes. Small collections: random subsets clustered at several k rules.
-"""
+Per set and naming method, at k = 100 (the default) and k = number of classes: distinct
+names / k (before the "· i of n" numbering, as sets of words, and after), the share of
+clusters led by the most common leading class, and name accuracy: a cluster's name is right
+when one of its words, or a WordNet hypernym of its leading class, is among the words
+accepted for the true class most of its photos have (lists below; classes without a fitting
+ImageNet word are left out). Groups: NMI of the group level at k = 100 against the folders,
+next to clustering straight at k = classes. Small collections: random subsets clustered at
+several k rules."""
 
 from __future__ import annotations
 
