@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,34 @@ def test_assign_into_a_clustering_with_no_cluster_says_so(
     assert f"unclustered  {new / 'IMG[1].jpg'}" in res.output
     assert f"remembered in {out}:" in res.output and f"report: {out / 'index.html'}" in res.output
     assert _rows(out / "assignments.csv")[str(new / "IMG[1].jpg")]["cluster"] == "-1"
+
+
+def test_a_photo_excluded_in_review_stays_excluded_whatever_its_file(
+    demo_photos: Path, tmp_path: Path
+) -> None:
+    """assign reads rejected files again, but never one the review excluded: not when it
+    is still there, nor when the scan now rejects it (a dangling link in its place)."""
+    from imgclust.review.edits import EXCLUDED_REASON
+    from imgclust.review.session import Review
+    from imgclust.steps import output_folder
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for i, scene in enumerate(SCENES[:3]):
+        shutil.copy(sorted((demo_photos / scene).glob("*.jpg"))[0], photos / f"{i}.jpg")
+    cluster_folder([photos], out=out, k=2, workers=0)
+    gone = str(photos / "0.jpg")
+    with output_folder(out, "review", create=False) as marker:
+        review = Review.open(marker)
+        review.edit({"op": "exclude", "paths": [gone]}, seen=0)
+        review.close()
+    for state in ("there", "dangling"):
+        if state == "dangling":
+            os.unlink(gone)
+            os.symlink(tmp_path / "nowhere", gone)
+        result = assign_folder([photos], out, workers=0)
+        assert result.paths == [] and gone not in [r.path for r in result.rejected]
+        with open(out / "rejected.csv", newline="", encoding="utf-8") as fh:
+            listed = [(r["path"], r["reason"]) for r in csv.DictReader(fh)]
+        assert listed == [(gone, EXCLUDED_REASON)], state
+        assert gone not in _rows(out / "assignments.csv")

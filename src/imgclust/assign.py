@@ -123,7 +123,9 @@ def assign_folder(
         added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
         # (their earlier rejections give way to now's, as do those of files the scan
         # rejected again: a dangling link is listed once)
-        retried = {r.path for r in records} | {r.path for r in found.rejected}
+        retried = {r.path for r in records} | {
+            r.path for r in found.rejected if r.path not in known
+        }
         grown = replace(saved, rejected=[r for r in saved.rejected if r.path not in retried])
         grown = grown.grown(added)
         write_exports(out, grown)
