@@ -105,13 +105,15 @@ def assign_folder(
         # A photo rejected before is tried again (the store still knows an unchanged bad
         # file, so only a mended one is decoded); one excluded in review stays out.
         excluded = {r.path for r in saved.rejected if r.reason == EXCLUDED_REASON}
-        known = set(saved.paths) | excluded
+        clustered = set(saved.paths)
+        known = clustered | excluded
         found = scan(inputs, exclude=[out, saved.store_dir])
         records = [r for r in found.records if r.path not in known]
+        rescanned = [r for r in found.rejected if r.path not in known]
         embedder = embedder_for(embed, model=saved.model)
         with FeatureStore(Path(saved.store_dir), saved.model) as store:
-            clustered = [r for r in found.records if r.path in known and r.path not in excluded]
-            n_changed = len(store.lookup(clustered).todo)  # edited since they were clustered
+            # (edited since they were clustered)
+            n_changed = len(store.lookup([r for r in found.records if r.path in clustered]).todo)
             embedded = embed_missing(records, embedder, store, shard_size=shard_size, progress=prog)
             new_paths = sorted(embedded.found)
             # (and what decoding recorded, e.g. the EXIF date, from the same reads)
@@ -119,13 +121,11 @@ def assign_folder(
             stored = store.load(
                 new_paths, embedded.found, arrays=("logits", "embedding"), strings=strings
             )
-        rejected = [r for r in found.rejected if r.path not in known] + embedded.rejected
+        rejected = rescanned + embedded.rejected
         added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
         # (their earlier rejections give way to now's, as do those of files the scan
         # rejected again: a dangling link is listed once)
-        retried = {r.path for r in records} | {
-            r.path for r in found.rejected if r.path not in known
-        }
+        retried = {r.path for r in records} | {r.path for r in rescanned}
         grown = replace(saved, rejected=[r for r in saved.rejected if r.path not in retried])
         grown = grown.grown(added)
         write_exports(out, grown)
@@ -134,13 +134,10 @@ def assign_folder(
         prog.finish()
         if new_paths:
             write_index(marker, index)
-        if (
-            new_paths
-            or grown.assigned_inputs != list(saved.assigned_inputs)
-            or (
-                grown.rejected != list(saved.rejected)  # (what rejected.csv now lists)
-            )
-        ):
+        changed = grown.assigned_inputs != list(saved.assigned_inputs) or (
+            grown.rejected != list(saved.rejected)  # (what rejected.csv now lists)
+        )
+        if new_paths or changed:
             save_clustering_meta(marker, grown)
     return AssignResult(
         out_dir=out,

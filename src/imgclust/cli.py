@@ -631,16 +631,15 @@ def evaluate(
         f"images {result.n_images}  groups {result.n_groups}  clusters {result.k}  "
         f"NMI {s.nmi:.3f}  ARI {s.ari:.3f}  purity {s.purity:.3f}  seconds {result.seconds:.1f}"
     )
-    left = [
-        f"{plural(result.n_outside, 'image')} directly in {labelled_dir}, in no sub-folder"
-        if result.n_outside
-        else "",
-        f"{plural(result.n_rejected, 'file')} that could not be read or decoded"
-        if result.n_rejected
-        else "",
-    ]
-    if any(left):
-        typer.echo("left out: " + "; ".join(x for x in left if x))
+    left: list[str] = []
+    if result.n_outside:
+        left.append(
+            f"{plural(result.n_outside, 'image')} directly in {labelled_dir}, in no sub-folder"
+        )
+    if result.n_rejected:
+        left.append(f"{plural(result.n_rejected, 'file')} that could not be read or decoded")
+    if left:
+        typer.echo("left out: " + "; ".join(left))
     # (said, as it is a folder the user did not name when --cache is left out)
     typer.echo(f"features kept in {cache.resolve()}: the next evaluate with it embeds nothing")
 

@@ -88,18 +88,17 @@ class EmbedReport:
         """``"2 nodes: node a1b2c3 (10.0.0.5): 70 photos, 12.1 img/s; ..."``, or ``""``."""
         if not self.nodes:
             return ""
+        from ..steps import plural
+
         wall = max(self.seconds, 1e-9)
-
-        def photos(n: int) -> str:
-            return f"{n:,} photo" + ("" if n == 1 else "s")
-
         parts = [
-            f"node {s.node}: {photos(s.n_embedded)}, {s.n_embedded / wall:.1f} img/s"
+            f"node {s.node}: {plural(s.n_embedded, 'photo')}, {s.n_embedded / wall:.1f} img/s"
             for s in sorted(self.nodes.values(), key=lambda s: -s.n_embedded)
         ]
         total = sum(s.n_embedded for s in self.nodes.values())
         return (
-            f"ray engine: {photos(total)} in {self.seconds:.1f} s ({total / wall:.1f} img/s) "
+            f"ray engine: {plural(total, 'photo')} in {self.seconds:.1f} s "
+            f"({total / wall:.1f} img/s) "
             f"on {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}; " + "; ".join(parts)
         )
 

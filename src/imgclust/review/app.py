@@ -344,9 +344,10 @@ def _describe(edit: dict[str, Any]) -> str:
         return "merge " + ", ".join(f"#{c}" for c in edit.get("clusters", []))
     if op == "split":
         return f"split #{edit.get('cluster')}" + (f" in {edit['k']}" if edit.get("k") else "")
+    from ..steps import plural
+
     paths = edit.get("paths", [])
-    n = len(set(paths)) if isinstance(paths, list) else 0
-    photos = f"{n} photo" + ("" if n == 1 else "s")
+    photos = plural(len(set(paths)) if isinstance(paths, list) else 0, "photo")
     if op == "move":
         to = edit.get("to")
         return f"move {photos} to " + ("a new cluster" if to in (None, "new") else f"#{to}")
