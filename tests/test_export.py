@@ -92,6 +92,27 @@ def _tree(tmp_path: Path, n_per_cluster: int = 3, size: int = 1000) -> tuple[Pat
     return out, files
 
 
+def _as_links(tmp_path: Path, files: list[Path]) -> dict[Path, str]:
+    """``files`` made links (relative, absolute, a link to a link, in turn) to their bytes,
+    now in ``tmp_path/lib``; each link's text."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    texts: dict[Path, str] = {}
+    for i, f in enumerate(files):
+        real = lib / f"{i}.jpg"
+        f.rename(real)
+        if i % 3 == 0:
+            text = os.path.relpath(real, f.parent)
+        elif i % 3 == 1:
+            text = str(real)
+        else:
+            (lib / f"{i}-link.jpg").symlink_to(real)
+            text = str(lib / f"{i}-link.jpg")
+        f.symlink_to(text)
+        texts[f] = text
+    return texts
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -271,6 +292,11 @@ def test_undo_refuses_a_journal_that_leads_outside_dest(tmp_path: Path, how: str
         + "0" * 64
         + '", "mtime_ns": "1"}\n',
         '{"mode": "copy", "n": 1}\n{"source": "/a", "target": "DEST/x", "mtime_ns": 1}\n',
+        # a moved link says both links, or neither
+        '{"mode": "move", "n": 1}\n{"source": "/a", "target": "DEST/x", "link": "/v"}\n',
+        '{"mode": "move", "n": 1}\n{"source": "/a", "target": "DEST/x", "was_link": "v"}\n',
+        '{"mode": "move", "n": 1}\n{"source": "/a", "target": "DEST/x", "link": "/v", '
+        '"was_link": 3}\n',
     ],
 )
 def test_a_damaged_journal_is_a_clear_error(tmp_path: Path, text: str) -> None:
@@ -752,10 +778,14 @@ def test_export_after_the_clusters_changed_is_refused(tmp_path: Path, mode: str)
 @given(
     n_per_cluster=st.integers(0, 3),
     ops=st.lists(st.sampled_from(["symlink", "copy", "move", "undo"]), max_size=6),
+    links=st.booleans(),
 )
-def test_no_sequence_of_exports_and_undos_loses_a_photo(n_per_cluster: int, ops: list[str]) -> None:
+def test_no_sequence_of_exports_and_undos_loses_a_photo(
+    n_per_cluster: int, ops: list[str], links: bool
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out, files = _tree(Path(tmp), n_per_cluster=n_per_cluster)
+        texts = _as_links(Path(tmp), files) if links else {}
         before = _digests(files)
         dest = Path(tmp) / "dest"
         for op in [*ops, "undo"]:
@@ -767,6 +797,7 @@ def test_no_sequence_of_exports_and_undos_loses_a_photo(n_per_cluster: int, ops:
             here = {_sha(p) for p in Path(tmp).rglob("*") if p.is_file() and not p.is_symlink()}
             assert set(before.values()) <= here  # every photo is somewhere, at any moment
         assert _digests(files) == before
+        assert {f: os.readlink(f) for f in texts} == texts  # each link as it was
         assert not _left_in(dest)
 
 
@@ -1164,3 +1195,96 @@ def test_a_move_export_waits_for_a_review_or_run_of_its_folder(tmp_path: Path, m
     if mode == "move":  # once it is closed
         assert len(export(out, dest, mode=mode).steps) == len(files)
         assert not any(p.exists() for p in files)
+
+
+# -- a collection of links: a move export moves the links ------------------------------------
+
+
+def test_a_move_export_of_links_moves_the_links_and_its_undo_puts_them_back(
+    tmp_path: Path,
+) -> None:
+    """Photos that are links (relative, absolute, to a link): the move takes the links, as
+    `mv` would, each placed in DEST leading to its very file (a relative one moved as it is
+    would lead nowhere); the files they lead to are never touched; the undo puts each link
+    back as it was, also after the emptied photo folders were removed."""
+    out, files = _tree(tmp_path, n_per_cluster=3)
+    texts = _as_links(tmp_path, files)
+    lib = {p: _sha(p) for p in (tmp_path / "lib").iterdir() if not p.is_symlink()}
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    plan = export(out, dest, mode="move")
+    assert len(plan.steps) == len(files) and not any(os.path.lexists(f) for f in files)
+    for step in plan.steps:
+        target = Path(step.target)
+        assert target.is_symlink() and os.path.isabs(os.readlink(target))
+        assert _sha(target) == before[step.source]
+    assert {p: _sha(p) for p in lib} == lib
+    again = export(out, dest, mode="move")  # the same export again: nothing to do
+    assert again.steps == [] and len(again.already) == len(files)
+    shutil.rmtree(tmp_path / "photos")  # emptied by the move
+    result = undo_export(dest)
+    assert result.restored == len(files)
+    assert {f: os.readlink(f) for f in files} == texts and _digests(files) == before
+    assert {p: _sha(p) for p in lib} == lib and not _left_in(dest)
+
+
+def test_a_moved_link_whose_place_another_file_took_stays_for_the_next_undo(
+    tmp_path: Path,
+) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    texts = _as_links(tmp_path, files)
+    dest = tmp_path / "dest"
+    export(out, dest, mode="move")
+    files[0].write_bytes(b"a new photo, not the link")
+    first = undo_export(dest)
+    assert first.restored == len(files) - 1 and files[0].read_bytes().startswith(b"a new")
+    files[0].unlink()
+    assert undo_export(dest).restored == 1
+    assert {f: os.readlink(f) for f in files} == texts and not _left_in(dest)
+
+
+def test_a_move_of_links_killed_before_it_removed_them_resumes(tmp_path: Path) -> None:
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    texts = _as_links(tmp_path, files)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    killed = f"""
+import os, signal
+import imgclust.export as ex
+sync = ex._fsync_dir
+def fsync(path):
+    sync(path)
+    if path.name != {JOURNAL_DIR!r}:  # (the link is in DEST; the photo's not yet removed)
+        os.kill(os.getpid(), signal.SIGKILL)
+ex._fsync_dir = fsync
+ex.export({str(out)!r}, {str(dest)!r}, mode="move")
+"""
+    proc = subprocess.run([sys.executable, "-c", killed], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    placed = [p for p in dest.rglob("*") if p.is_symlink()]
+    assert len(placed) == 1 and all(f.is_symlink() for f in files)
+    again = export(out, dest, mode="move")
+    assert len(again.steps) == len(files) and again.beside == []
+    assert len([p for p in dest.rglob("*") if p.is_symlink()]) == len(files)
+    assert not any(os.path.lexists(f) for f in files)
+    undo_export(dest)
+    assert {f: os.readlink(f) for f in files} == texts and _digests(files) == before
+
+
+def test_a_crafted_moved_link_never_touches_what_it_leads_to(tmp_path: Path) -> None:
+    """A journal that says a link was moved, whose target in DEST is a link to a file
+    elsewhere: its undo moves only links (the victim is neither read nor removed)."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.jpg"
+    victim.write_bytes(b"precious")
+    (dest / "001 x").mkdir(parents=True)
+    target = dest / "001 x" / "link.jpg"
+    target.symlink_to(victim)
+    source = tmp_path / "back" / "a.jpg"
+    journal = dest / JOURNAL_DIR / "journal-0001.jsonl"
+    step = {"source": str(source), "target": str(target), "link": str(victim), "was_link": "v"}
+    _write_lines(journal, [{"mode": "move", "n": 1}, step])
+    undo_export(dest)
+    assert victim.read_bytes() == b"precious" and os.readlink(source) == "v"
+    assert not os.path.lexists(target)

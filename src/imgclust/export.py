@@ -8,6 +8,8 @@ Nothing the user had is ever overwritten or lost:
   source and target and what it writes there (the photo's size and sha256, or the link's
   target); a move links (or copies, across devices) the photo into place before it removes
   the original, so a kill at any moment leaves each photo in at least one of its two places;
+  a photo that is a link is moved as one (as ``mv`` does): DEST's link leads to its very
+  file, which is never touched, and the undo puts the photo's own link back as it was;
 - :func:`undo_export` first checks every journal whole: a damaged one, or one with a target
   that leads outside DEST, is refused with nothing touched (a journal is a file anyone could
   have put there, and undo deletes and moves what it names). It then reads them newest first
@@ -141,10 +143,13 @@ class _Record:
     step: Step
     size: int | None = None
     sha256: str | None = None
+    #: The link the export wrote in DEST: a symlink export's, or a move's of a photo that
+    #: was a link (:func:`_move_link`), whose own text is ``was_link``.
     link: str | None = None
     #: The original's mtime when its copy was fingerprinted: a new export that finds it at
     #: that size and mtime (one stat, or one HEAD for an object) need not read it again.
     mtime_ns: int | None = None
+    was_link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -394,8 +399,8 @@ def _apply_plan(
     try:
         records = [_record_of(step, mode, downloads) for step in plan.steps]
         journal = _write_journal(root, mode, records)
-        for step in plan.steps:
-            _apply(step, mode, downloads)
+        for step, record in zip(plan.steps, records, strict=True):
+            _apply(record, mode, downloads)
             if on_step is not None:
                 on_step(step)
         _append(journal, {"done": True})
@@ -676,7 +681,9 @@ def _still_exported(record: _Record, mode: str) -> bool:
     """Whether the earlier ``mode`` export of ``record`` still stands (module docstring)."""
     source, target = record.step.source, record.step.target
     if mode == "symlink":
-        return os.path.islink(target) and os.readlink(target) == _link_of(record)
+        return _is_link(target, _link_of(record))
+    if mode == "move" and record.link is not None:
+        return _is_link(target, record.link) and not os.path.lexists(source)
     if os.path.islink(target) or not os.path.isfile(target):
         return False
     if mode == "move":
@@ -707,6 +714,8 @@ def _reusable(record: _Record, mode: str, folder: Path, taken: set[str]) -> bool
         return False
     if not os.path.lexists(target):
         return True
+    if mode == "move" and record.link is not None:  # (a moved link: both links there)
+        return _is_link(target, record.link) and _is_link(source, record.was_link or "")
     # (a copy, when DEST is on another device: the same bytes, not the same file)
     return mode == "move" and not os.path.islink(target) and _same_content(source, Path(target))
 
@@ -792,6 +801,14 @@ def _holds(path: str, size: int, sha256: str) -> bool:
         return False
 
 
+def _is_link(path: str, text: str) -> bool:
+    """Whether ``path`` is a link that says ``text``."""
+    try:
+        return os.readlink(path) == text
+    except OSError:
+        return False
+
+
 def _link_of(record: _Record) -> str:
     # Journals older than fingerprints did not say; the export always linked abspath(source).
     return record.link or os.path.abspath(record.step.source)
@@ -800,6 +817,11 @@ def _link_of(record: _Record) -> str:
 def _record_of(step: Step, mode: str, downloads: _Downloads) -> _Record:
     if mode == "symlink":
         return _Record(step, link=os.path.abspath(step.source))
+    if mode == "move" and os.path.islink(step.source):
+        # DEST's link leads to the very file (a relative link moved as it is would lead
+        # elsewhere, or nowhere; one through the photo's folder would break with it).
+        real = os.path.realpath(step.source)
+        return _Record(step, link=real, was_link=os.readlink(step.source))
     if uri.is_uri(step.source):  # (copy only: refused otherwise)
         size, sha256, mtime_ns = downloads.fingerprint(step.source)
     else:  # (stat first: a photo changed while hashed is read again by the next export)
@@ -819,6 +841,7 @@ def _write_journal(root: Path, mode: str, records: Sequence[_Record]) -> Path:
     for r in records:
         entry: dict[str, object] = {"source": r.step.source, "target": r.step.target}
         entry |= {"size": r.size, "sha256": r.sha256, "link": r.link, "mtime_ns": r.mtime_ns}
+        entry |= {"was_link": r.was_link}
         lines.append(json.dumps({k: v for k, v in entry.items() if v is not None}))
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     atomic_write(path, lambda fh: fh.write(data))
@@ -892,7 +915,9 @@ def _read_journal(path: Path, root: Path) -> _Journal:
             raise damaged(f"line {i} is not an export step")
         if uri.is_uri(record.step.source) and mode != "copy":  # (an undo writes the source)
             raise damaged(f"line {i} would put a {mode}d photo back into object storage")
-        why = _leaves(record.step.target, root, mode)
+        if mode == "move" and (record.link is None) != (record.was_link is None):
+            raise damaged(f"line {i} is not an export step")
+        why = _leaves(record.step.target, root, mode, moved_link=record.was_link is not None)
         if why:
             raise OutputError(
                 f"the export journal {path}, line {i}: its target {record.step.target} {why} "
@@ -926,17 +951,21 @@ def _parse_record(entry: object) -> _Record | None:
         return None
     if link is not None and not isinstance(link, str):
         return None
+    was_link = entry.get("was_link")
+    if was_link is not None and not (isinstance(was_link, str) and was_link and link):
+        return None
     mtime_ns = entry.get("mtime_ns")
     if mtime_ns is not None and (type(mtime_ns) is not int or size is None):
         return None
-    return _Record(Step(source, target), size, sha256, link, mtime_ns)
+    return _Record(Step(source, target), size, sha256, link, mtime_ns, was_link)
 
 
-def _leaves(target: str, root: Path, mode: str) -> str | None:
+def _leaves(target: str, root: Path, mode: str, *, moved_link: bool = False) -> str | None:
     """Why ``target`` is no place inside ``root`` an export writes to, or ``None`` if it is.
 
     Its folder must resolve inside ``root`` (not into the journals); the target itself may be
-    a link leading anywhere only in symlink mode, where undo removes the link, never follows it.
+    a link leading anywhere only in symlink mode, or where a move journalled the photo as a
+    link (``moved_link``): undo then moves or removes the link, never follows it.
     """
     real_root = os.path.realpath(root)
     parent, name = os.path.split(target)
@@ -945,7 +974,8 @@ def _leaves(target: str, root: Path, mode: str) -> str | None:
         return "lies outside"
     if _within(real_parent, os.path.realpath(root / JOURNAL_DIR)):
         return "lies among the journals of"
-    if mode != "symlink" and not _within(os.path.realpath(target), real_root):
+    links = mode == "symlink" or (mode == "move" and moved_link)
+    if not links and not _within(os.path.realpath(target), real_root):
         return "is a link that leads outside"
     return None
 
@@ -963,7 +993,8 @@ def _part_of(path: str) -> str:
     return path + ".part"
 
 
-def _apply(step: Step, mode: str, downloads: _Downloads) -> None:
+def _apply(record: _Record, mode: str, downloads: _Downloads) -> None:
+    step = record.step
     target = Path(step.target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if mode == "symlink":
@@ -977,6 +1008,8 @@ def _apply(step: Step, mode: str, downloads: _Downloads) -> None:
         downloads.place(step.source, target)
     elif mode == "copy":
         _copy_new(step.source, target)
+    elif record.link is not None and record.was_link is not None:
+        _move_link(step.source, step.target, record.link)
     else:
         _move_new(step.source, target)
 
@@ -1018,13 +1051,39 @@ def _move_new(source: str, target: Path) -> None:
     os.unlink(source)
 
 
+def _move_link(source: str, target: str, link: str) -> None:
+    """Move a photo that is a link: ``link`` placed at ``target`` in DEST, then the photo
+    removed; what it leads to is never touched. A move killed between the two left the link
+    in DEST already: it is finished."""
+    if not _is_link(target, link):
+        os.symlink(link, target)  # fails if the name is taken
+    _fsync_dir(Path(target).parent)
+    os.unlink(source)
+
+
+def _move_link_back(source: str, target: str, link: str, was_link: str) -> tuple[_Outcome, str]:
+    """Put a moved link back: the photo's own link (``was_link``) again, then DEST's
+    (``link``) removed."""
+    if not _is_link(target, link):
+        return "edited", target  # another file, or a link changed since: the user's
+    if os.path.lexists(source):
+        if not _is_link(source, was_link):
+            return "blocked", target  # another file took the link's place: keep ours
+    else:
+        Path(source).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(was_link, source)
+        _fsync_dir(Path(source).parent)
+    os.unlink(target)
+    return "restored", source
+
+
 def _revert(record: _Record, mode: str) -> tuple[_Outcome, str]:
     """Undo one step; what happened, and the path it concerns."""
     source, target = record.step.source, record.step.target
     if mode == "symlink":
         if not os.path.lexists(target):
             return "gone", target
-        if os.path.islink(target) and os.readlink(target) == _link_of(record):
+        if _is_link(target, _link_of(record)):
             os.unlink(target)
             return "removed", target
         return "edited", target
@@ -1034,8 +1093,10 @@ def _revert(record: _Record, mode: str) -> tuple[_Outcome, str]:
         if mode == "move" and not os.path.lexists(source):
             return "not_found", source
         return "gone", target
+    if mode == "move" and record.link is not None and record.was_link is not None:
+        return _move_link_back(source, target, record.link, record.was_link)
     if os.path.islink(target):
-        return "edited", target  # these modes never write a link: not ours
+        return "edited", target  # a copy or a moved file is never a link: not ours
     if mode == "move":
         return _move_back(source, target)
     if not (_source_exists(source) if uri.is_uri(source) else os.path.lexists(source)):
