@@ -140,8 +140,9 @@ def test_names_merges_moves_and_exclusions_survive_a_run_on_a_grown_folder(
 
 @pytest.mark.parametrize(
     "damage",
-    ["torn-header", "bad-line", "bad-record", "bad-first-record", "bad-last-line", "undone"],
-)
+    ["torn-header", "bad-line", "bad-record", "bad-move-name", "bad-first-record",
+     "bad-last-line", "undone"],
+)  # fmt: skip
 def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
     demo_photos: Path, tmp_path: Path, damage: str
 ) -> None:
@@ -166,6 +167,10 @@ def test_a_damaged_journal_carries_what_comes_before_the_damage_and_says_so(
         journal.write_bytes(b"\n".join([lines[0], lines[1], b"{not json", *lines[3:]]))
     elif damage == "bad-record":
         journal.write_bytes(b"\n".join([lines[0], lines[1], bad, *lines[3:]]))
+    elif damage == "bad-move-name":  # (journalled by a version that let any name through)
+        photo = _rows(out, "assignments.csv")[0]["path"]
+        move = {"op": "move", "paths": [photo], "to": "new", "name": 5}
+        journal.write_bytes(b"\n".join([lines[0], lines[1], json.dumps(move).encode(), *lines[3:]]))
     elif damage == "bad-first-record":
         journal.write_bytes(b"\n".join([lines[0], bad, *lines[2:]]))
     elif damage == "bad-last-line":  # a whole line, but no record (JSON, not an object)

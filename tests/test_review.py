@@ -10,12 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from imgclust.clustering import Clustering
@@ -31,7 +34,7 @@ from starlette.testclient import TestClient
 
 from imgclust.review import EditError, Review
 from imgclust.review.app import create_app
-from imgclust.review.edits import EXCLUDED_REASON, JOURNAL, Editor
+from imgclust.review.edits import EXCLUDED_REASON, JOURNAL, MAX_NAME, Editor, clean_name
 
 PORT = 8765  # the port the TestClient's requests name (nothing listens on it)
 BASE = f"http://127.0.0.1:{PORT}"
@@ -270,10 +273,30 @@ def test_bad_and_stale_edits_are_refused_and_not_journalled(session: Session) ->
     assert missing.status_code == 404 and missing.json()["error"] == "no cluster 'x'"
 
 
-def test_a_name_is_one_line_of_text(session: Session) -> None:
-    """Line breaks and NUL in a name given in review become spaces: never raw in the CSVs."""
-    session.edit(op="rename", cluster=0, name=" two\nlines\x00 and\ttab ")
+def test_a_name_is_one_line_of_text(session: Session, synthetic: tuple[Path, np.ndarray]) -> None:
+    """Line breaks, NUL and the C1 controls in a name given in review (a rename, or a move
+    to a new cluster) become spaces: never raw in the CSVs or a terminal."""
+    session.edit(op="rename", cluster=0, name=" two\nlines\x00 and\ttab\x9b ")
     assert session.state()["clusters"][0]["name"] == "two lines and tab"
+    red = photos_of(synthetic[0], "red")
+    session.edit(op="move", paths=red[:1], to="new", name="evil\nline\x00two" + "x" * 500)
+    named = session.state()["clusters"][-1]["name"]
+    assert named.startswith("evil line two") and len(named) == MAX_NAME
+    for bad, said in [(5, "a cluster's name is text, not 5"), ("\x1b\n", "cannot be empty")]:
+        error = session.edit(400, op="move", paths=red[1:2], to="new", name=bad)["error"]
+        assert said in error, error
+    session.edit(op="move", paths=red[1:2], to="new", name="")  # (no name: its classes')
+
+
+@given(st.text(max_size=300))
+def test_a_kept_name_is_one_short_line(name: str) -> None:
+    try:
+        kept = clean_name(name)
+    except EditError:
+        assert not "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ")
+        return
+    assert 0 < len(kept) <= MAX_NAME and kept == kept.strip() and "  " not in kept
+    assert not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in kept)
 
 
 def test_the_history_counts_each_photo_once(

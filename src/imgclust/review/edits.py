@@ -51,6 +51,7 @@ import json
 import os
 import shutil
 import time
+import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -224,6 +225,27 @@ def base_state(base: Clustering) -> State:
     )
 
 
+#: The longest name a cluster keeps (characters).
+MAX_NAME = 200
+
+
+def clean_name(name: Any) -> str:
+    """A cluster name a user gave, as kept: one line of text in the CSVs, the report and a
+    folder name, so control characters (NUL, ESC, the C1 set) and line or paragraph breaks
+    become spaces, runs of spaces one; at most :data:`MAX_NAME` characters.
+
+    Raises:
+        EditError: ``name`` is not text, or nothing is left of it.
+    """
+    if not isinstance(name, str):
+        raise EditError(f"a cluster's name is text, not {name!r}")
+    spaced = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in name)
+    kept = " ".join(spaced.split())[:MAX_NAME].rstrip()
+    if not kept:
+        raise EditError("a cluster's name cannot be empty")
+    return kept
+
+
 class Editor:
     """Applies edit records to states of one base clustering.
 
@@ -300,17 +322,8 @@ class Editor:
         return np.unique(np.array(rows, np.int64))
 
     def _rename(self, state: State, cid: int, name: Any) -> State:
-        if not isinstance(name, str):
-            raise EditError(f"a cluster's name is text, not {name!r}")
-        # Control characters (NUL, line breaks) become spaces: a name is one line of text in
-        # the CSVs, the report and a folder name.
-        name = " ".join(
-            "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in name).split()
-        )
-        if not name:
-            raise EditError("a cluster's name cannot be empty")
         slots = list(state.slots)
-        slots[cid] = replace(slots[cid], name=name[:200])
+        slots[cid] = replace(slots[cid], name=clean_name(name))
         return replace(state, slots=tuple(slots))
 
     def _merge(self, state: State, ids: list[int], name: str | None) -> State:
@@ -340,8 +353,9 @@ class Editor:
                 group, disc = most.group, most.disc
             tops = self._top_classes(rows)
             default = " / ".join(short_name(d) for d, _ in tops[:2]) or "new cluster"
+            named = default if name is None or name == "" else clean_name(name)
             slots.append(
-                Slot(self._unique(name or default, slots), tops, (), group,
+                Slot(self._unique(named, slots), tops, (), group,
                      np.zeros(0, np.float32), float("inf"), int(rows[0]), disc)
             )  # fmt: skip
         elif target >= 0:
