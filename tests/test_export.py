@@ -1151,7 +1151,10 @@ def test_a_read_only_dest_with_nothing_to_do_is_no_error(tmp_path: Path) -> None
     assert undone.removed == len(files) - 1 and len(undone.kept_blocked) == 1
 
 
-@pytest.mark.parametrize("where", ["out", "out/sorted", "out/.imgclust/x", "linked-out"])
+@pytest.mark.parametrize(
+    "where",
+    ["out", "out/sorted", "out/.imgclust/x", "linked-out", "linked-sub", "linked-sub/new"],
+)
 @pytest.mark.parametrize("mode", ["symlink", "copy", "move"])
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_export_into_the_runs_own_output_folder_is_refused(
@@ -1162,6 +1165,8 @@ def test_export_into_the_runs_own_output_folder_is_refused(
     _, files = _tree(tmp_path)
     out = tmp_path / "out"
     (tmp_path / "linked-out").symlink_to(out)
+    (out / "sub").mkdir()
+    (tmp_path / "linked-sub").symlink_to(out / "sub")  # a link into it: inside it too
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     dest = tmp_path / where
     args = ["export", str(out), "--to", str(dest), "--mode", mode]
@@ -1174,6 +1179,7 @@ def test_export_into_the_runs_own_output_folder_is_refused(
     # A folder beside it whose name merely starts the same is not inside it.
     beside = tmp_path / "out-sorted"
     assert plan_export(out, beside, mode=mode).steps
+    assert plan_export(out, out / ".." / "out-sorted", mode=mode).steps  # (beside it too)
 
 
 @pytest.mark.parametrize("mode", ["move", "copy", "symlink"])

@@ -223,10 +223,12 @@ def plan_export(
 
 
 def _is_or_inside(root: Path, out: Path) -> bool | None:
-    """Whether ``root`` is ``out`` (True) or lies inside it (False), by the files themselves
-    (``samefile``: links, ``..`` and a case-insensitive file system's spellings alike);
+    """Whether ``root`` is ``out`` (True) or lies inside it (False), by the files themselves:
+    ``root`` resolved (a link into ``out``, ``out/../x`` beside it), then each folder it
+    lies in compared with ``samefile`` (a case-insensitive file system's spellings too);
     ``None``: neither."""
-    for i, folder in enumerate((root, *root.parents)):
+    real = Path(os.path.realpath(root))
+    for i, folder in enumerate((real, *real.parents)):
         with contextlib.suppress(OSError):
             if os.path.samefile(folder, out):
                 return i == 0
