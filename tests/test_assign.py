@@ -101,6 +101,7 @@ def test_assign_adds_only_new_photos_to_their_scene(clustered: Path, tmp_path: P
     rows = _rows(clustered / "assignments.csv")
     assert str(tmp_path / "bad.jpg") in rows and len(rows) == len(saved.paths) + 5
     assert str(tmp_path / "bad.jpg") not in _rows(clustered / "rejected.csv")
+    assert str(tmp_path / "dangling.jpg") not in _rows(clustered / "rejected.csv")  # (deleted)
     assert rows[str(tmp_path / "new-2.jpg")]["cluster"] == str(old[sources[2]])  # as clustered
 
 

@@ -10,6 +10,7 @@ centroids and fences stay as the run made them. The folders given are remembered
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import uri
 from .cluster import softmax
 from .cluster.kmeans import nearest_centroids
 from .clustering import Clustering, image_columns
@@ -75,6 +77,14 @@ class AssignResult:
     report: Path
 
 
+def _gone(rejection: Rejection) -> bool:
+    """Whether a rejected photo's file is gone (one excluded in review stays listed: that is
+    the review's record; an object in storage is not asked)."""
+    if rejection.reason == EXCLUDED_REASON or uri.is_uri(rejection.path):
+        return False
+    return not os.path.lexists(rejection.path)
+
+
 def assign_folder(
     inputs: Sequence[str | Path],
     out: Path,
@@ -124,9 +134,11 @@ def assign_folder(
         rejected = rescanned + embedded.rejected
         added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
         # (their earlier rejections give way to now's, as do those of files the scan
-        # rejected again: a dangling link is listed once)
+        # rejected again: a dangling link is listed once; and a rejected file deleted
+        # since is no longer listed)
         retried = {r.path for r in records} | {r.path for r in rescanned}
-        grown = replace(saved, rejected=[r for r in saved.rejected if r.path not in retried])
+        kept = [r for r in saved.rejected if r.path not in retried and not _gone(r)]
+        grown = replace(saved, rejected=kept)
         grown = grown.grown(added)
         write_exports(out, grown)
         prog.start("report")
