@@ -46,6 +46,7 @@ from ..exceptions import ConfigError, ImgclustError
 from ..scan import FileRecord
 from ..workers import DecodePool
 from . import EmbedReport, EngineError, NodeStats
+from .native_log import native_lines_filtered
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -238,7 +239,7 @@ class RayEngine:
             downstream_capacity_backpressure_ratio=None,
         )
         try:
-            with settings, _cluster_autoscaler(), _native_errors_to_log():
+            with settings, _cluster_autoscaler(), native_lines_filtered():
                 results = self._job(ray, rows, embedder, store.writer()).iter_rows()
                 for result in results:
                     self._adopt(result, store, pending, report, on_progress)
@@ -499,45 +500,6 @@ def _cluster_autoscaler() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(_AUTOSCALER, None)
-
-
-@contextlib.contextmanager
-def _native_errors_to_log() -> Iterator[None]:
-    """This process's fd 2 goes to ``os.devnull`` (``sys.stderr``, and so the progress bars
-    and every Python message, to the terminal as before) while the embed job runs.
-
-    Ray's C++ core worker in the driver prints each of its ERROR lines to fd 2 as well as
-    to its log file (``python-core-driver-*.log`` in the session's logs), and Ray Data
-    2.60 makes it print one on every run: its model actors get their constructor arguments
-    from the object store and may restart (ray-project/ray#53727: "has constructor
-    arguments in the object store and max_restarts > 0"), which reads like a failure and
-    is not one. The log file keeps every such line. Nothing changes where ``sys.stderr``
-    is not fd 2 (a notebook, pytest's capture of ``sys``).
-    """
-    try:
-        if sys.stderr is None or sys.stderr.fileno() != 2:
-            raise OSError
-        sys.stderr.flush()
-        terminal = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    shown = sys.stderr
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    sys.stderr = open(  # noqa: SIM115 (closed below; the fd stays ours)
-        terminal, "w", buffering=1, encoding=shown.encoding, errors=shown.errors,
-        closefd=False,
-    )  # fmt: skip
-    os.dup2(quiet, 2)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os.dup2(terminal, 2)
-        sys.stderr = shown
-        os.close(quiet)
-        os.close(terminal)
 
 
 #: Seconds to wait for a cluster's address to answer at all.
