@@ -36,6 +36,7 @@ def test_unknown_option_in_file(tmp_path: Path) -> None:
         ("foo = 1\nbatch_size = 2\n", r"entries in .*: batch_size, foo; .*\(batch_size belongs in "
                                        r"\[embed\]\)"),
         ("[clusters]\nk = 3\n", r"unknown entry in .*: clusters; its settings go in the tables"),
+        ("[embed]\nk = 3\n", r"unknown option\(s\) in \[embed\]: k \(k belongs in \[cluster\]\)"),
     ],
 )  # fmt: skip
 def test_a_setting_outside_its_table_says_which_table(tmp_path: Path, text: str, said: str) -> None:

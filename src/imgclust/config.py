@@ -238,11 +238,26 @@ _SECTIONS = {"embed": EmbedConfig, "store": StoreConfig, "cluster": ClusterConfi
              "report": ReportConfig}  # fmt: skip
 
 
+def _belongs(keys: set[str]) -> str:
+    """``"k belongs in [cluster]; ..."`` for those of ``keys`` that are a table's options."""
+    where = {
+        key: name
+        for key in keys
+        for name, cls in _SECTIONS.items()
+        if key in {f.name for f in dataclasses.fields(cls)}
+    }
+    return "; ".join(f"{key} belongs in [{name}]" for key, name in sorted(where.items()))
+
+
 def _build(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
-        raise ConfigError(f"unknown option(s) in [{section}]: {', '.join(sorted(unknown))}")
+        hint = _belongs(unknown)  # (a key in the wrong table)
+        raise ConfigError(
+            f"unknown option(s) in [{section}]: {', '.join(sorted(unknown))}"
+            + (f" ({hint})" if hint else "")
+        )
     return cls(**values)
 
 
@@ -309,13 +324,7 @@ def load_config(
         unknown = set(file_values) - set(_SECTIONS)
         if unknown:
             tables = " ".join(f"[{name}]" for name in _SECTIONS)
-            where = {  # a key written above every table: say which table it belongs in
-                key: name
-                for key in unknown
-                for name, cls in _SECTIONS.items()
-                if key in {f.name for f in dataclasses.fields(cls)}
-            }
-            hint = "; ".join(f"{key} belongs in [{name}]" for key, name in sorted(where.items()))
+            hint = _belongs(unknown)  # a key written above every table: say which table
             raise ConfigError(
                 f"unknown {'entries' if len(unknown) > 1 else 'entry'} in {config_file}: "
                 f"{', '.join(sorted(unknown))}; its settings go in the tables {tables}"
