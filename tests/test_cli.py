@@ -266,3 +266,35 @@ def test_nothing_to_cluster_counts_the_scans_rejects_among_the_candidates(tmp_pa
     res = CliRunner().invoke(app, ["run", str(photos), "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 2, res.output
     assert "no image could be clustered: 2 candidate files, 2 rejected" in res.output
+
+
+def test_demo_never_writes_into_a_folder_of_the_users(tmp_path: Path) -> None:
+    """`--photos ~/Pictures` must not replace the user's photos with the demo's."""
+    mine = tmp_path / "Pictures"
+    (mine / "coffee").mkdir(parents=True)
+    (mine / "coffee" / "coffee-0.jpg").write_bytes(b"my photo")
+    (mine / "README.txt").write_text("my notes")
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["demo", "--photos", str(mine), "--out", str(out), "-q"])
+    assert result.exit_code == 2 and "did not make" in result.output, result.output
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    assert not out.exists()
+    (tmp_path / "a-file").write_text("x")
+    result = CliRunner().invoke(app, ["demo", "--photos", str(tmp_path / "a-file"), "-q"])
+    assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_a_demo_folder_cut_short_is_made_whole(tmp_path: Path) -> None:
+    from imgclust.demo import MARKER, make_demo_photos
+
+    folder = tmp_path / "photos"
+    (folder / "coffee").mkdir(parents=True)
+    (folder / MARKER).write_text("")  # a demo killed while it wrote its photos
+    (folder / "coffee" / "coffee-0.jpg").write_bytes(b"cut short")
+    make_demo_photos(folder)
+    assert (folder / ".demo-complete").exists()
+    assert (folder / "coffee" / "coffee-0.jpg").read_bytes()[:2] == b"\xff\xd8"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (make_demo_photos(empty) / ".demo-complete").exists()  # an empty folder is fine

@@ -7,6 +7,7 @@ corrupt file and a non-image file are planted to show that they are reported, no
 
 from __future__ import annotations
 
+import os
 import random
 from importlib import resources
 from pathlib import Path
@@ -47,13 +48,32 @@ def _variants(img: Image.Image, rng: random.Random) -> list[Image.Image]:
     return out[:VARIANTS_PER_SOURCE]
 
 
+#: Written first into a demo folder: a folder holding it is the demo's (whole or cut
+#: short), and the demo may write there; ``.demo-complete`` says it is whole.
+MARKER = ".imgclust-demo"
+
+
 def make_demo_photos(dest: Path, *, seed: int = 0) -> Path:
-    """Write the demo folder to ``dest`` (kept if it already holds the demo) and return it."""
+    """Write the demo folder to ``dest`` (kept if it already holds the demo) and return it.
+
+    Raises:
+        InputError: ``dest`` holds files the demo did not write (they are never touched),
+            or is not a folder.
+    """
     dest = Path(dest)
     done = dest / ".demo-complete"
     if done.exists():
         return dest
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise InputError(f"--photos {dest} is not a folder; choose a new or empty folder")
+    if dest.is_dir() and not (dest / MARKER).exists() and any(dest.iterdir()):
+        raise InputError(
+            f"--photos {dest} already holds files that `imgclust demo` did not make, and the "
+            "demo would write over them; choose a new or empty folder"
+        )
     src_dir = _skimage_data_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / MARKER).write_text("imgclust demo photos\n")
     rng = random.Random(seed)
     for name in DEMO_SOURCES:
         stem = Path(name).stem
