@@ -102,3 +102,22 @@ def test_evaluate_says_what_it_left_out(demo_photos: Path, tmp_path: Path, cache
     ) in res.output
     n = sum(1 for p in root.rglob("*.jpg")) - 2
     assert f"images {n}  groups 2" in res.output
+
+
+def test_noise_is_no_cluster_in_the_count_and_is_said(
+    demo_photos: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDBSCAN's noise (-1) is counted as a run counts it (in no cluster) and said to be
+    scored as one more group, so `evaluate` and `run` agree on the number of clusters."""
+    import imgclust.evaluate as evaluated
+
+    def three_and_noise(stored: evaluated.StoredFeatures, *_: object) -> np.ndarray:
+        labels = np.arange(len(stored.paths)) % 3
+        labels[:5] = -1
+        return labels
+
+    monkeypatch.setattr(evaluated, "cluster_stored", three_and_noise)
+    result = evaluate(demo_photos, k="auto", cache_dir=cache)
+    assert result.k == 3 and result.n_noise == 5
+    res = CliRunner().invoke(app, ["evaluate", str(demo_photos), "--cache", str(cache)])
+    assert "clusters 3 " in res.output and "unclustered: 5 images" in res.output, res.output

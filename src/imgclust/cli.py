@@ -640,6 +640,11 @@ def evaluate(
         left.append(f"{plural(result.n_rejected, 'file')} that could not be read or decoded")
     if left:
         typer.echo("left out: " + "; ".join(left))
+    if result.n_noise:
+        typer.echo(
+            f"unclustered: {plural(result.n_noise, 'image')} in no dense group (as `run` "
+            f"leaves them), scored as one more cluster"
+        )
     # (said, as it is a folder the user did not name when --cache is left out)
     typer.echo(f"features kept in {cache.resolve()}: the next evaluate with it embeds nothing")
 

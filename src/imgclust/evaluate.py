@@ -59,6 +59,7 @@ class Evaluation:
     timings: dict[str, float] = field(default_factory=dict)
     n_outside: int = 0  # left out: images in no sub-folder
     n_rejected: int = 0  # left out: files that could not be read or decoded
+    n_noise: int = 0  # in no cluster (HDBSCAN's noise): scored as one more group
 
 
 def purity(truth: np.ndarray, labels: np.ndarray) -> float:
@@ -167,9 +168,10 @@ def evaluate(
         scores=score(stored.truth, labels),
         n_images=len(stored.paths),
         n_groups=n_groups,
-        k=len(np.unique(labels)),
+        k=len(np.unique(labels[labels >= 0])),  # (as a run counts them: noise is none)
         seconds=round(sum(timings.values()), 3),
         timings=timings,
         n_outside=stored.n_outside,
         n_rejected=stored.n_rejected,
+        n_noise=int((labels < 0).sum()),
     )
