@@ -60,8 +60,10 @@ def test_bad_values(tmp_path: Path, overrides: dict) -> None:  # type: ignore[ty
         load_config((tmp_path,), tmp_path, overrides=overrides)
 
 
-def test_decode_timeout_must_be_positive(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="decode timeout"):
-        RunConfig(inputs=(tmp_path,), out=tmp_path, embed=EmbedConfig(decode_timeout=0))
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, float("nan"), "5", True])
+def test_decode_timeout_must_be_positive(tmp_path: Path, timeout: object) -> None:
+    """One message for every refused value (0 and -1 were told different rules)."""
+    with pytest.raises(ConfigError, match="decode timeout must be a number of seconds above 0"):
+        RunConfig(inputs=(tmp_path,), out=tmp_path, embed=EmbedConfig(decode_timeout=timeout))  # type: ignore[arg-type]
     cfg = load_config((tmp_path,), tmp_path, overrides={"embed": {"decode_timeout": 2.5}})
     assert cfg.embed.decode_timeout == 2.5

@@ -121,6 +121,8 @@ def test_refine_refuses_a_grown_folder(clustered: tuple[Path, Path], demo_photos
         (["--refine", "5"], "has clusters 0 to 1"),
         (["--refine", "0", "--k", "4"], "drop --k"),
         (["--refine-k", "3"], "--refine-k needs --refine"),
+        (["--refine", "0", "--refine-k", "1"], "--refine-k (refine_k) must be at least 2"),
+        (["--refine", "0", "--refine-k", "0"], "--refine-k (refine_k) must be at least 2"),
     ],
 )
 def test_refine_mistakes_are_clear_errors(
@@ -137,3 +139,15 @@ def test_refine_needs_an_earlier_run(demo_photos: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "holds no saved clustering" in _text(result.output)
     assert not (tmp_path / "o").exists()  # nothing made for a refinement that cannot happen
+
+
+def test_a_refine_k_above_the_clusters_size_is_lowered_and_said(
+    clustered: tuple[Path, Path],
+) -> None:
+    photos, out = clustered
+    assigned = _clusters(out)
+    cid = _mixed_cluster(assigned)
+    n = sum(c == cid for c in assigned.values())
+    text = _text(_run(str(photos), "--out", str(out), "--refine", str(cid), "--refine-k", "500"))
+    assert f"cluster #{cid} has {n} photos: split in at most {n}, not 500" in text
+    assert len(set(_clusters(out).values())) <= n + 1

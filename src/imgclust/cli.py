@@ -171,7 +171,10 @@ def _summary(result: Any) -> None:
             ids = ", ".join(f"#{p}" for p in parts)
             console.print(f"  cluster #{old} of the last report is now clusters {ids}")
         else:
-            console.print(f"  cluster #{old} could not be split; it is #{parts[0]} now")
+            console.print(
+                f"  cluster #{old} stays whole: its photos do not part into clusters (it is "
+                f"#{parts[0]} now)"
+            )
     if result.n_new:
         console.print(f"  re-clustered: {plural(result.n_new, 'new image')} since the last run")
     for folder in result.skipped:

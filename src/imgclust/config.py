@@ -67,9 +67,9 @@ def default_k(n_images: int) -> int:
     return max(1, min(100, n_images, round(1.6 * math.sqrt(max(n_images, 1)))))
 
 
-def parse_k(value: object, what: str = "k") -> int | str | None:
+def parse_k(value: object, what: str = "k", *, low: int = 1) -> int | str | None:
     """A cluster count as the library holds it: ``None`` for "auto", :data:`DEFAULT_K`, or
-    an int >= 1.
+    an int >= ``low``.
 
     Accepts what users write: ``"auto"``, ``None``, an int, or a string of digits.
     """
@@ -83,8 +83,8 @@ def parse_k(value: object, what: str = "k") -> int | str | None:
         number = int(value) if isinstance(value, (int, str)) else int(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a number or 'auto', got {value!r}") from None
-    if number < 1:
-        raise ConfigError(f"{what} must be at least 1 (or 'auto'), got {number}")
+    if number < low:
+        raise ConfigError(f"{what} must be at least {low} (or 'auto'), got {number}")
     return number
 
 
@@ -120,9 +120,11 @@ class EmbedConfig:
         _at_least("batch size", self.batch_size, 1)
         if self.workers is not None:
             _at_least("workers", self.workers, 0)
-        _at_least("the decode timeout", self.decode_timeout, 0, kind=float)
-        if not self.decode_timeout > 0:
-            raise ConfigError("the decode timeout must be a positive number of seconds")
+        timeout = self.decode_timeout  # (0 refused too: every file would be rejected)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError(
+                f"the decode timeout must be a number of seconds above 0, got {timeout!r}"
+            )
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("runtime", self.runtime, RUNTIMES)
 
@@ -156,9 +158,10 @@ class ClusterConfig:
         from .cluster.base import list_clusterers
 
         _set(self, "k", parse_k(self.k))
-        refine_k = parse_k(self.refine_k, "refine_k")
+        # (a split is into two parts or more; the option's name as the user wrote it)
+        refine_k = parse_k(self.refine_k, "--refine-k (refine_k)", low=2)
         if refine_k == DEFAULT_K:
-            raise ConfigError("refine_k must be a number or 'auto'")
+            raise ConfigError("--refine-k (refine_k) must be a number or 'auto'")
         _set(self, "refine_k", refine_k)
         check_choice("names", self.names, ("auto", "distinctive", "dominant"))
         check_choice("features", self.features, FEATURE_KINDS)

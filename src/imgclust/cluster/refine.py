@@ -56,6 +56,7 @@ class SplitClusters(Clusterer):
         centers = [np.array(self.centers, dtype=np.float32)]  # a copy: rows are replaced
         next_id = len(self.centers)
         self.parts_: dict[int, list[int]] = {}
+        self.notes_: list[str] = []  # (a k above a cluster's size, lowered)
         for cid in dict.fromkeys(self.split):  # each once, in the order given
             members = np.flatnonzero(self.labels == cid)
             if len(members) < 2:
@@ -64,6 +65,12 @@ class SplitClusters(Clusterer):
             k = self.n_clusters
             if k is None:
                 k, _ = choose_k(x, random_state=self.random_state)
+            elif k > len(members):
+                self.notes_.append(
+                    f"cluster #{cid} has {len(members)} photos: split in at most "
+                    f"{len(members)}, not {k}"
+                )
+                k = len(members)
             sub = KMeans(max(k, 1), random_state=self.random_state).fit(x)
             # Sub-cluster 0 keeps the old id (its centroid row is replaced); the rest are new.
             ids = np.array([cid, *range(next_id, next_id + sub.n_clusters_ - 1)])
