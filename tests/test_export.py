@@ -1294,3 +1294,26 @@ def test_a_crafted_moved_link_never_touches_what_it_leads_to(tmp_path: Path) -> 
     undo_export(dest)
     assert victim.read_bytes() == b"precious" and os.readlink(source) == "v"
     assert not os.path.lexists(target)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--to", "", "--mode", "move"], "--to needs a folder"),
+        (["--to", " ", "--dry-run"], "--to needs a folder"),
+        (["--undo", ""], "--undo needs a folder"),
+        (["--to", "y", "--undo", "z"], "give it without OUT or --to"),
+        (["--undo", "z"], "give it without OUT or --to"),  # (with OUT)
+    ],
+)
+def test_cli_an_empty_or_contradictory_destination_is_refused(
+    tmp_path: Path, args: list[str], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--to ""` was the current folder (a move export into wherever the shell was), and an
+    undo given OUT or --to ignored them."""
+    monkeypatch.chdir(tmp_path)  # (where `--to ""` would have exported)
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = sorted(tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["export", str(out), *args], catch_exceptions=False)
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    assert sorted(tmp_path.rglob("*")) == before and all(f.exists() for f in files)

@@ -388,8 +388,9 @@ def export_cmd(
     out: Annotated[
         Path | None, typer.Argument(help="Output folder of `imgclust run` to export.")
     ] = None,
-    to: Annotated[
-        Path | None, typer.Option("--to", help="Destination: one folder per cluster goes here.")
+    to: Annotated[  # (text: typer makes "" the current folder, as Path("") is)
+        str | None,
+        typer.Option("--to", help="Destination: one folder per cluster goes here.", metavar="DEST"),
     ] = None,
     mode: Annotated[
         str, typer.Option(help="symlink (default), copy, or move (journalled, undoable).")
@@ -397,8 +398,9 @@ def export_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; touch nothing.")
     ] = False,
-    undo: Annotated[
-        Path | None, typer.Option("--undo", help="Undo the exports into this folder.")
+    undo_to: Annotated[
+        str | None,
+        typer.Option("--undo", help="Undo the exports into this folder.", metavar="DEST"),
     ] = None,
 ) -> None:
     """Lay the photos of a run out as one folder per cluster, or undo that.
@@ -414,8 +416,14 @@ def export_cmd(
     def count(n: int, one: str, many: str = "") -> str:
         return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
 
+    for name, value in (("--to", to), ("--undo", undo_to)):
+        if value is not None and not value.strip():
+            raise typer.BadParameter(f"{name} needs a folder, not {value!r}")
+    undo = None if undo_to is None else Path(undo_to)
     if undo is not None and dry_run:  # (an undo has no plan to print: it would just run)
         raise typer.BadParameter("--dry-run shows an export's plan; give it without --undo")
+    if undo is not None and (out is not None or to is not None):  # (else one is ignored)
+        raise typer.BadParameter("--undo DEST undoes what is in DEST: give it without OUT or --to")
     try:
         if undo is not None:
             done = undo_export(undo)
