@@ -1203,6 +1203,23 @@ def test_a_move_export_waits_for_a_review_or_run_of_its_folder(tmp_path: Path, m
         assert not any(p.exists() for p in files)
 
 
+@pytest.mark.parametrize("mode", ["move", "copy", "symlink"])
+def test_an_export_of_a_folder_whose_first_run_is_running_says_so(
+    tmp_path: Path, mode: str
+) -> None:
+    """Not "clusters.csv not found; give the output folder of `imgclust run`": it is one."""
+    from imgclust._fs import OutputLock
+
+    out = tmp_path / "out"
+    (out / ".imgclust").mkdir(parents=True)
+    running = pytest.raises(OutputError, match=r"in use by `imgclust run`.*not written the run's")
+    with OutputLock(out / ".imgclust", "run"), running:
+        plan_export(out, tmp_path / "dest", mode=mode)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"clusters\.csv not found"):  # (a run killed early)
+        plan_export(out, tmp_path / "dest", mode=mode)  # type: ignore[arg-type]
+    assert not (tmp_path / "dest").exists()
+
+
 # -- a collection of links: a move export moves the links ------------------------------------
 
 

@@ -222,6 +222,26 @@ def plan_export(
         return _plan(inputs, mode)  # (DEST is read-only: no export can run there either)
 
 
+def _check_not_running(out: Path) -> None:
+    """For a run folder without its CSVs: whether its first run is still writing them.
+
+    Raises:
+        OutputError: another command holds the folder (the message names it).
+    """
+    from .steps import MARKER_DIR
+
+    marker = out / MARKER_DIR
+    if not marker.is_dir():
+        return
+    try:
+        with OutputLock(marker, "export", instead=None):
+            pass
+    except WriteError:
+        return  # (read-only: no command writes there either)
+    except OutputError as busy:
+        raise OutputError(f"{busy}: it has not written the run's CSVs yet") from None
+
+
 def _is_or_inside(root: Path, out: Path) -> bool | None:
     """Whether ``root`` is ``out`` (True) or lies inside it (False), by the files themselves:
     ``root`` resolved (a link into ``out``, ``out/../x`` beside it), then each folder it
@@ -248,8 +268,12 @@ def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode:
     """The run's CSVs, read and checked against DEST and ``mode`` (nothing is written, no
     journal or photo read): what is wrong here is said before any write."""
     out, root = Path(out_dir), Path(dest).absolute()
-    names = _read_cluster_names(out / "clusters.csv")
-    rows = _read_assignments(out / "assignments.csv")
+    try:
+        names = _read_cluster_names(out / "clusters.csv")
+        rows = _read_assignments(out / "assignments.csv")
+    except InputError:
+        _check_not_running(out)
+        raise
     there = next((p for p in (root, *root.parents) if os.path.lexists(p)), root)
     if not there.exists():  # (DEST, or a parent it would be made in)
         raise OutputError(
