@@ -309,5 +309,26 @@ def test_what_the_base_holds_from_an_earlier_review_carries_first(tmp_path: Path
     assert carried.state.labels[editor.row_of[paths[1]]] == UNSORTED
     assert carried.notes[1:] == [
         "from before the review's journal: 1 photo excluded stays excluded",
-        "from before the review's journal: 1 photo marked 'not this cluster' stays unsorted",
+        "from before the review's journal: 1 photo marked 'not this cluster' carried: 1 unsorted "
+        "now",
     ]
+
+
+def test_the_notes_say_what_later_edits_made_of_an_edit(tmp_path: Path) -> None:
+    """A move to a new cluster that later edits emptied, and an unsort some of whose photos
+    were then excluded: each note says so (they said "stays there: cluster (none now...)"
+    and "3 photos ... stay unsorted" with 2 unsorted)."""
+    truth = np.repeat(np.arange(3), (10, 8, 6))
+    paths = [f"/p/{t}-{i}.jpg" for i, t in enumerate(truth)]
+    review, editor = _pair(tmp_path, truth, paths, [0, 1, 2])
+    moved, unsorted = ["/p/0-0.jpg", "/p/0-1.jpg"], ["/p/1-10.jpg", "/p/1-11.jpg", "/p/1-12.jpg"]
+    review.edit({"op": "move", "paths": moved, "to": "new"}, seen=0)
+    review.edit({"op": "exclude", "paths": moved}, seen=1)  # the new cluster: emptied
+    review.edit({"op": "unsort", "paths": unsorted}, seen=2)
+    review.edit({"op": "exclude", "paths": unsorted[:1]}, seen=3)
+    move, _, unsort, _ = carry_edits(review, editor).outcomes
+    assert move.note == "move of 2 photos carried; later edits emptied the cluster it made"
+    assert unsort.note == (
+        "3 photos marked 'not this cluster' carried: 2 unsorted now (1 moved or excluded by "
+        "later edits)"
+    )

@@ -254,7 +254,8 @@ class Carried:
         return self.editor.clustering(self.state)
 
 
-_Note = Callable[[str], str]  # the cluster's final id → the note
+#: The cluster's final id (``None``: later edits emptied it) and the final state → the note.
+_Note = Callable[[str | None, State], str]
 
 
 def carry_edits(previous: Review, new: Editor) -> Carried:
@@ -286,7 +287,7 @@ def carry_edits(previous: Review, new: Editor) -> Carried:
         state = after
         pending.append((edit, record or None, note, witness, _holder(state, witness)[1]))
     done = [
-        Outcome(edit, record, note(_final_id(state, witness, name)), i in held)
+        Outcome(edit, record, note(_final_id(state, witness, name), state), i in held)
         for i, (edit, record, note, witness, name) in enumerate(pending)
     ]
     earlier, outcomes = done[: len(standing)], done[len(standing) :]
@@ -340,7 +341,7 @@ def _translate(
             record = {"op": "split", "cluster": t, "k": edit.get("k")}
             done = f"{what} carried: cluster {{}} split again on this run's photos"
         after = new.apply(new_state, record)
-        return record, _late(done), witness, after
+        return record, _late(done, what), witness, after
     if op == "merge":
         return _merge(edit, old, new_state, m, new, what)
     if op in ("move", "unsort", "exclude"):
@@ -373,15 +374,16 @@ def _merge(
         else:
             text = f"{what} carried{also}"
         after = new.apply(new_state, record)
-        return record, _late(text + " into cluster {}"), witness, after
+        return record, _late(text + " into cluster {}", what), witness, after
     if len(targets) == 1:
         text = f"{what}: this run has them in one cluster already ({{}})"
         if lost:
             text = f"{what}: {lost_words}; the others are in one cluster already ({{}})"
         if not name:
-            return {}, _late(text), witness, new_state  # holds without an edit
+            return {}, _late(text, what), witness, new_state  # holds without an edit
         record = {"op": "rename", "cluster": targets[0], "name": name}
-        return record, _late(text + f", named '{name}'"), witness, new.apply(new_state, record)
+        text += f", named '{name}'"
+        return record, _late(text, what), witness, new.apply(new_state, record)
     return (
         None,
         _fixed(f"{what} not carried: none of them matches ({lost[0].why})"),
@@ -422,12 +424,7 @@ def _move(
     n = _count(len(paths), "photo")
     if op == "unsort":
         record: dict[str, Any] = {"op": "unsort", "paths": paths}
-        return (
-            record,
-            _fixed(f"{n} marked 'not this cluster' {_stay(paths)} unsorted{left}"),
-            witness,
-            (new.apply(new_state, record)),
-        )
+        return record, _unsorted(paths, witness, left), witness, new.apply(new_state, record)
     if op == "exclude":
         record = {"op": "exclude", "paths": paths}
         n = _count(len(paths) + len(already), "photo")
@@ -443,7 +440,7 @@ def _move(
         if edit.get("name"):
             record["name"] = edit["name"]
         text = f"{n} moved to a new cluster {_stay(paths)} there: cluster {{}}{left}"
-        return record, _late(text), witness, new.apply(new_state, record)
+        return record, _late(text, what), witness, new.apply(new_state, record)
     c = int(to)
     target = old.slots[c].name
     match = m.lies_in(old, c, new_state)
@@ -456,7 +453,7 @@ def _move(
             f"{n} moved to '{target}': that cluster no longer matches ({match.why}), so they "
             f"form a new cluster {{}} of its name{left}"
         )
-    return record, _late(text), witness, new.apply(new_state, record)
+    return record, _late(text, what), witness, new.apply(new_state, record)
 
 
 def _excluded_by_run(new: Editor) -> set[str]:
@@ -507,7 +504,7 @@ def _holder(state: State, witness: np.ndarray, among: np.ndarray | None = None) 
     return best, state.slots[best].name
 
 
-def _final_id(state: State, witness: np.ndarray, name: str) -> str:
+def _final_id(state: State, witness: np.ndarray, name: str) -> str | None:
     """The id at the end of the cluster an edit made (``name`` just after it, ``witness``
     rows in it then): the one of that name most of them are in still, else the one most of
     them are in (later edits may have moved or renamed them)."""
@@ -517,7 +514,7 @@ def _final_id(state: State, witness: np.ndarray, name: str) -> str:
     cid, _ = _holder(state, witness, named if len(named) else None)
     if cid < 0 and len(named):
         cid, _ = _holder(state, witness)
-    return str(cid) if cid >= 0 else "(none now: later edits emptied it)"
+    return str(cid) if cid >= 0 else None
 
 
 def _stay(paths: list[str]) -> str:
@@ -525,13 +522,34 @@ def _stay(paths: list[str]) -> str:
 
 
 def _fixed(text: str) -> _Note:
-    return lambda _cid: text
+    return lambda _cid, _state: text
 
 
-def _late(template: str) -> _Note:
-    """A note whose ``{}`` is filled with the final cluster id (user text is not formatted)."""
+def _late(template: str, what: str) -> _Note:
+    """A note whose ``{}`` is filled with the final cluster id (user text is not formatted);
+    where later edits emptied that cluster, a note that says so (``what``: the edit)."""
     head, _, tail = template.partition("{}")
-    return lambda cid: f"{head}{cid}{tail}"
+
+    def note(cid: str | None, _state: State) -> str:
+        if cid is None:
+            return f"{what} carried; later edits emptied the cluster it made"
+        return f"{head}{cid}{tail}"
+
+    return note
+
+
+def _unsorted(paths: list[str], witness: np.ndarray, left: str) -> _Note:
+    """How many of the photos an unsort carried are unsorted at the end (later edits may
+    have moved or excluded some)."""
+
+    def note(_cid: str | None, state: State) -> str:
+        still = int((state.labels[witness] == UNSORTED).sum())
+        moved = len(paths) - still
+        later = f" ({moved:,} moved or excluded by later edits)" if moved else ""
+        n = _count(len(paths), "photo")
+        return f"{n} marked 'not this cluster' carried: {still:,} unsorted now{later}{left}"
+
+    return note
 
 
 def _none() -> np.ndarray:
