@@ -5,10 +5,13 @@ log file (``python-core-driver-*.log`` in the session's logs), and Ray Data 2.60
 print one on every job with actors: they get their constructor arguments from the object
 store and may restart (ray-project/ray#53727, "has constructor arguments in the object store
 and max_restarts > 0"), which reads like a failure and is not one. While
-:func:`native_lines_filtered` is entered, fd 2 is a pipe that one thread forwards to where
-fd 2 led, less each whole line that starts as Ray's native log lines do; ``sys.stderr`` (the
-progress bars, Python's logging and warnings) is the same object writing to the same fd, so
-nothing else changes. The log file keeps every line dropped here.
+:func:`native_lines_filtered` is entered, fd 2 is a pipe that a small process of its own
+(this module run as a script) forwards to where fd 2 led, less each line that starts as
+Ray's native INFO, WARNING and ERROR lines do; FATAL ones and everything else pass.
+``sys.stderr`` (the progress bars, Python's logging and warnings) is the same object writing
+to the same fd, so nothing else changes; and as the forwarder is a process, what this one
+writes just before it dies (a fault handler's traceback, Ray's own crash report) still
+arrives. The log file keeps every line dropped here.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
+import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
-#: How Ray's native (C++) log lines start: ``[2026-12-02 05:58:25,128 E 2115 2115] ``.
-NATIVE_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] ")
+#: How Ray's native (C++) log lines start: ``[2026-12-02 05:58:25,128 E 2115 2115] ``
+#: (I, W or E: a FATAL line, ``F``, always passes).
+NATIVE_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [IWE] \d+ \d+\] ")
 #: What the start of such a line may hold, up to its ``]``: a tail of the stream made of
-#: these alone may be one, cut by a read, and is held back until the next bytes say.
-_MAYBE_START = re.compile(rb"\[[\d\-: ,DIWEF]{0,60}\]?")
+#: these alone may be one, cut by a read, and is held back until the next bytes say (or,
+#: at most, :data:`HOLD_S`).
+_MAYBE_START = re.compile(rb"\[[\d\-: ,IWE]{0,60}\]?")
 #: A line longer than this is forwarded whole, never held back for its end.
 MAX_LINE = 1 << 16
+#: The longest a held tail waits for the bytes after it (seconds).
+HOLD_S = 0.2
 
 
 class LineFilter:
@@ -36,6 +44,10 @@ class LineFilter:
 
     def __init__(self) -> None:
         self._held = b""
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
 
     def feed(self, data: bytes) -> bytes:
         buf, out = self._held + data, list[bytes]()
@@ -56,7 +68,7 @@ class LineFilter:
         return b"".join([*out, buf[:cut]])
 
     def flush(self) -> bytes:
-        """What is held back, now that no more bytes come."""
+        """What is held back, now that no more bytes come (or none came in time)."""
         held, self._held = self._held, b""
         return held
 
@@ -67,33 +79,43 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _forward(read_fd: int, terminal: int) -> None:
-    """Forward the pipe to ``terminal``, filtered, until every writer has closed it. It never
-    stops reading before that: a writer to a full pipe would wait for good."""
+def forward(read_fd: int = 0, out_fd: int = 1) -> None:
+    """Forward ``read_fd`` to ``out_fd``, filtered, until every writer has closed it. It
+    never stops reading before that: a writer to a full pipe would wait for good."""
     lines: LineFilter | None = LineFilter()
-    sink: int | None = terminal
-    try:
-        while data := os.read(read_fd, 1 << 16):
+    sink = True
+    while True:
+        if lines is not None and lines.holding:
+            ready, _, _ = select.select([read_fd], [], [], HOLD_S)
+            data = os.read(read_fd, 1 << 16) if ready else None
+        else:
+            data = os.read(read_fd, 1 << 16)
+        if data == b"":
+            break
+        try:
+            if lines is None:
+                out = data or b""
+            else:
+                out = lines.feed(data) if data is not None else lines.flush()
+        except Exception:  # (never: but then forward as it comes)
+            out, lines = data or b"", None
+        if sink:
             try:
-                data = lines.feed(data) if lines is not None else data
-            except Exception:  # (never: but then forward as it comes)
-                lines = None
-            if sink is not None:
-                try:
-                    _write_all(sink, data)
-                except OSError:
-                    sink = None  # the terminal is gone: read on, to let writers go on
-        if sink is not None and lines is not None:
-            with contextlib.suppress(OSError):
-                _write_all(sink, lines.flush())
-    finally:
-        os.close(read_fd)
+                _write_all(out_fd, out)
+            except OSError:
+                sink = False  # the terminal is gone: read on, to let writers go on
+    if sink and lines is not None:
+        with contextlib.suppress(OSError):
+            _write_all(out_fd, lines.flush())
 
 
 @contextlib.contextmanager
 def native_lines_filtered() -> Iterator[None]:
     """Ray's native log lines written to fd 2 meanwhile stay in its log files (module
-    docstring); nothing changes where fd 2 cannot be piped."""
+    docstring); nothing changes where fd 2 cannot be piped or the forwarder not started."""
+    if os.name == "nt":  # (a pipe cannot be waited on with a timeout there: left as it is)
+        yield
+        return
     try:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
@@ -101,11 +123,24 @@ def native_lines_filtered() -> Iterator[None]:
     except OSError:
         yield
         return
-    read_fd, write_fd = os.pipe()
-    thread = threading.Thread(
-        target=_forward, args=(read_fd, terminal), name="imgclust-fd2", daemon=True
-    )
-    thread.start()
+    try:
+        read_fd, write_fd = os.pipe()
+        try:
+            # (-I -S: the standard library alone, so it starts in milliseconds)
+            forwarder = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                stdin=read_fd,
+                stdout=terminal,
+                stderr=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(read_fd)
+    except OSError:
+        os.close(terminal)
+        with contextlib.suppress(NameError, OSError):
+            os.close(write_fd)
+        yield
+        return
     os.dup2(write_fd, 2)
     os.close(write_fd)
     try:
@@ -113,7 +148,11 @@ def native_lines_filtered() -> Iterator[None]:
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
-        os.dup2(terminal, 2)  # (the pipe's last writer: the thread drains it and ends)
-        thread.join(timeout=2.0)
-        if not thread.is_alive():  # (else a process started meanwhile holds the pipe still)
-            os.close(terminal)
+        os.dup2(terminal, 2)  # (the pipe's last writer here: the forwarder drains it, ends)
+        os.close(terminal)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            forwarder.wait(timeout=1.0)  # (else a process started meanwhile holds the pipe)
+
+
+if __name__ == "__main__":
+    forward()
