@@ -286,17 +286,26 @@ def test_a_name_is_one_line_of_text(session: Session, synthetic: tuple[Path, np.
         error = session.edit(400, op="move", paths=red[1:2], to="new", name=bad)["error"]
         assert said in error, error
     session.edit(op="move", paths=red[1:2], to="new", name="")  # (no name: its classes')
+    # JSON carries lone surrogates (as json.dumps writes them, ASCII escapes)
+    edit = {"op": "rename", "cluster": 0, "name": "a\ud800b", "seen": session.review.version}
+    body = json.dumps(edit).encode()
+    headers = {**ORIGIN, "content-type": "application/json"}
+    sent = session.client.post("/api/edit", content=body, headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert session.state()["clusters"][0]["name"] == "a\ufffdb"
 
 
-@given(st.text(max_size=300))
+@given(st.text(st.characters(codec=None, exclude_categories=[]), max_size=300))
 def test_a_kept_name_is_one_short_line(name: str) -> None:
+    """Any text (lone surrogates too, which JSON carries): a name every file takes."""
     try:
         kept = clean_name(name)
     except EditError:
         assert not "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ")
         return
     assert 0 < len(kept) <= MAX_NAME and kept == kept.strip() and "  " not in kept
-    assert not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in kept)
+    assert not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in kept)
+    kept.encode("utf-8")  # (the CSVs, the report, the review's JSON)
 
 
 def test_the_history_counts_each_photo_once(

@@ -232,14 +232,21 @@ MAX_NAME = 200
 def clean_name(name: Any) -> str:
     """A cluster name a user gave, as kept: one line of text in the CSVs, the report and a
     folder name, so control characters (NUL, ESC, the C1 set) and line or paragraph breaks
-    become spaces, runs of spaces one; at most :data:`MAX_NAME` characters.
+    become spaces, runs of spaces one, and a lone surrogate U+FFFD; at most
+    :data:`MAX_NAME` characters.
 
     Raises:
         EditError: ``name`` is not text, or nothing is left of it.
     """
     if not isinstance(name, str):
         raise EditError(f"a cluster's name is text, not {name!r}")
-    spaced = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in name)
+    # (a lone surrogate, which JSON can carry, is no text any file takes: U+FFFD, as
+    # export.safe_name makes it)
+    spaced = "".join(
+        " " if (cat := unicodedata.category(ch)) in ("Cc", "Zl", "Zp") else
+        "\ufffd" if cat == "Cs" else ch
+        for ch in name
+    )  # fmt: skip
     kept = " ".join(spaced.split())[:MAX_NAME].rstrip()
     if not kept:
         raise EditError("a cluster's name cannot be empty")
