@@ -1334,3 +1334,26 @@ def test_cli_an_empty_or_contradictory_destination_is_refused(
     result = CliRunner().invoke(app, ["export", str(out), *args], catch_exceptions=False)
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
     assert sorted(tmp_path.rglob("*")) == before and all(f.exists() for f in files)
+
+
+def test_a_moved_link_to_a_photo_the_move_takes_too_leads_to_its_new_place(
+    tmp_path: Path,
+) -> None:
+    """A run lists a photo by two names (a link and its file): the move takes both, and the
+    link placed in DEST leads to the file's new place, not to the one it left."""
+    out, files = _tree(tmp_path, n_per_cluster=2)
+    alias, real = files[1], files[0]
+    alias.unlink()
+    alias.symlink_to(os.path.relpath(real, alias.parent))
+    text = os.readlink(alias)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    plan = export(out, dest, mode="move")
+    assert not os.path.lexists(alias) and not os.path.lexists(real)
+    placed = {s.source: Path(s.target) for s in plan.steps}
+    assert placed[str(alias)].is_symlink() and _sha(placed[str(alias)]) == before[str(real)]
+    assert os.readlink(placed[str(alias)]) == str(placed[str(real)])
+    assert export(out, dest, mode="move").steps == []  # (already there, both)
+    undo_export(dest)
+    assert os.readlink(alias) == text and not real.is_symlink() and _digests(files) == before
+    assert not _left_in(dest)

@@ -64,7 +64,7 @@ import shutil
 import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -423,7 +423,7 @@ def _apply_plan(
     downloads = _Downloads(root)
     journal: Path | None = None
     try:
-        records = [_record_of(step, mode, downloads) for step in plan.steps]
+        records = _relinked([_record_of(step, mode, downloads) for step in plan.steps])
         journal = _write_journal(root, mode, records)
         for step, record in zip(plan.steps, records, strict=True):
             _apply(record, mode, downloads)
@@ -838,6 +838,16 @@ def _is_link(path: str, text: str) -> bool:
 def _link_of(record: _Record) -> str:
     # Journals older than fingerprints did not say; the export always linked abspath(source).
     return record.link or os.path.abspath(record.step.source)
+
+
+def _relinked(records: list[_Record]) -> list[_Record]:
+    """A moved link whose file this export moves too (a photo of the run, listed by both
+    names) leads to where that file goes in DEST, not to the place it leaves."""
+    moved = {os.path.realpath(r.step.source): r.step.target for r in records if r.was_link is None}
+    return [
+        replace(r, link=moved.get(r.link, r.link)) if r.was_link is not None and r.link else r
+        for r in records
+    ]
 
 
 def _record_of(step: Step, mode: str, downloads: _Downloads) -> _Record:
