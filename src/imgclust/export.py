@@ -843,6 +843,8 @@ def _link_of(record: _Record) -> str:
 def _relinked(records: list[_Record]) -> list[_Record]:
     """A moved link whose file this export moves too (a photo of the run, listed by both
     names) leads to where that file goes in DEST, not to the place it leaves."""
+    if not any(r.was_link is not None for r in records):
+        return records  # (no link moved: no path resolved)
     moved = {os.path.realpath(r.step.source): r.step.target for r in records if r.was_link is None}
     return [
         replace(r, link=moved.get(r.link, r.link)) if r.was_link is not None and r.link else r
