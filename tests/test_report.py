@@ -466,6 +466,9 @@ def test_near_duplicates_collapse_under_their_leader(tmp_path: Path) -> None:
     row = _ids(out / "clusters-001.html")
     assert {"row0-0", "row0-2"} <= row and not {"row0-1", "row0-3"} & row
     assert "+2 more: all members" in (out / "clusters-001.html").read_text("utf-8")
+    # and so does the index's preview: its "+N" counts none that a tile's badge counts
+    card = (out / "index.html").read_text("utf-8").split('id="card0"')[1].split("</section>")[0]
+    assert re.findall(r'class="more"[^>]*>\+(\d+)<', card) == ["2"]
     with open(out / "assignments.csv", newline="", encoding="utf-8") as f:
         rows = {r["path"]: r["duplicate_of"] for r in csv.DictReader(f)}
     assert rows[paths[by_rank[4]]] == paths[by_rank[0]] and rows[paths[by_rank[0]]] == ""

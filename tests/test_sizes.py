@@ -148,6 +148,8 @@ def test_every_size_algorithm_and_k(
         elif said < asked:
             assert f"not the {asked} asked for" in text
     assert (out / "index.html").is_file() and (out / "map.html").is_file()
+    shown = f"map of {n:,} {'image' if n == 1 else 'images'} "
+    assert shown in (out / "map.html").read_text("utf-8")
 
 
 # -- the cluster layer, over random matrices ------------------------------------------------
