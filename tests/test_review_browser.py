@@ -93,6 +93,8 @@ def test_rename_and_move_with_keys_and_clicks(tmp_path: Path) -> None:
         assert [c.size for c in server.review.current.named] == [12, 10, 8]
         _until(page, "document.querySelectorAll('#photos .tile').length === 12")
         _shot(page, "review-undone")
+        said = page.inner_text("#message")  # (the move it undid, not the edit now last)
+        assert said.startswith("undone: move 3 photos"), said
         assert errors == []
         browser.close()
     assert by_path(out)[moved[0]]["cluster"] == "0"  # written when the app stopped

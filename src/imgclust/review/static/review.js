@@ -29,8 +29,11 @@
 
   async function edit(body, nextCluster) {
     try {
+      const last = (h) => h[h.length - 1];
+      const undone = body.op === "undo" ? last(state.history) : null; // (the history drops it)
       state = await api("api/edit", { ...body, seen: state.version });
-      say("done: " + (state.history[state.history.length - 1] || body.op), true);
+      if (body.op === "undo") say("undone: " + (undone || "the last edit"), true);
+      else say((body.op === "redo" ? "redone: " : "done: ") + (last(state.history) || body.op), true);
     } catch (e) {
       say(e.message);
       if (e.status !== 409) return;
