@@ -101,6 +101,24 @@ def test_rename_and_move_with_keys_and_clicks(tmp_path: Path) -> None:
     assert "Lisbon trip" in (out / "index.html").read_text("utf-8")
 
 
+def test_the_app_fits_a_phones_width(tmp_path: Path) -> None:
+    """At 420 px the page does not scroll sideways and the photos get the width (they were
+    squeezed into ~80 px beside the cluster list)."""
+    out, _ = make_out(tmp_path)
+    with ReviewServer(out) as server, sync_api.sync_playwright() as p:
+        server.start()
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready]")
+        _shot(page, "review-phone")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        view = page.evaluate("document.querySelector('#view').getBoundingClientRect().width")
+        name = page.evaluate("document.querySelector('#name').getBoundingClientRect().right")
+        browser.close()
+    assert wide <= 420 and view >= 360 and name <= 420, (wide, view, name)
+
+
 def _page(p, server):  # type: ignore[no-untyped-def]
     """A page on ``server``'s app, loaded, with its console errors collected."""
     browser = p.chromium.launch(executable_path=CHROMIUM)
