@@ -292,7 +292,6 @@ def _run(
             work_dir=out / MARKER_DIR / "passes",
         )
         fitted.notes[:0] = [] if base or k_note is None else [k_note]
-        fitted.notes += getattr(fitted.model, "notes_", [])  # (--refine: a k lowered)
         prog.finish()
     clustering = _record(config, coll, fitted, embedder.spec, store_dir, feature_kind, timings)
     clustering = replace(clustering, assigned_inputs=assigned)

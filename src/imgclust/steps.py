@@ -344,7 +344,10 @@ def fit_clusters(
     outliers = np.zeros(len(labels), dtype=bool)
     if n_clusters:
         outliers = (labels >= 0) & (distances > fences[np.maximum(labels, 0)])  # noise: no
-    notes = k_notes(features, labels, algorithm=algorithm, requested_k=requested_k)
+    notes = [
+        *model.notes_,
+        *k_notes(features, labels, algorithm=algorithm, requested_k=requested_k),
+    ]
     return Fitted(
         model, labels, distances, rank_members(labels, distances), fences, outliers,
         algorithm, notes,

@@ -12,7 +12,7 @@ Adding an algorithm is a subclass of :class:`Clusterer` with ``_labels`` and one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -54,7 +54,10 @@ class Clusterer:
 
     Attributes:
         labels_, cluster_centers_, distances_, n_clusters_: see the module docstring.
+        notes_: where the fit differs from what was asked, in words for the run's summary.
     """
+
+    notes_: Sequence[str] = ()
 
     def __init__(self, n_clusters: int | None = 100, *, random_state: int = 0) -> None:
         self.n_clusters = n_clusters
