@@ -200,6 +200,7 @@ class PeakSampler:
 def rows_part(args: argparse.Namespace, lines: list[str]) -> dict[str, float]:
     from imgclust.cluster.distributed import ShardPart, ShardSource, fit_kmeans
     from imgclust.engines.ray import RayEngine
+    from imgclust.neardup import DEFAULT_THRESHOLD
     from imgclust.store import FeatureStore
 
     root, n_rows = fill_store(args, lines)
@@ -216,8 +217,9 @@ def rows_part(args: argparse.Namespace, lines: list[str]) -> dict[str, float]:
         n_cpus = int(ray.cluster_resources().get("CPU", 0))
         start = time.perf_counter()
         result = fit_kmeans(
-            ray, source, k=args.k, seed=0, work_dir=args.work / "passes", on_peak=on_peak
-        )
+            ray, source, k=args.k, seed=0, work_dir=args.work / "passes", on_peak=on_peak,
+            duplicates=None if args.no_describe else DEFAULT_THRESHOLD,
+        )  # fmt: skip
         seconds = time.perf_counter() - start
     driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     all_rows = n_rows * args.dim * 2
@@ -229,7 +231,9 @@ def rows_part(args: argparse.Namespace, lines: list[str]) -> dict[str, float]:
     say(lines, f"distributed k-means (k={args.k}) over {result.n_rows:,} rows on a local Ray "
         f"instance ({n_cpus} CPUs): {seconds:.1f} s; passes (s): "
         + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
-        + f"; trained on a sample of {result.n_sample:,} rows")  # fmt: skip
+        + f"; trained on a sample of {result.n_sample:,} rows"
+        + ("" if result.medoids is None else "; ranking pass with the features: medoids and "
+           "near-duplicates"))  # fmt: skip
     say(lines, f"  cluster sizes {int(result.sizes.min()):,}..{int(result.sizes.max()):,}; "
         f"finite fences {int(np.isfinite(result.fences).sum())}/{len(result.fences)}")  # fmt: skip
     say(lines, f"  peak RSS per process ({len(peaks)} processes; the driver "
@@ -262,6 +266,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--shard", type=int, default=1024, help="rows per store shard")
+    ap.add_argument("--no-describe", action="store_true",
+                    help="the passes without the medoids and near-duplicates (the features "
+                         "stay out of the ranking pass's shuffle)")  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("/tmp/imgclust-ray-scale"))
     ap.add_argument("--out", type=Path, help="also write the results here (markdown)")
     args = ap.parse_args()

@@ -33,6 +33,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 SHARD = 8  # photos per shard: 24 shards for the three actors to share
 K, SEED = 8, 3
+DUPS = 0.05  # near-duplicates' cosine distance in the passes' tests
 NODE_RE = re.compile(r"node ([^ :;]+)/([0-9a-f]{6}): ([\d,]+) photos")
 
 
@@ -168,8 +169,9 @@ def test_a_distributed_run_names_its_clusters_from_the_passes(
     cluster: Any, ray_out: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a cluster of nodes the k-means passes gather the names' class statistics, each
-    image's top classes and its date where the shards are: the driver reads no logits (at
-    10^8 photos, 200 GB), and the report says what the Ray run's does."""
+    image's top classes and its date where the shards are, and find the medoids and the
+    near-duplicates a cluster at a time: the driver reads no logits (at 10^8 photos,
+    200 GB), and the report says what the Ray run's does."""
     from imgclust import cluster_folder
     from imgclust.store import FeatureStore
 
@@ -181,6 +183,15 @@ def test_a_distributed_run_names_its_clusters_from_the_passes(
         return real(self, paths, locations, name, **kw)
 
     monkeypatch.setattr(FeatureStore, "iter_rows", iter_rows)
+    # Nor does it look for the medoids and near-duplicates: the ranking pass found them.
+    import imgclust.describe.summary
+    import imgclust.pipeline
+
+    def not_here(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the driver looked through the feature matrix")
+
+    monkeypatch.setattr(imgclust.pipeline, "near_duplicates", not_here)
+    monkeypatch.setattr(imgclust.describe.summary, "medoid", not_here)
     ray.init(address=cluster.address)
     try:
         out = tmp_path / "again"
@@ -280,7 +291,11 @@ def _blobs(root: Path, n: int, *, dim: int = 16, n_classes: int = 10) -> list[st
     paths = [f"/synthetic/{i:05d}.jpg" for i in range(n)]
     blob = rng.integers(0, 3, n)
     centres = np.eye(3, dim) * 4
-    emb = (centres[blob] + rng.normal(0, 0.3, (n, dim))).astype(np.float16)
+    emb = centres[blob] + rng.normal(0, 0.3, (n, dim))
+    copies = np.arange(50, n, 100)  # near-duplicates: every 100th row a copy of the one before
+    blob[copies] = blob[copies - 1]
+    emb[copies] = emb[copies - 1] + rng.normal(0, 1e-3, (len(copies), dim))
+    emb = emb.astype(np.float16)
     logits = rng.normal(0, 1, (n, n_classes))
     logits[np.arange(n), blob] += 6
     with FeatureStore(root, "m") as store:
@@ -325,10 +340,16 @@ def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
         result = fit_kmeans(
             ray, rows.source(paths), k=3, seed=0, work_dir=tmp_path / "work",
             on_peak=lambda pid, peak: peaks.__setitem__(pid, max(peak, peaks.get(pid, 0))),
+            duplicates=DUPS,
         )  # fmt: skip
+        got = read_assignments(result, paths)
+        # One cluster of all 3,000: its medoid measured against a random 2,048 of them.
+        whole = fit_kmeans(
+            ray, rows.source(paths), k=1, seed=5, work_dir=tmp_path / "whole", duplicates=0.0
+        )
+        got_whole = read_assignments(whole, paths)
     finally:
         ray.shutdown()
-    got = read_assignments(result, paths)
     from imgclust.cluster.features import row_features
 
     local = fit_clusters(
@@ -365,6 +386,21 @@ def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
     assert got["taken"].tolist() == taken.tolist() and {"", None} < set(taken)
     for c in range(3):
         np.testing.assert_allclose(result.cluster_scores[c], own.cluster_scores[c], rtol=1e-12)
+    # Medoids and near-duplicates, found a cluster at a time by the ranking pass: what the
+    # driver finds in the whole matrix with the same labels and distances.
+    from imgclust.describe import medoid
+    from imgclust.neardup import near_duplicates
+
+    clustered = row_features("embedding", matrix).astype(np.float16)
+    want = near_duplicates(clustered, got["labels"], got["distances"], threshold=DUPS)
+    np.testing.assert_array_equal(got["duplicate_of"], want)
+    assert (want >= 0).sum() >= 29  # the planted copies (and nothing else) are grouped
+    for fit, seed, assigned in ((result, 0, got), (whole, 5, got_whole)):
+        for c in range(len(fit.sizes)):
+            members = np.flatnonzero(assigned["labels"] == c)
+            members = members[np.lexsort((members, assigned["distances"][members]))]
+            assert assigned["medoids"][c] == medoid(clustered, members, seed), (len(members), c)
+    assert whole.sizes.tolist() == [n] and (got_whole["duplicate_of"] == -1).all()  # (0: none)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, SHARD + 1])

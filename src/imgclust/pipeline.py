@@ -290,6 +290,7 @@ def _run(
             requested_k=None if base or unasked else k,
             rows=FeatureRows(store_dir, embedder.spec.name, feature_kind, coll.found),
             work_dir=out / MARKER_DIR / "passes",
+            dup_threshold=config.report.dup_threshold,
         )
         fitted.notes[:0] = [] if base or k_note is None else [k_note]
         prog.finish()
@@ -481,6 +482,7 @@ def _describe(
         stats.cluster_scores,
         imagenet_class_names(),
         seed=seed,
+        medoids=fitted.medoids,
     )
     return clusters, stats
 
@@ -494,7 +496,10 @@ def _duplicates(
     config: RunConfig,
 ) -> np.ndarray:
     """Near-duplicate groups, judged on the L2-normalised embedding: by default the clustered
-    matrix itself; other feature kinds read the embedding from the store."""
+    matrix itself; other feature kinds read the embedding from the store. (Found already
+    where the clustering passes grouped each cluster's rows.)"""
+    if fitted.duplicate_of is not None:
+        return fitted.duplicate_of
     embedding = coll.features
     if feature_kind != "embedding":
         stored = FeatureStore(store_dir, spec.name)  # finished shards: no re-open needed

@@ -319,6 +319,11 @@ class Fitted:
     #: the driver then reads no logits. ``None``: describing reads them from the store.
     stats: ClassStats | None = None
     strings: dict[str, np.ndarray] | None = None
+    #: Each cluster's medoid (row index, by cluster id) and each image's near-duplicate
+    #: group leader (``-1``: none), where the clustering passes found them a cluster at a
+    #: time; ``None``: describing finds them in the matrix.
+    medoids: np.ndarray | None = None
+    duplicate_of: np.ndarray | None = None
 
     @property
     def n_clusters(self) -> int:

@@ -14,7 +14,11 @@ fences) and the class statistics that name the clusters, computed where the shar
    smallest member path (the tie-break of numbering by size).
 3. **rank** (Ray Data ``groupby`` by cluster): each cluster's members ordered by distance
    (ties by path) and its Tukey fence; each group writes ``WORK/rank-NNNNN.parquet`` (path,
-   cluster, rank, outlier) and returns its size and fence.
+   cluster, rank, outlier) and returns its size and fence. With ``duplicates`` (a threshold)
+   the members' features go through the groupby too, and each group also finds its medoid
+   and its near-duplicates (:func:`~imgclust.describe.medoid`,
+   :func:`~imgclust.neardup.near_duplicates`, on the same rows in the same order as a
+   driver holding the matrix): ``duplicate_of`` in its file, the medoid's path returned.
 
 What comes back to the driver is the sample, k x d centroids and k-sized aggregates; the
 per-image results stay in Parquet files under ``WORK`` (:func:`read_assignments` gathers
@@ -50,6 +54,8 @@ SAMPLE_BYTES = 1 << 28
 TOP = 3
 #: Rows (path, cluster, distance) per block of the ranking pass's shuffle.
 ROWS_PER_BLOCK = 1_000_000
+#: Bytes of features per partition of the ranking pass, when they go through it.
+FEATURE_BYTES_PER_PARTITION = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class DistributedKMeans:
         raw_centroids: the same in the trainer's order (``order[c]`` is cluster c's row).
         sizes, fences, first_paths: per cluster: members, Tukey fence, smallest path.
         cluster_scores: ``(k, n_classes)`` mean softmax scores of each cluster's members.
+        medoids: each cluster's medoid (its path), with ``duplicates``; else ``None``.
         work_dir: the per-image Parquet files (``assign-*``, ``rank-*``).
         n_rows, n_sample: rows clustered; rows the centroids were trained on.
         timings: seconds per pass.
@@ -133,6 +140,7 @@ class DistributedKMeans:
     work_dir: Path
     n_rows: int
     n_sample: int
+    medoids: list[str] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -164,10 +172,15 @@ class SampleShard:
 
 class AssignShard:
     """Pass 2, over one shard: nearest centroid, distance and top classes of every row
-    (written to ``work_dir``), and the per-cluster aggregates (returned)."""
+    (written to ``work_dir``, with the rows' features where ``features``: the clustered
+    rows, and the embedding where that is another), and the per-cluster aggregates
+    (returned)."""
 
-    def __init__(self, source: ShardSource, centroids: np.ndarray, work_dir: str) -> None:
+    def __init__(
+        self, source: ShardSource, centroids: np.ndarray, work_dir: str, features: bool = False
+    ) -> None:
         self.source, self.centroids, self.work_dir = source, centroids, work_dir
+        self.features = features
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import pyarrow as pa
@@ -179,6 +192,8 @@ class AssignShard:
         part = _part(batch)
         kind = self.source.kind
         names = ["logits"] if feature_source(kind) == "logits" else ["embedding", "logits"]
+        if self.features and "embedding" not in names:  # (near-duplicates: the embedding)
+            names.append("embedding")
         paths, arrays, strings = _rows(self.source, part, names, STRING_COLUMNS)
         feats = row_features(kind, arrays[0]).astype(STORE_DTYPE)  # as the local matrix is
         labels, dist = nearest_centroids(self.centroids, feats)
@@ -196,6 +211,12 @@ class AssignShard:
         for p, c in zip(paths, labels.tolist(), strict=True):
             if not first[c] or p < first[c]:
                 first[c] = p
+        carried = {}
+        if self.features:  # for the medoids and near-duplicates, a cluster at a time
+            carried["features"] = _fixed(feats)
+            if kind != "embedding":  # near-duplicates are judged on the embedding
+                emb = arrays[names.index("embedding")]
+                carried["embedding"] = _fixed(np.asarray(emb, dtype=STORE_DTYPE))
         table = pa.table(
             {
                 "path": pa.array(paths, type=pa.string()),
@@ -205,6 +226,7 @@ class AssignShard:
                 "top_scores": _fixed(top_scores),
                 # what decoding recorded (the EXIF date): the driver need not read the shard
                 **{name: pa.array(values, type=pa.string()) for name, values in strings.items()},
+                **carried,
             }
         )
         _write(Path(self.work_dir) / f"assign-{part.shard:06d}.parquet", table)
@@ -217,9 +239,15 @@ class AssignShard:
 
 
 def rank_group(
-    batch: dict[str, np.ndarray], new_ids: np.ndarray, work_dir: str
+    batch: dict[str, np.ndarray],
+    new_ids: np.ndarray,
+    work_dir: str,
+    duplicates: float | None = None,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Pass 3, over one cluster's members (a Ray Data group): ranks, fence, outliers."""
+    """Pass 3, over one cluster's members (a Ray Data group): ranks, fence, outliers; with
+    ``duplicates`` (the batch then has the members' ``features``, and ``embedding`` unless
+    those are it) also the medoid and each member's near-duplicate group leader."""
     import pyarrow as pa
 
     from ..describe import outlier_thresholds, rank_members
@@ -231,21 +259,43 @@ def rank_group(
     same = np.zeros(len(dist), dtype=np.int64)
     ranks = rank_members(same, dist)
     fence = float(outlier_thresholds(same, dist, 1)[0])
-    table = pa.table(
-        {
-            "path": pa.array(paths.tolist(), type=pa.string()),
-            "cluster": pa.array(np.full(len(dist), cid, dtype=np.int32)),
-            "rank": pa.array(ranks.astype(np.int64)),
-            "outlier": pa.array(dist > fence),
-        }
-    )
-    _write(Path(work_dir) / f"rank-{cid:05d}.parquet", table)
+    columns = {
+        "path": pa.array(paths.tolist(), type=pa.string()),
+        "cluster": pa.array(np.full(len(dist), cid, dtype=np.int32)),
+        "rank": pa.array(ranks.astype(np.int64)),
+        "outlier": pa.array(dist > fence),
+    }
+    found: dict[str, np.ndarray] = {}
+    if duplicates is not None:
+        from ..describe import medoid
+        from ..neardup import near_duplicates
+
+        feats = _matrix(batch["features"])[by_path]
+        emb = _matrix(batch["embedding"])[by_path] if "embedding" in batch else feats
+        # As describe() and near_duplicates() do on the driver's matrix, whose rows are in
+        # path order: the members nearest first, ties by path.
+        nearest = np.lexsort((np.arange(len(dist)), dist))
+        found["medoid"] = np.array([paths[medoid(feats, nearest, seed)]])
+        lead = near_duplicates(emb, same, dist, threshold=duplicates)
+        columns["duplicate_of"] = pa.array(
+            [paths[i] if i >= 0 else None for i in lead.tolist()], type=pa.string()
+        )
+    _write(Path(work_dir) / f"rank-{cid:05d}.parquet", pa.table(columns))
     return {
         "cluster": np.array([cid]),
         "fence": np.array([fence], dtype=np.float32),
         "size": np.array([len(dist)]),
+        **found,
         **_peak(),
     }
+
+
+def _matrix(column: np.ndarray) -> np.ndarray:
+    """A fixed-size-list column as Ray Data hands it to numpy (a 2-D array, or an object
+    array of rows) → a 2-D float16 matrix."""
+    if column.dtype == object:
+        return np.stack(list(column)).astype(STORE_DTYPE, copy=False)
+    return np.asarray(column, dtype=STORE_DTYPE)
 
 
 @contextlib.contextmanager
@@ -271,17 +321,23 @@ def fit_kmeans(
     seed: int,
     work_dir: Path,
     on_peak: Any = None,
+    duplicates: float | None = None,
 ) -> DistributedKMeans:
     """Cluster ``source``'s rows into (at most) ``k`` clusters with the three passes.
 
     ``ray`` is the connected ``ray`` module (see :class:`~imgclust.engines.ray.RayEngine`).
     ``on_peak(pid, peak_rss_bytes)``, if given, hears each task's process peak memory.
+    ``duplicates``: also each cluster's medoid and near-duplicates (this cosine-distance
+    threshold; ``0``: the medoids only), found by the ranking pass.
 
     Raises:
         ValueError: the feature kind is not one the passes support, or there are no rows.
     """
     with data_settings(ray, enable_progress_bars=False):
-        return _fit_kmeans(ray, source, k=k, seed=seed, work_dir=work_dir, on_peak=on_peak)
+        return _fit_kmeans(
+            ray, source, k=k, seed=seed, work_dir=work_dir, on_peak=on_peak,
+            duplicates=duplicates,
+        )  # fmt: skip
 
 
 def _fit_kmeans(
@@ -292,6 +348,7 @@ def _fit_kmeans(
     seed: int,
     work_dir: Path,
     on_peak: Any = None,
+    duplicates: float | None = None,
 ) -> DistributedKMeans:
     from .kmeans import KMeans
 
@@ -333,7 +390,9 @@ def _fit_kmeans(
     counts = np.zeros(kk, dtype=np.int64)
     sums: np.ndarray | None = None
     first = [""] * kk
-    for row in over_shards(AssignShard(source, raw, str(work_dir))).iter_rows():
+    with_features = duplicates is not None
+    assign = AssignShard(source, raw, str(work_dir), features=with_features)
+    for row in over_shards(assign).iter_rows():
         _report(row, on_peak)
         counts += np.asarray(row["counts"], dtype=np.int64)
         part_sums = np.asarray(row["sums"], dtype=np.float64)
@@ -356,7 +415,12 @@ def _fit_kmeans(
     # ray.data.read_parquet: in Ray 2.60 it fails where fsspec lacks its http extra.)
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     files = [str(p) for p in sorted(work_dir.glob("assign-*.parquet"))]
-    n_blocks = max(min(len(files), 2 * n_cpus), -(-n // ROWS_PER_BLOCK))
+    # With the features, blocks and partitions of at most ~256 MB of them.
+    feature_bytes = n * dim * np.dtype(STORE_DTYPE).itemsize * (2 if with_features else 0)
+    if with_features and source.kind == "embedding":
+        feature_bytes //= 2  # (the clustered rows are the embedding: one column)
+    n_parts = max(2 * n_cpus, -(-feature_bytes // FEATURE_BYTES_PER_PARTITION))
+    n_blocks = max(min(len(files), n_parts), -(-n // ROWS_PER_BLOCK))
     per_block = -(-len(files) // n_blocks)
     blocks = [
         {"files": json.dumps(files[i : i + per_block])} for i in range(0, len(files), per_block)
@@ -365,12 +429,16 @@ def _fit_kmeans(
         _read_assigned, batch_size=1, batch_format="pyarrow", num_cpus=1
     )
     # Few partitions, each with whole clusters: Ray's default (200) costs seconds.
-    grouped = ds.groupby("label", num_partitions=max(1, min(len(by_size), 2 * n_cpus))).map_groups(
-        rank_group, fn_args=(new_ids, str(work_dir)), batch_format="numpy", num_cpus=1
-    )
+    grouped = ds.groupby("label", num_partitions=max(1, min(len(by_size), n_parts))).map_groups(
+        rank_group, fn_args=(new_ids, str(work_dir), duplicates, seed), batch_format="numpy",
+        num_cpus=1,
+    )  # fmt: skip
+    medoids = [""] * len(by_size) if with_features else None
     for row in grouped.iter_rows():
         _report(row, on_peak)
         fences[int(row["cluster"])] = float(row["fence"])
+        if medoids is not None:
+            medoids[int(row["cluster"])] = str(row["medoid"])
     timings["rank"] = time.perf_counter() - start
     assert sums is not None
     means = sums[by_size] / np.maximum(counts[by_size], 1)[:, None]
@@ -385,6 +453,7 @@ def _fit_kmeans(
         work_dir=work_dir,
         n_rows=n,
         n_sample=n_sample,
+        medoids=medoids,
         timings=timings,
     )
 
@@ -393,7 +462,9 @@ def read_assignments(result: DistributedKMeans, paths: Sequence[str]) -> dict[st
     """The per-image results for ``paths`` (every clustered path), in that order:
     ``labels`` (by size), ``raw_labels`` (the trainer's), ``distances``, ``ranks``,
     ``outliers``, ``top_ids``, ``top_scores``, and the store's string columns (``taken``: an
-    object array, ``None`` where a shard lacks it). n-sized: for callers that hold the
+    object array, ``None`` where a shard lacks it); with the passes' ``duplicates`` also
+    ``duplicate_of`` (each image's group leader's index, ``-1`` for none) and ``medoids``
+    (k-sized: each cluster's medoid's index). n-sized: for callers that hold the
     collection."""
     import pyarrow.parquet as pq
 
@@ -420,12 +491,18 @@ def read_assignments(result: DistributedKMeans, paths: Sequence[str]) -> dict[st
         out["distances"][idx] = t.column("distance").to_numpy()
         out["top_ids"][idx] = np.stack(t.column("top_ids").to_numpy(zero_copy_only=False))
         out["top_scores"][idx] = np.stack(t.column("top_scores").to_numpy(zero_copy_only=False))
+    if result.medoids is not None:
+        out["duplicate_of"] = np.full(n, -1, dtype=np.int64)
+        out["medoids"] = np.array([where[p] for p in result.medoids], dtype=np.int64)
     for file in sorted(result.work_dir.glob("rank-*.parquet")):
         t = pq.read_table(file)
         idx = np.array([where[p] for p in t.column("path").to_pylist()], dtype=np.int64)
         out["labels"][idx] = t.column("cluster").to_numpy()
         out["ranks"][idx] = t.column("rank").to_numpy()
         out["outliers"][idx] = t.column("outlier").to_numpy(zero_copy_only=False)
+        if "duplicate_of" in out:
+            leads = t.column("duplicate_of").to_pylist()
+            out["duplicate_of"][idx] = [-1 if p is None else where[p] for p in leads]
     return out
 
 
@@ -435,8 +512,12 @@ def _read_assigned(batch: Any) -> Any:
     import pyarrow.parquet as pq
 
     files = json.loads(batch.column("files")[0].as_py())
-    columns = ["path", "label", "distance"]
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    columns = ["path", "label", "distance", "features", "embedding"]  # (those there are)
+    tables = []
+    for f in files:
+        there = pq.read_schema(f).names
+        tables.append(pq.read_table(f, columns=[c for c in columns if c in there]))
+    return pa.concat_tables(tables)
 
 
 def _part(batch: dict[str, np.ndarray]) -> ShardPart:

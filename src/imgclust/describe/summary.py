@@ -224,6 +224,7 @@ def describe(
     class_names: Sequence[str],
     *,
     seed: int = 0,
+    medoids: np.ndarray | None = None,
 ) -> list[ClusterSummary]:
     """Summarise every non-empty cluster; ``labels`` must already be numbered by size.
 
@@ -234,6 +235,8 @@ def describe(
         cluster_scores: each cluster id's mean softmax class scores
             (:func:`class_statistics` or :func:`mean_scores_by_cluster`).
         class_names: ImageNet class descriptions, index-aligned with the scores.
+        medoids: each cluster's medoid (an image index, by cluster id) where it was found
+            elsewhere (the clustering passes); ``features`` are then not read.
     """
     summaries = []
     for cid, idx in _members_by_cluster(labels):
@@ -249,7 +252,7 @@ def describe(
                 top_classes=tops,
                 members=idx,
                 distances=distances[idx],
-                medoid=medoid(features, idx, seed),
+                medoid=medoid(features, idx, seed) if medoids is None else int(medoids[cid]),
             )
         )
     return summaries

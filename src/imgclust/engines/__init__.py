@@ -153,10 +153,14 @@ class Engine(Protocol):
         requested_k: int | None,
         rows: FeatureRows,
         work_dir: Path,
+        dup_threshold: float,
     ) -> Fitted:
         """:func:`imgclust.steps.fit_clusters` on ``features`` (a row per path, as stored
         in ``rows``), or the same clustering as passes over the stored shards where this
-        engine has them (scratch files in ``work_dir``, removed after)."""
+        engine has them (scratch files in ``work_dir``, removed after); the passes then
+        also find the medoids and the near-duplicates (``dup_threshold``:
+        :func:`~imgclust.neardup.near_duplicates`'), in :attr:`Fitted.medoids` and
+        :attr:`Fitted.duplicate_of`."""
         ...
 
 

@@ -83,6 +83,7 @@ class LocalEngine:
         requested_k: int | None,
         rows: FeatureRows,
         work_dir: Path,
+        dup_threshold: float,
     ) -> Fitted:
         """:func:`imgclust.steps.fit_clusters`, here, on the matrix."""
         from ..steps import fit_clusters

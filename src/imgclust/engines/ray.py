@@ -305,12 +305,14 @@ class RayEngine:
         requested_k: int | None,
         rows: FeatureRows,
         work_dir: Path,
+        dup_threshold: float,
     ) -> Fitted:
         """On a cluster of several nodes, k-means with a given k runs as passes over the
         stored shards (:mod:`imgclust.cluster.distributed`: the same labels, ranks,
-        distances and fences as the local path). Every other clusterer, and k-means on a
-        single machine (where faiss here already uses every core, and the passes would only
-        add Ray's job start-ups, ~5 s), runs here on the matrix."""
+        distances, fences, medoids and near-duplicates as the local path). Every other
+        clusterer, and k-means on a single machine (where faiss here already uses every
+        core, and the passes would only add Ray's job start-ups, ~5 s), runs here on the
+        matrix."""
         from ..cluster import KMeans
         from ..cluster.distributed import DISTRIBUTED_KINDS, fit_kmeans, read_assignments
         from ..describe import ClassStats
@@ -325,8 +327,9 @@ class RayEngine:
         k, seed = int(clusterer.n_clusters or 1), clusterer.random_state
         try:
             result = fit_kmeans(
-                self.connect(), rows.source(paths), k=k, seed=seed, work_dir=work_dir
-            )
+                self.connect(), rows.source(paths), k=k, seed=seed, work_dir=work_dir,
+                duplicates=dup_threshold,
+            )  # fmt: skip
             got = read_assignments(result, paths)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -350,6 +353,7 @@ class RayEngine:
             model, labels, got["distances"], got["ranks"], result.fences, got["outliers"],
             "kmeans", notes, stats=ClassStats(scores, got["top_ids"], got["top_scores"]),
             strings={name: got[name] for name in STRING_COLUMNS},
+            medoids=got["medoids"], duplicate_of=got["duplicate_of"],
         )  # fmt: skip
 
     def _job(
