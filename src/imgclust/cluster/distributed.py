@@ -416,9 +416,12 @@ def _fit_kmeans(
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     files = [str(p) for p in sorted(work_dir.glob("assign-*.parquet"))]
     # With the features, blocks and partitions of at most ~256 MB of them.
-    feature_bytes = n * dim * np.dtype(STORE_DTYPE).itemsize * (2 if with_features else 0)
-    if with_features and source.kind == "embedding":
-        feature_bytes //= 2  # (the clustered rows are the embedding: one column)
+    carried = (
+        []
+        if not with_features
+        else ["features", *([] if source.kind == "embedding" else ["embedding"])]
+    )
+    feature_bytes = n * dim * np.dtype(STORE_DTYPE).itemsize * len(carried)
     n_parts = max(2 * n_cpus, -(-feature_bytes // FEATURE_BYTES_PER_PARTITION))
     n_blocks = max(min(len(files), n_parts), -(-n // ROWS_PER_BLOCK))
     per_block = -(-len(files) // n_blocks)
@@ -426,8 +429,9 @@ def _fit_kmeans(
         {"files": json.dumps(files[i : i + per_block])} for i in range(0, len(files), per_block)
     ]
     ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
-        _read_assigned, batch_size=1, batch_format="pyarrow", num_cpus=1
-    )
+        _read_assigned, fn_args=(["path", "label", "distance", *carried],), batch_size=1,
+        batch_format="pyarrow", num_cpus=1,
+    )  # fmt: skip
     # Few partitions, each with whole clusters: Ray's default (200) costs seconds.
     grouped = ds.groupby("label", num_partitions=max(1, min(len(by_size), n_parts))).map_groups(
         rank_group, fn_args=(new_ids, str(work_dir), duplicates, seed), batch_format="numpy",
@@ -506,18 +510,13 @@ def read_assignments(result: DistributedKMeans, paths: Sequence[str]) -> dict[st
     return out
 
 
-def _read_assigned(batch: Any) -> Any:
-    """Some pass-2 files' ``path, label, distance``, one table (a block of pass 3's input)."""
+def _read_assigned(batch: Any, columns: list[str]) -> Any:
+    """Some pass-2 files' ``columns``, one table (a block of pass 3's input)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = json.loads(batch.column("files")[0].as_py())
-    columns = ["path", "label", "distance", "features", "embedding"]  # (those there are)
-    tables = []
-    for f in files:
-        there = pq.read_schema(f).names
-        tables.append(pq.read_table(f, columns=[c for c in columns if c in there]))
-    return pa.concat_tables(tables)
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
 
 
 def _part(batch: dict[str, np.ndarray]) -> ShardPart:

@@ -159,7 +159,7 @@ class Engine(Protocol):
         in ``rows``), or the same clustering as passes over the stored shards where this
         engine has them (scratch files in ``work_dir``, removed after); the passes then
         also find the medoids and the near-duplicates (``dup_threshold``:
-        :func:`~imgclust.neardup.near_duplicates`'), in :attr:`Fitted.medoids` and
+        :func:`~imgclust.neardup.near_duplicates`), in :attr:`Fitted.medoids` and
         :attr:`Fitted.duplicate_of`."""
         ...
 
