@@ -315,7 +315,7 @@ def _blobs(root: Path, n: int, *, dim: int = 16, n_classes: int = 10) -> list[st
 
 
 def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
-    cluster: Any, tmp_path: Path
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imgclust.cluster import KMeans
     from imgclust.cluster.distributed import (
@@ -348,6 +348,15 @@ def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
             ray, rows.source(paths), k=1, seed=5, work_dir=tmp_path / "whole", duplicates=0.0
         )
         got_whole = read_assignments(whole, paths)
+        # Features the cluster's shuffle aggregators have no room for stay out of it: the
+        # medoids and near-duplicates are then left to the driver (the same clustering).
+        import imgclust.cluster.distributed
+
+        monkeypatch.setattr(imgclust.cluster.distributed, "AGGREGATOR_BYTES", 1)
+        lean = fit_kmeans(
+            ray, rows.source(paths), k=3, seed=0, work_dir=tmp_path / "lean", duplicates=DUPS
+        )
+        got_lean = read_assignments(lean, paths)
     finally:
         ray.shutdown()
     from imgclust.cluster.features import row_features
@@ -401,6 +410,11 @@ def test_distributed_kmeans_on_a_sample_matches_the_local_clustering(
             members = members[np.lexsort((members, assigned["distances"][members]))]
             assert assigned["medoids"][c] == medoid(clustered, members, seed), (len(members), c)
     assert whole.sizes.tolist() == [n] and (got_whole["duplicate_of"] == -1).all()  # (0: none)
+    assert lean.medoids is None and not {"medoids", "duplicate_of"} & set(got_lean)
+    np.testing.assert_array_equal(got_lean["labels"], got["labels"])
+    np.testing.assert_array_equal(got_lean["ranks"], got["ranks"])
+    lean_files = sorted((tmp_path / "lean").glob("assign-*.parquet"))
+    assert lean_files and all("features" not in pq.read_schema(f).names for f in lean_files)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, SHARD + 1])

@@ -14,8 +14,9 @@ fences) and the class statistics that name the clusters, computed where the shar
    smallest member path (the tie-break of numbering by size).
 3. **rank** (Ray Data ``groupby`` by cluster): each cluster's members ordered by distance
    (ties by path) and its Tukey fence; each group writes ``WORK/rank-NNNNN.parquet`` (path,
-   cluster, rank, outlier) and returns its size and fence. With ``duplicates`` (a threshold)
-   the members' features go through the groupby too, and each group also finds its medoid
+   cluster, rank, outlier) and returns its size and fence. With ``duplicates`` (a threshold),
+   where the shuffle's aggregators have room (:data:`AGGREGATOR_BYTES` a CPU), the
+   members' features go through the groupby too, and each group also finds its medoid
    and its near-duplicates (:func:`~imgclust.describe.medoid`,
    :func:`~imgclust.neardup.near_duplicates`, on the same rows in the same order as a
    driver holding the matrix): ``duplicate_of`` in its file, the medoid's path returned.
@@ -56,6 +57,10 @@ TOP = 3
 ROWS_PER_BLOCK = 1_000_000
 #: Bytes of features per partition of the ranking pass, when they go through it.
 FEATURE_BYTES_PER_PARTITION = 1 << 28
+#: Bytes of features a shuffle aggregator of the ranking pass may hold (one per CPU): past
+#: it, the medoids and near-duplicates are left to the caller. (Measured: 2M rows x 1280 on
+#: 2 CPUs, 2.5 GB each, put the aggregators at 2.9 and 2.1 GiB resident.)
+AGGREGATOR_BYTES = 1 << 29
 
 
 @dataclass(frozen=True)
@@ -328,7 +333,9 @@ def fit_kmeans(
     ``ray`` is the connected ``ray`` module (see :class:`~imgclust.engines.ray.RayEngine`).
     ``on_peak(pid, peak_rss_bytes)``, if given, hears each task's process peak memory.
     ``duplicates``: also each cluster's medoid and near-duplicates (this cosine-distance
-    threshold; ``0``: the medoids only), found by the ranking pass.
+    threshold; ``0``: the medoids only), found by the ranking pass, where the cluster's
+    CPUs have room for the features in its shuffle (:data:`AGGREGATOR_BYTES` each; the
+    result's ``medoids`` is ``None`` where not).
 
     Raises:
         ValueError: the feature kind is not one the passes support, or there are no rows.
@@ -390,7 +397,15 @@ def _fit_kmeans(
     counts = np.zeros(kk, dtype=np.int64)
     sums: np.ndarray | None = None
     first = [""] * kk
-    with_features = duplicates is not None
+    # The features go through the ranking pass's shuffle only where its aggregators (Ray
+    # 2.60: at most one a CPU, each holding its partitions until it finalises) can hold them;
+    # else the caller finds the medoids and near-duplicates (``medoids`` is None).
+    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    carried = ["features", *([] if source.kind == "embedding" else ["embedding"])]
+    feature_bytes = n * dim * np.dtype(STORE_DTYPE).itemsize * len(carried)
+    with_features = duplicates is not None and feature_bytes <= n_cpus * AGGREGATOR_BYTES
+    if not with_features:
+        carried, feature_bytes = [], 0
     assign = AssignShard(source, raw, str(work_dir), features=with_features)
     for row in over_shards(assign).iter_rows():
         _report(row, on_peak)
@@ -413,15 +428,8 @@ def _fit_kmeans(
     # Pass 2's files, read a block of ~1M rows (~80 MB) a task: the shuffle's cost grows
     # with its blocks (with the square of them, for Ray's sort-based one). (Not
     # ray.data.read_parquet: in Ray 2.60 it fails where fsspec lacks its http extra.)
-    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     files = [str(p) for p in sorted(work_dir.glob("assign-*.parquet"))]
     # With the features, blocks and partitions of at most ~256 MB of them.
-    carried = (
-        []
-        if not with_features
-        else ["features", *([] if source.kind == "embedding" else ["embedding"])]
-    )
-    feature_bytes = n * dim * np.dtype(STORE_DTYPE).itemsize * len(carried)
     n_parts = max(2 * n_cpus, -(-feature_bytes // FEATURE_BYTES_PER_PARTITION))
     n_blocks = max(min(len(files), n_parts), -(-n // ROWS_PER_BLOCK))
     per_block = -(-len(files) // n_blocks)
@@ -434,8 +442,8 @@ def _fit_kmeans(
     )  # fmt: skip
     # Few partitions, each with whole clusters: Ray's default (200) costs seconds.
     grouped = ds.groupby("label", num_partitions=max(1, min(len(by_size), n_parts))).map_groups(
-        rank_group, fn_args=(new_ids, str(work_dir), duplicates, seed), batch_format="numpy",
-        num_cpus=1,
+        rank_group, fn_args=(new_ids, str(work_dir), duplicates if with_features else None, seed),
+        batch_format="numpy", num_cpus=1,
     )  # fmt: skip
     medoids = [""] * len(by_size) if with_features else None
     for row in grouped.iter_rows():

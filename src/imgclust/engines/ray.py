@@ -353,7 +353,7 @@ class RayEngine:
             model, labels, got["distances"], got["ranks"], result.fences, got["outliers"],
             "kmeans", notes, stats=ClassStats(scores, got["top_ids"], got["top_scores"]),
             strings={name: got[name] for name in STRING_COLUMNS},
-            medoids=got["medoids"], duplicate_of=got["duplicate_of"],
+            medoids=got.get("medoids"), duplicate_of=got.get("duplicate_of"),
         )  # fmt: skip
 
     def _job(
