@@ -260,6 +260,10 @@ def _run(
         # the report need not decode each photo a second time.
         thumbnails=ThumbTarget(str(out), config.report.thumb_size),
     )
+    if not FeatureStore.holds_shards(store_dir, embedder.spec.name):
+        # A first run will embed (if the scan finds photos): Ray's start overlaps the scan.
+        # A rerun starts it only if the store lacks some photo (never, when none changed).
+        engine.warm_up()
     with _timed(timings, "scan"):
         prog.start("scan")
         # Never cluster our own output (thumbnails) when --out lies inside an input folder.

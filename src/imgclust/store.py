@@ -276,6 +276,10 @@ def feature_rows(table: Any, name: str) -> np.ndarray:
     return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=STORE_DTYPE).reshape(-1, width)
 
 
+def _model_folder(root: Path, model: str) -> Path:
+    return Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+
+
 def _done(folder: Path, shard: int) -> Path:
     return folder / f"shard-{shard:06d}.done.json"
 
@@ -294,7 +298,7 @@ class FeatureStore:
 
     def __init__(self, root: Path, model: str) -> None:
         self.model = model
-        self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+        self.dir = _model_folder(root, model)
         self._lock: Any = None
         self._index: dict[str, tuple[Location, int, int]] = {}
         self._rejected: dict[str, tuple[str, int, int]] = {}
@@ -337,6 +341,15 @@ class FeatureStore:
             self._lock.release()
             self._lock = None
         self._index, self._rejected, self._shards, self._next = {}, {}, [], 1
+
+    @staticmethod
+    def holds_shards(root: Path, model: str) -> bool:
+        """Whether ``root`` holds a committed shard of ``model`` (no lock, nothing checked):
+        a cheap guess, before a scan, at whether a run will find photos already stored."""
+        try:
+            return next(_model_folder(root, model).glob("shard-*.done.json"), None) is not None
+        except OSError:
+            return False
 
     def _shard_path(self, shard: int) -> Path:
         return self.dir / f"shard-{shard:06d}.parquet"

@@ -120,6 +120,12 @@ class Engine(Protocol):
         chosen for where the model runs rather than for this process."""
         ...
 
+    def warm_up(self) -> None:
+        """Begin, in the background, the start :meth:`prepare` would wait for (the Ray
+        engine's local instance), for a caller that expects to embed: it then overlaps what
+        the caller does first (the scan). Never needed: :meth:`prepare` starts what is not."""
+        ...
+
     def prepare(self, embedder: Embedder) -> None:
         """Get ready to embed (build the model here, or reach the cluster): the slow start
         a progress display shows as its own stage."""

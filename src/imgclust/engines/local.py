@@ -47,6 +47,10 @@ class LocalEngine:
         check_device(embed.device)
         return embed
 
+    def warm_up(self) -> None:
+        """Nothing: the model is built by :meth:`prepare`, once it is known to be needed."""
+        return None
+
     def prepare(self, embedder: Embedder) -> None:
         """Build the model now (a first run converts it, and for int8 calibrates it)."""
         embedder.load()

@@ -103,11 +103,16 @@ class RayEngine:
         self._released = False
 
     def __enter__(self) -> RayEngine:
-        """Start the local instance now, in the background, when one will be used: Ray's
-        start (~6 s) then overlaps what the command does before it embeds."""
-        if self._local_only():
-            self._start_local()
+        """Nothing starts yet: Ray is started (or joined) by :meth:`warm_up` or when first
+        needed, so a command that finds every photo stored never starts it."""
         return self
+
+    def warm_up(self) -> None:
+        """Start the local instance now, in the background, when one will be used: Ray's
+        start (~3-6 s) then overlaps what the command does before it embeds. A cluster is
+        joined when first needed (:meth:`connect`)."""
+        if self._local is None and self._ray is None and self._local_only():
+            self._start_local()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
