@@ -117,12 +117,29 @@ def test_a_local_instance_starts_and_stops_in_the_background() -> None:
         "    assert e._local is not None and e.connect() is ray and ray.is_initialized()\n"
         "    e.release(); assert e._local_only() and e._ray is None\n"
         "    assert e.connect() is ray and ray.is_initialized()\n"  # again after release
+        "    logs = e.log_folder; assert logs.is_dir() and logs.parents[1].name.startswith("
+        "'imgclust-ray-'), logs\n"
         "    e.release()\n"
-        "print(ray.is_initialized(), e._local)\n"
+        "print(ray.is_initialized(), e._local, logs.parents[1].exists())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["False", "None"]
+    assert done.stdout.split() == ["False", "None", "False"]
+    # A command that failed keeps the folder (Ray's logs); a user's error said in words does
+    # not. (One instance a process: Ray reads its token once.)
+    for error, kept in [("EngineError", "True"), ("InputError", "False")]:
+        code = (
+            "import shutil; from imgclust.engines.ray import RayEngine\n"
+            "from imgclust.engines import EngineError; from imgclust.exceptions import InputError\n"
+            "e = RayEngine(); e.__enter__(); e.warm_up(); e.connect(); logs = e.log_folder\n"
+            f"e.__exit__({error}, {error}('x'), None); print(logs.parents[1].exists())\n"
+            "shutil.rmtree(logs.parents[1], ignore_errors=True)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.split() == [kept], error
 
 
 @pytest.mark.parametrize("chosen", [None, "RATE_BASED"])

@@ -30,10 +30,12 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,8 +51,6 @@ from . import EmbedReport, EngineError, NodeStats
 from .native_log import native_lines_filtered
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from ..cluster import Clusterer
     from ..cluster.distributed import FeatureRows
     from ..embed import Embedder
@@ -114,14 +114,21 @@ class RayEngine:
         if self._local is None and self._ray is None and self._local_only():
             self._start_local()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # Ray's logs are kept where Ray may be why the command failed: not for a user's
+        # error that imgclust said in words (other than Ray's own).
+        if not isinstance(exc_type, type):
+            self.close()
+            return
+        said = issubclass(exc_type, ImgclustError) and not issubclass(exc_type, EngineError)
+        self.close(keep_logs=not said)
 
-    def close(self) -> None:
+    def close(self, *, keep_logs: bool = False) -> None:
         """Leave Ray if this engine joined or started it (and wait for a local instance to
-        stop)."""
+        stop). A local instance's folder (its sockets and logs) is removed, unless
+        ``keep_logs`` (the command failed: :attr:`log_folder` says where they are)."""
         if self._local is not None:
-            self._local.stop(wait=True)
+            self._local.stop(wait=True, keep=keep_logs)
         elif self._started and self._ray is not None:
             self._ray.shutdown()
         if self._token is not None and os.environ.get(_TOKEN) == self._token:
@@ -135,6 +142,13 @@ class RayEngine:
             import secrets
 
             self._token = os.environ[_TOKEN] = secrets.token_hex(32)
+
+    @property
+    def log_folder(self) -> Path | None:
+        """Where the local instance this engine runs keeps its logs (None: none runs, or
+        the user's ``RAY_TMPDIR`` holds them, in Ray's own layout)."""
+        root = None if self._local is None else self._local.temp_root
+        return None if root is None else root / "session_latest" / "logs"
 
     def _start_local(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never phone home
@@ -255,10 +269,11 @@ class RayEngine:
             if cause is not None:
                 raise cause from exc
             done = len(numbers) - len(pending)
+            logs = "" if self.log_folder is None else f" (Ray's logs: {self.log_folder})"
             raise EngineError(
                 f"the Ray job failed ({type(exc).__name__}: {_first_line(exc)}); the "
                 f"{done} of {len(numbers)} shards it finished are stored: run again to "
-                "embed the rest"
+                f"embed the rest{logs}"
             ) from exc
         report.seconds = time.perf_counter() - start
         return report
@@ -558,7 +573,13 @@ def _first_bytes(sock: socket.socket) -> bytes:
     return b""
 
 
-def _init(ray: Any, where: str, *, runtime_env: dict[str, Any] | None = None) -> None:
+def _init(
+    ray: Any,
+    where: str,
+    *,
+    runtime_env: dict[str, Any] | None = None,
+    temp_dir: Path | None = None,
+) -> None:
     """``ray.init`` as imgclust starts or joins Ray.
 
     Raises:
@@ -571,6 +592,7 @@ def _init(ray: Any, where: str, *, runtime_env: dict[str, Any] | None = None) ->
             include_dashboard=False,
             log_to_driver=False,  # workers' output stays in the session's log files
             logging_level=logging.ERROR,  # its start-up notes: in its log
+            **({} if temp_dir is None else {"_temp_dir": str(temp_dir)}),
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise EngineError(
@@ -587,6 +609,15 @@ class _LocalRay:
     def __init__(self) -> None:
         self._ready = threading.Event()
         self._stop = threading.Event()
+        self._keep = False
+        # Its own folder for sockets and logs, removed after a clean stop: not Ray's shared
+        # /tmp/ray, where every run would leave a session folder behind (and two runs at once
+        # race for its session_latest). Under /tmp, as Ray's: a socket path has ~104 bytes.
+        # A user's RAY_TMPDIR is left to Ray.
+        self.temp_root: Path | None = None
+        if "RAY_TMPDIR" not in os.environ:
+            base = "/tmp" if os.name == "posix" and os.path.isdir("/tmp") else None
+            self.temp_root = Path(tempfile.mkdtemp(prefix="imgclust-ray-", dir=base))
         self._ray: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._host, name="imgclust-ray", daemon=True)
@@ -595,15 +626,20 @@ class _LocalRay:
     def _host(self) -> None:
         try:
             ray = import_ray()
-            _init(ray, "local")
+            _init(ray, "local", temp_dir=self.temp_root)
             self._ray = ray
         except BaseException as exc:  # raised in the caller, by wait()
             self._error = exc
+            if self.temp_root is not None:  # (kept where Ray began and left its logs)
+                with contextlib.suppress(OSError):
+                    self.temp_root.rmdir()
             return
         finally:
             self._ready.set()
         self._stop.wait()
         ray.shutdown()
+        if self.temp_root is not None and not self._keep:
+            shutil.rmtree(self.temp_root, ignore_errors=True)
 
     def settle(self) -> None:
         """Wait until it has started, or failed to (which :meth:`wait` would raise)."""
@@ -616,8 +652,9 @@ class _LocalRay:
             raise self._error
         return self._ray
 
-    def stop(self, *, wait: bool) -> None:
-        """Shut the instance down (``wait``: until it is)."""
+    def stop(self, *, wait: bool, keep: bool = False) -> None:
+        """Shut the instance down (``wait``: until it is); ``keep``: its folder too."""
+        self._keep = self._keep or keep
         self._stop.set()
         if wait:
             self._thread.join()
