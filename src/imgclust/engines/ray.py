@@ -117,11 +117,10 @@ class RayEngine:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # Ray's logs are kept where Ray may be why the command failed: not for a user's
         # error that imgclust said in words (other than Ray's own).
-        if not isinstance(exc_type, type):
-            self.close()
-            return
-        said = issubclass(exc_type, ImgclustError) and not issubclass(exc_type, EngineError)
-        self.close(keep_logs=not said)
+        keep = isinstance(exc_type, type) and (
+            issubclass(exc_type, EngineError) or not issubclass(exc_type, ImgclustError)
+        )
+        self.close(keep_logs=keep)
 
     def close(self, *, keep_logs: bool = False) -> None:
         """Leave Ray if this engine joined or started it (and wait for a local instance to
