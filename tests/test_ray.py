@@ -34,7 +34,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 SHARD = 8  # photos per shard: 24 shards for the three actors to share
 K, SEED = 8, 3
 DUPS = 0.05  # near-duplicates' cosine distance in the passes' tests
-NODE_RE = re.compile(r"node ([^ :;]+)/([0-9a-f]{6}): ([\d,]+) photos")
+NODE_RE = re.compile(r"node ([^ :;]+)/([0-9a-f]{6}): ([\d,]+) photos?\b")
 
 
 def _cli(photos: Path | str, out: Path, *extra: str) -> list[str]:
@@ -64,7 +64,10 @@ def _per_node(out: Path) -> dict[str, int]:
     """Node id (first 6 hex digits) → photos its actor embedded, from the run's summary."""
     notes = [n for n in _info(out)["notes"] if n.startswith("ray engine:")]
     assert len(notes) == 1, _info(out)["notes"]
-    return {m[1]: int(m[2].replace(",", "")) for m in NODE_RE.findall(notes[0])}
+    found = {m[1]: int(m[2].replace(",", "")) for m in NODE_RE.findall(notes[0])}
+    # Every node the note names is parsed ("1 photo" too: a node may get one shard only).
+    assert f" on {len(found)} node" in notes[0], notes[0]
+    return found
 
 
 def _accounted(out: Path, photos: Path) -> None:
