@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import functools
+import mmap
 import os
 import signal
 import subprocess
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import encode, pattern
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imgclust.decode import Decoded, decode
 from imgclust.models import get_spec
-from imgclust.workers import DecodePool
+from imgclust.workers import SLOT_BYTES, DecodePool, _from_slot, _to_slot
 
 PRE = get_spec("efficientnet_lite0").preprocess
 REAL = functools.partial(decode, preprocess=PRE)
@@ -159,3 +162,83 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead
         return fh.read().split(") ")[-1][0] != "Z"
+
+
+def made_from_name(path: str) -> Decoded:
+    """Test-only decoder: an array the file's name describes ("H-W-C-DTYPE-SEED"), no file
+    read; "obj" arrays hold Python objects (which no slot can carry)."""
+    h, w, c, kind, seed = os.path.basename(path).split("-")
+    rng = np.random.default_rng(int(seed))
+    if kind == "obj":
+        return Decoded(np.array([f"item {seed}"] * int(h), dtype=object), None, int(seed), 1)
+    data = rng.integers(0, 255, size=(int(h), int(w), int(c))).astype(kind)
+    return Decoded(data, None, size=int(seed), mtime_ns=7, taken=f"taken {seed}")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([(0, 3), (1, 1), (224, 224), (384, 384), (600, 600)]),
+            st.sampled_from(["uint8", "float32", "int16", "obj"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 3),
+)
+def test_every_array_comes_back_whole_through_its_slot_or_the_pipe(
+    specs: list[tuple[tuple[int, int], str]], workers: int
+) -> None:
+    """Arrays that fit a worker's slot (224 and 384 pixels of uint8) and ones that do not
+    (600 pixels, float32 at 384, objects) come back equal to a plain call, in order, with the
+    rest of their ``Decoded``; a slot reused for the next file leaves nothing of the last."""
+    paths = [f"/nowhere/{h}-{w}-3-{kind}-{i}" for i, ((h, w), kind) in enumerate(specs)]
+    with DecodePool(made_from_name, workers=workers) as pool:
+        out = list(pool.imap(paths))
+    assert [i for i, _ in out] == list(range(len(paths)))
+    for (_, got), path in zip(out, paths, strict=True):
+        want = made_from_name(path)
+        assert got.array is not None and want.array is not None
+        assert got.array.dtype == want.array.dtype and got.array.shape == want.array.shape
+        assert np.array_equal(got.array, want.array)
+        assert (got.reason, got.size, got.mtime_ns, got.taken) == (
+            want.reason, want.size, want.mtime_ns, want.taken
+        )  # fmt: skip
+
+
+def test_a_fitting_array_goes_through_the_slot_and_a_large_one_through_the_pipe() -> None:
+    slot = mmap.mmap(-1, SLOT_BYTES)
+    small = made_from_name("/x/224-224-3-uint8-1")
+    sent, in_slot = _to_slot(small, slot)
+    assert sent.array is None and in_slot == ((224, 224, 3), "|u1")
+    assert np.array_equal(_from_slot(sent, slot, in_slot).array, small.array)  # type: ignore[arg-type]
+    for name in ("600-600-3-uint8-2", "4-1-3-obj-3"):
+        big = made_from_name(f"/x/{name}")
+        assert _to_slot(big, slot) == (big, None)
+    assert _to_slot(Decoded(None, "bad"), slot) == (Decoded(None, "bad"), None)
+    slot.close()
+
+
+def test_a_replaced_worker_hands_back_each_files_own_pixels(tmp_path: Path) -> None:
+    """After a crash and a timeout (each worker replaced, its slot kept), every other file's
+    array is its own: distinct photos, compared with a plain decode."""
+    names = ["a.jpg", "crash.jpg", "b.jpg", "hang.jpg", "c.jpg", "exit.jpg", "d.jpg"]
+    paths = []
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(encode(pattern(64 + 8 * i, 48 + 4 * i), "JPEG"))
+        paths.append(str(tmp_path / name))
+    with DecodePool(crash_or_hang_on_marked, workers=1, timeout=1.0) as pool:
+        out = dict(pool.imap(paths))
+        assert (pool.n_crashes, pool.n_timeouts) == (2, 1)
+    for i, name in enumerate(names):
+        if name.startswith(("crash", "hang", "exit")):
+            assert out[i].array is None and out[i].reason
+        else:
+            assert np.array_equal(out[i].array, REAL(paths[i]).array)  # type: ignore[arg-type]
+
+
+def crash_or_hang_on_marked(path: str) -> Decoded:
+    if "hang" in os.path.basename(path):
+        time.sleep(3600)
+    return crash_on_marked(path)

@@ -10,6 +10,9 @@ file with the exit reason. Results come back in input order.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import mmap
 import multiprocessing as mp
 import os
 import queue
@@ -21,16 +24,32 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import numpy as np
+
 from .decode import Decoded
 
 #: Seconds a single file may take to decode before its worker is killed.
 DEFAULT_DECODE_TIMEOUT = 30.0
 
+#: Bytes of each worker's shared slot: room for a 384-pixel RGB input (442 KB) with some to
+#: spare; a larger array (or any array where workers are spawned) goes through the pipe.
+SLOT_BYTES = 1 << 20
+
 DecodeFn = Callable[[str], Decoded]
+#: How an array in a slot is described in the reply: its shape and dtype (``dtype.str``).
+SlotArray = tuple[tuple[int, ...], str]
 
 
-def _serve(conn: Connection, parent_end: Connection, decode_fn: DecodeFn, parent: int) -> None:
-    """Worker loop: receive ``(index, path)``, send back ``(index, Decoded)``; ``None`` stops."""
+def _serve(
+    conn: Connection,
+    parent_end: Connection,
+    decode_fn: DecodeFn,
+    parent: int,
+    slot: mmap.mmap | None = None,
+) -> None:
+    """Worker loop: receive ``(index, path)``, send back ``(index, Decoded, in_slot)``,
+    ``in_slot`` saying how the array was left in ``slot`` (``None``: it is in the
+    ``Decoded``); ``None`` stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     # A forked worker holds a copy of the parent's end of its pipe (and of every file the
     # parent had open, the store's lock included): close ours so a dead parent reads as EOF,
@@ -49,7 +68,25 @@ def _serve(conn: Connection, parent_end: Connection, decode_fn: DecodeFn, parent
             out = decode_fn(path)
         except Exception as exc:  # decode never raises; a custom decode_fn still must not kill us
             out = Decoded(None, f"decode failed: {type(exc).__name__}: {exc}")
-        conn.send((index, out))
+        conn.send((index, *_to_slot(out, slot)))
+
+
+def _to_slot(out: Decoded, slot: mmap.mmap | None) -> tuple[Decoded, SlotArray | None]:
+    """``out`` with its array copied into ``slot`` and left out, where it fits."""
+    array = out.array
+    if slot is None or array is None or array.dtype.hasobject or array.nbytes > len(slot):
+        return out, None
+    np.frombuffer(slot, dtype=array.dtype, count=array.size).reshape(array.shape)[...] = array
+    return dataclasses.replace(out, array=None), (array.shape, array.dtype.str)
+
+
+def _from_slot(out: Decoded, slot: mmap.mmap | None, in_slot: SlotArray | None) -> Decoded:
+    """The ``Decoded`` a worker sent, its array copied out of ``slot`` if it is there."""
+    if in_slot is None or slot is None:
+        return out
+    shape, dtype = in_slot
+    rows = np.frombuffer(slot, dtype=np.dtype(dtype), count=math.prod(shape))
+    return dataclasses.replace(out, array=rows.reshape(shape).copy())
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -62,6 +99,7 @@ def _exit_with_parent(parent: int) -> None:
 class _Worker:
     process: Any  # multiprocessing.Process (BaseProcess of the chosen context)
     conn: Connection
+    slot: mmap.mmap | None = None  # shared with the process (forked workers only)
     task: tuple[int, str] | None = None
     started: float = 0.0
 
@@ -101,6 +139,8 @@ class DecodePool:
         methods = mp.get_all_start_methods()
         # fork starts in milliseconds and shares the imported modules, as torch's DataLoader does
         self._ctx: Any = mp.get_context("fork" if "fork" in methods else "spawn")
+        # An anonymous mapping is shared only with a process forked after it was made.
+        self._slots = self._ctx.get_start_method() == "fork"
         self._workers: list[_Worker] = []
         self.n_timeouts = 0
         self.n_crashes = 0
@@ -112,21 +152,23 @@ class DecodePool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start(self) -> _Worker:
+    def _start(self, slot: mmap.mmap | None = None) -> _Worker:
+        if slot is None and self._slots:
+            slot = mmap.mmap(-1, SLOT_BYTES)
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_serve, args=(child, parent, self.decode_fn, os.getpid()), daemon=True
+            target=_serve, args=(child, parent, self.decode_fn, os.getpid(), slot), daemon=True
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, slot)
 
     def _replace(self, worker: _Worker) -> None:
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join()
         worker.conn.close()
-        fresh = self._start()
+        fresh = self._start(worker.slot)  # (the old process is gone: the slot is free)
         worker.process, worker.conn, worker.task = fresh.process, fresh.conn, None
 
     def close(self) -> None:
@@ -143,6 +185,8 @@ class DecodePool:
                 worker.process.kill()
                 worker.process.join()
             worker.conn.close()
+            if worker.slot is not None:
+                worker.slot.close()
         self._workers = []
 
     def imap(self, paths: Iterable[str], *, prefetch: int = 64) -> Iterator[tuple[int, Decoded]]:
@@ -237,9 +281,10 @@ class DecodePool:
             index, _ = worker.task
             try:
                 if worker.conn.poll():
-                    got, out = worker.conn.recv()
+                    got, out, in_slot = worker.conn.recv()
                     if got == index:
-                        done[index], worker.task = out, None
+                        done[index] = _from_slot(out, worker.slot, in_slot)
+                        worker.task = None
                         continue
             except (EOFError, OSError):
                 pass
