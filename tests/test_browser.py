@@ -85,9 +85,10 @@ def test_index_loads_filters_sorts_and_downloads(browser, report) -> None:  # ty
     page, errors = _open(browser, (out / "index.html").as_uri())
     assert page.locator(".card").count() == 3
     page.fill("#filter", "tiger")
-    page.wait_for_timeout(50)
     visible = page.locator(".card:not(.hidden)")
-    assert visible.count() == 1 and "tabby" in visible.inner_text()
+    # (the filter runs on a timer after the input: waited for, not slept for)
+    sync_api.expect(visible).to_have_count(1)
+    assert "tabby" in visible.inner_text()
     _shot(page, "index-filtered")
     page.fill("#filter", "")
     page.select_option("#sort", "name")

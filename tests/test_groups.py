@@ -62,7 +62,7 @@ def test_the_tree_is_saved_and_read_back(grouped) -> None:  # type: ignore[no-un
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium (make browser)")
 def test_the_index_shows_groups_to_expand_filter_and_sort(grouped) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     tree = grouped.clustering.tree
     with sync_playwright() as p:
@@ -80,7 +80,8 @@ def test_the_index_shows_groups_to_expand_filter_and_sort(grouped) -> None:  # t
         # A group's name shows all its clusters; a cluster's own words show that cluster.
         first = tree.names[0]
         page.fill("#filter", first.split(" / ")[0].split(" · ")[0])
-        page.wait_for_timeout(50)
+        # (the filter runs on a timer after the input: its count line says it has run)
+        expect(page.locator("#shown")).to_contain_text(" of ")
         shown = page.eval_on_selector_all(".group:not(.hidden)", "gs => gs.map(g => g.id)")
         assert "group0" in shown
         in_group0 = (tree.groups == 0).sum()
@@ -90,7 +91,7 @@ def test_the_index_shows_groups_to_expand_filter_and_sort(grouped) -> None:  # t
         assert len(visible) == in_group0
         # file names are searchable too
         page.fill("#filter", "coffee-3.jpg")
-        page.wait_for_timeout(50)
+        expect(page.locator(".card:not(.hidden)")).to_have_count(1)
         cards = page.eval_on_selector_all(
             ".card:not(.hidden)", "cs => cs.map(c => c.dataset.cluster)"
         )

@@ -89,7 +89,8 @@ def _torn_shard(out: Path) -> bool:
         return False
     names = set(os.listdir(store))
     return any(
-        ".tmp" in n or (n.endswith(".npz") and n[: -len(".npz")] + ".done.json" not in names)
+        ".tmp" in n
+        or (n.endswith(".parquet") and n[: -len(".parquet")] + ".done.json" not in names)
         for n in names
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from imgclust.report import layout as lay
@@ -306,8 +306,30 @@ def _penalty(cells: np.ndarray, x: np.ndarray) -> float:
     return float(np.maximum(np.take_along_axis(rank, near, axis=1) - 10, 0).sum())
 
 
+def _swap_cost(cells: np.ndarray, x: np.ndarray) -> float:
+    """What :func:`layout._swap` lowers, as its docstring defines it: over every two photos on
+    neighbouring cells (the 8 around count 1, the 4 two cells away along the axes 1/2), how
+    far each is beyond the other's ``_KEPT`` nearest by cosine."""
+    m = len(cells)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = xn @ xn.T
+    np.fill_diagonal(sim, -np.inf)
+    rank = np.empty((m, m))
+    rank[np.arange(m)[:, None], np.argsort(-sim, axis=1, kind="stable")] = np.arange(1, m + 1)
+    beyond = np.maximum(rank - lay._KEPT, 0)
+    np.fill_diagonal(beyond, 0)
+    d2 = ((cells[:, None].astype(float) - cells[None]) ** 2).sum(axis=2)
+    near = np.where(d2 <= 2, 1.0, np.where(d2 == 4, 0.5, 0.0))
+    np.fill_diagonal(near, 0)
+    return float(((beyond + beyond.T) * near).sum() / 2)
+
+
 @settings(max_examples=25, deadline=None)
 @given(m=st.integers(0, 120), n_fixed=st.integers(0, 8), seed=st.integers(0, 2**16))
+# Swaps that lower their own cost may still raise trustworthiness's penalty (it takes 2 of
+# the 4 cells two away, by index, at full weight): 12 > 11 here, so the small-m check is on
+# the swaps' own cost.
+@example(m=12, n_fixed=0, seed=91)
 def test_swaps_keep_the_cells_and_the_fixed_photos_and_never_cost_more(m, n_fixed, seed) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     cells = lay._disc_cells(m).astype(np.int64)
@@ -319,7 +341,7 @@ def test_swaps_keep_the_cells_and_the_fixed_photos_and_never_cost_more(m, n_fixe
     assert sorted(map(tuple, out.tolist())) == sorted(map(tuple, cells.tolist()))
     assert np.array_equal(out[fixed], cells[fixed])
     if m >= 4:
-        assert _penalty(out, x) <= _penalty(cells, x)
+        assert _swap_cost(out, x) <= _swap_cost(cells, x)
     if m >= 60 and n_fixed < m // 2:
         assert _penalty(out, x) < 0.7 * _penalty(cells, x)  # much better than dealt at random
 

@@ -263,3 +263,39 @@ def test_the_per_node_summary_counts_in_words(counts: list[int]) -> None:
     assert text.startswith(f"ray engine: {total:,} photo{'' if total == 1 else 's'} in 2.0 s")
     for i, n in enumerate(counts):
         assert f"node n{i}: {n:,} photo{'' if n == 1 else 's'}," in text
+
+
+def test_the_local_instances_folder_goes_even_while_a_process_still_writes_into_it(
+    tmp_path: Path,
+) -> None:
+    """A Ray process still exiting after ``ray.shutdown()`` may write into the instance's
+    folder while it is removed (a lone ``rmtree`` then fails on a folder no longer empty):
+    the removal tries again until it is gone."""
+    import contextlib
+    import threading
+    import time
+
+    from imgclust.engines.ray import _remove_tree
+
+    folder = tmp_path / "imgclust-ray-x"
+    logs = folder / "session" / "logs"
+    logs.mkdir(parents=True)
+    for n in range(2000):
+        (logs / f"old-{n}.out").write_text("x")
+    started, stop = threading.Event(), time.monotonic() + 1.0
+
+    def late_writer() -> None:  # into its log folder while that is there, as a process does
+        n = 0
+        while time.monotonic() < stop:
+            with contextlib.suppress(OSError):
+                (logs / f"worker-{n}.out").write_text("x")
+            n += 1
+            started.set()
+
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    started.wait()
+    _remove_tree(folder, patience=10.0)
+    gone = not folder.exists()
+    writer.join()
+    assert gone and not folder.exists()

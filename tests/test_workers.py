@@ -73,14 +73,16 @@ def test_a_hanging_decode_times_out_and_the_rest_go_on(tmp_path: Path) -> None:
     names = ["a.jpg", "hang-1.jpg", "b.jpg", "c.jpg", "hang-2.jpg", "d.jpg", "e.jpg"]
     paths = _photos(tmp_path, names)
     start = time.monotonic()
-    with DecodePool(hang_on_marked, workers=2, timeout=1.0) as pool:
+    # 5 s: a good file on a worker just forked to replace a killed one must not time out too
+    # on a loaded machine (the hangs sleep an hour).
+    with DecodePool(hang_on_marked, workers=2, timeout=5.0) as pool:
         out = dict(pool.imap(paths))
         assert pool.n_timeouts == 2
     elapsed = time.monotonic() - start
-    assert elapsed < 10, "the hang stalled the pool"
+    assert elapsed < 40, "the hang stalled the pool"
     for i, name in enumerate(names):
         if "hang" in name:
-            assert out[i].array is None and out[i].reason == "decode timed out after 1 s"
+            assert out[i].array is None and out[i].reason == "decode timed out after 5 s"
         else:
             assert out[i].array is not None
 
@@ -228,7 +230,7 @@ def test_a_replaced_worker_hands_back_each_files_own_pixels(tmp_path: Path) -> N
     for i, name in enumerate(names):
         (tmp_path / name).write_bytes(encode(pattern(64 + 8 * i, 48 + 4 * i), "JPEG"))
         paths.append(str(tmp_path / name))
-    with DecodePool(crash_or_hang_on_marked, workers=1, timeout=1.0) as pool:
+    with DecodePool(crash_or_hang_on_marked, workers=1, timeout=5.0) as pool:
         out = dict(pool.imap(paths))
         assert (pool.n_crashes, pool.n_timeouts) == (2, 1)
     for i, name in enumerate(names):

@@ -638,7 +638,7 @@ class _LocalRay:
         self._stop.wait()
         ray.shutdown()
         if self.temp_root is not None and not self._keep:
-            shutil.rmtree(self.temp_root, ignore_errors=True)
+            _remove_tree(self.temp_root)
 
     def settle(self) -> None:
         """Wait until it has started, or failed to (which :meth:`wait` would raise)."""
@@ -657,6 +657,17 @@ class _LocalRay:
         self._stop.set()
         if wait:
             self._thread.join()
+
+
+def _remove_tree(folder: Path, *, patience: float = 3.0) -> None:
+    """Remove ``folder``, again for up to ``patience`` seconds while it is not gone: a Ray
+    process still exiting after ``ray.shutdown()`` may write into it meanwhile."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
 
 
 #: Environment variables that say where S3/GCS storage is (imgclust.uri); forwarded to a
