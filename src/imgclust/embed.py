@@ -8,6 +8,7 @@ it, so a distributed runner can ship it to workers and map it over shards.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -279,9 +280,10 @@ class Embedder:
         )
         paths = (r.path for r in records)
         if self.workers:
-            with DecodePool(decode_fn, workers=self.workers, timeout=self.decode_timeout) as pool:
-                batches = pool.imap(paths, prefetch=2 * self.batch_size)
-                yield from _batched(batches, self.batch_size, block_size)
+            pool = DecodePool(decode_fn, workers=self.workers, timeout=self.decode_timeout)
+            # (the results' generator closed first: its feed thread stops before the pool)
+            with pool, contextlib.closing(pool.imap(paths, prefetch=2 * self.batch_size)) as got:
+                yield from _batched(got, self.batch_size, block_size)
         else:
             yield from _batched(enumerate(map(decode_fn, paths)), self.batch_size, block_size)
 
