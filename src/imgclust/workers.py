@@ -78,17 +78,18 @@ def _serve(
             out = decode_fn(path)
         except Exception as exc:  # decode never raises; a custom decode_fn still must not kill us
             out = Decoded(None, f"decode failed: {type(exc).__name__}: {exc}")
-        try:
-            reply = _to_slot(out, slot)
-        except Exception:  # (an ``array`` that is not an ndarray, from a custom decode_fn)
-            reply = out, None
-        conn.send((index, *reply))
+        conn.send((index, *_to_slot(out, slot)))
 
 
 def _to_slot(out: Decoded, slot: mmap.mmap | None) -> tuple[Decoded, SlotArray | None]:
     """``out`` with its array copied into ``slot`` and left out, where it fits."""
-    array = out.array
-    if slot is None or array is None or array.dtype.hasobject or array.nbytes > len(slot):
+    array = out.array  # (a custom decode_fn's may be anything picklable: the pipe takes it)
+    if (
+        slot is None
+        or not isinstance(array, np.ndarray)
+        or array.dtype.hasobject
+        or array.nbytes > len(slot)
+    ):
         return out, None
     np.frombuffer(slot, dtype=array.dtype, count=array.size).reshape(array.shape)[...] = array
     return dataclasses.replace(out, array=None), (array.shape, array.dtype)
