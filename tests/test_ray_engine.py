@@ -299,3 +299,38 @@ def test_the_local_instances_folder_goes_even_while_a_process_still_writes_into_
     gone = not folder.exists()
     writer.join()
     assert gone and not folder.exists()
+
+
+@pytest.mark.parametrize("n_good", [0, 1, 2, 5])
+def test_a_decode_task_gives_the_same_shard_with_any_number_of_processes(
+    demo_photos: Path, tmp_path: Path, n_good: int
+) -> None:
+    """A shard's pixels, sizes and reasons are the same decoded in the task itself, or in 1,
+    2 or 3 pool processes beside it (the Ray engine's decode tasks use 2 on a CPU node), with
+    broken and vanished files among good ones, and with none at all."""
+    import json
+
+    import numpy as np
+
+    from imgclust.embed import Embedder
+    from imgclust.engines.ray import DecodeShard
+
+    good = sorted(p for p in demo_photos.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+    assert len(good) >= n_good
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    paths = [str(p) for p in good[:n_good]] + [str(broken), str(tmp_path / "gone.jpg")]
+    records = json.dumps([[p, 1, 1] for p in paths])
+    batch = {"shard": np.array([7]), "records": np.array([records])}
+    shards = []
+    for workers, processes in [(0, 1), (1, 1), (1, 2), (1, 3)]:
+        embedder = Embedder("efficientnet_lite0", device="cpu", workers=workers)
+        shards.append(DecodeShard(embedder, processes=processes)(batch))
+    first = shards[0]
+    decoded = json.loads(str(first["decoded"][0]))
+    assert [reason is None for _, _, reason, _ in decoded] == [True] * n_good + [False, False]
+    assert first["pixels"].shape[1] == n_good
+    for shard in shards[1:]:
+        assert json.loads(str(shard["decoded"][0])) == decoded
+        assert np.array_equal(shard["pixels"], first["pixels"])
+        assert int(shard["shard"][0]) == 7

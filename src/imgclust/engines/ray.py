@@ -385,12 +385,15 @@ class RayEngine:
         n_actors = max(1, min(len(rows), n_gpus if on_gpu else _n_nodes(ray)))
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map_batches(
-            DecodeShard(embedder),
+            # Beside a model on the CPU (which takes every core it is given, as locally),
+            # two decode processes a core, as the local engine's decode workers share them:
+            # one task a core with two, not two tasks with one each. Each task's Ray worker
+            # costs its imports (Ray Data, pyarrow, pandas) and per-task threads: 3,000
+            # photos on 2 cores, 0.94x the wall time (bench/results/ray-scale.md).
+            DecodeShard(embedder, processes=1 if on_gpu else 2),
             batch_size=1,  # a shard per call: its records are one task
             batch_format="numpy",
-            # Beside a model on the CPU (which takes every core it is given, as locally),
-            # two decode tasks a core, as the local engine's decode workers share them.
-            num_cpus=1 if on_gpu else 0.5,
+            num_cpus=1,
             # Its pixels, asked for as a resource: what also keeps Ray Data from fusing the
             # decoding into the model actors (where it would run between the batches).
             memory=DECODE_BYTES_PER_PHOTO * BLOCK_PHOTOS,
@@ -409,12 +412,13 @@ class RayEngine:
 class DecodeShard:
     """One shard's records → their model inputs (a Ray task; picklable, no model).
 
-    Each file has the run's deadline (``--decode-timeout``): decoding runs in one
-    :class:`~imgclust.workers.DecodePool` worker beside the task, so a file that hangs or
-    crashes its decoder costs that file, never the task.
+    Each file has the run's deadline (``--decode-timeout``): decoding runs in
+    :class:`~imgclust.workers.DecodePool` workers beside the task (``processes`` of them),
+    so a file that hangs or crashes its decoder costs that file, never the task.
     """
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, *, processes: int = 1) -> None:
+        self.processes = processes  # decode processes beside the task
         self.decode_fn = functools.partial(
             decode,
             preprocess=embedder.spec.preprocess,
@@ -448,7 +452,7 @@ class DecodeShard:
         if not self.pooled:
             yield from map(self.decode_fn, paths)
             return
-        with DecodePool(self.decode_fn, workers=1, timeout=self.timeout) as pool:
+        with DecodePool(self.decode_fn, workers=self.processes, timeout=self.timeout) as pool:
             for _, out in pool.imap(paths, prefetch=16):
                 yield out
 
