@@ -26,6 +26,8 @@ from imgclust.cli import app
 from imgclust.exceptions import InputError, OutputError
 from imgclust.export import (
     JOURNAL_DIR,
+    PART_SUFFIX,
+    _part_of,
     cluster_folder_name,
     export,
     plan_export,
@@ -503,14 +505,14 @@ def test_undo_killed_during_a_cross_device_restore_resumes(
     assert not any(f.exists() for f in files)
     # What a kill inside `_copy_new(target, source)` leaves: half of `source.part` written ...
     data = Path(steps[0].target).read_bytes()
-    Path(steps[0].source + ".part").write_bytes(data[: len(data) // 2])
+    Path(_part_of(steps[0].source)).write_bytes(data[: len(data) // 2])
     # ... or the whole of it, already linked to `source`, but the target not yet removed.
-    part = Path(steps[1].source + ".part")
+    part = Path(_part_of(steps[1].source))
     part.write_bytes(Path(steps[1].target).read_bytes())
     os.link(part, steps[1].source)
     result = undo_export(dest)
     assert _digests(files) == before
-    assert not list((tmp_path / "photos").rglob("*.part"))
+    assert not list((tmp_path / "photos").rglob(f"*{PART_SUFFIX}"))
     assert result.restored == len(files) and result.not_found == []
     assert not _left_in(dest)
 
@@ -523,7 +525,7 @@ def test_undo_never_removes_a_part_file_that_is_not_ours(
     before = _digests(files)
     dest = tmp_path / "dest"
     steps = export(out, dest, mode="move").steps
-    theirs = Path(steps[0].source + ".part")
+    theirs = Path(_part_of(steps[0].source))
     theirs.write_bytes(b"the user's own file")
     with pytest.raises(OutputError, match="in the way"):
         undo_export(dest)
@@ -532,6 +534,42 @@ def test_undo_never_removes_a_part_file_that_is_not_ours(
     theirs.unlink()
     undo_export(dest)
     assert _digests(files) == before
+
+
+@pytest.mark.parametrize("cross_device", [False, True])
+@pytest.mark.parametrize("content", ["empty", "start", "whole", "other"])
+def test_undo_leaves_the_users_own_part_files_beside_the_originals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, cross_device: bool
+) -> None:
+    """``photo.jpg.part`` beside a moved photo (a browser's download cut short, say) is the
+    user's, whatever it holds: an undo puts the photo back beside it and never removes it.
+    (An empty file, or the photo's first bytes, once read as a copy of ours cut short.)"""
+    if cross_device:
+        _as_if_cross_device(monkeypatch)
+    out, files = _tree(tmp_path, n_per_cluster=1)
+    before = _digests(files)
+    dest = tmp_path / "dest"
+    steps = export(out, dest, mode="move").steps
+    theirs = {}
+    for step in steps:
+        data = Path(step.target).read_bytes()
+        part = Path(step.source + ".part")
+        held = {"empty": b"", "start": data[:100], "whole": data, "other": b"x"}[content]
+        part.write_bytes(held)
+        theirs[part] = held
+    result = undo_export(dest)
+    assert result.restored == len(files) and _digests(files) == before
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+@pytest.mark.parametrize("length", [1, 200, 201, 250])
+def test_a_part_file_name_fits_beside_any_name(tmp_path: Path, length: int) -> None:
+    name = ("é" if length % 2 else "a") * (length // (2 if length % 2 else 1)) + ".jpg"
+    name = name[-250:] if len(os.fsencode(name)) > 255 else name
+    part = Path(_part_of(str(tmp_path / name)))
+    assert part.parent == tmp_path and part.name.startswith(".")
+    assert part.name.endswith(PART_SUFFIX) and len(os.fsencode(part.name)) <= 255
+    part.write_bytes(b"")  # the file system takes the name
 
 
 @pytest.mark.slow
@@ -569,7 +607,7 @@ def test_a_copy_killed_between_its_link_and_unlink_leaves_no_second_copy(tmp_pat
     out, files = _tree(tmp_path)
     dest = tmp_path / "dest"
     first = export(out, dest, mode="copy").steps
-    linked, other = first[0].target + ".part", first[1].target + ".part"
+    linked, other = _part_of(first[0].target), _part_of(first[1].target)
     os.link(first[0].target, linked)  # the state the kill leaves
     Path(other).write_bytes(Path(first[1].target).read_bytes())  # same bytes, not ours
     again = export(out, dest, mode="copy")

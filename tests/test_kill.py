@@ -171,12 +171,14 @@ def test_kill_while_rewriting_the_report_keeps_good_files(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_ctrl_c_says_what_is_kept_and_the_next_run_resumes(
-    photos: Path, baseline: tuple[Path, list[dict[str, str]], int], tmp_path: Path
+    photos: Path, baseline: tuple[Path, list[dict[str, str]], int], tmp_path: Path, stop: str
 ) -> None:
     """Ctrl-C (SIGINT to the run's process group, as a terminal sends it) once shards are
     stored: exit 130 with one line that says the finished work is kept (Typer used to turn
-    it into a silent exit), no traceback, and the next run embeds only the rest."""
+    it into a silent exit), no traceback, and the next run embeds only the rest. SIGTERM to
+    the command alone (``kill``, ``timeout``) stops it the same way: exit 143."""
     _, expected, _ = baseline
     out = tmp_path / "out"
     cmd = [c for c in _cmd(photos, out) if c != "--quiet"]
@@ -190,10 +192,14 @@ def test_ctrl_c_says_what_is_kept_and_the_next_run_resumes(
         assert proc.poll() is None, "the run ended before Ctrl-C"
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    os.killpg(proc.pid, signal.SIGINT)
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "interrupted: what was finished is kept; run again to resume" in stderr
+    assert proc.returncode == (130 if stop == "ctrl-c" else 143), stderr[-2000:]
+    said = "interrupted" if stop == "ctrl-c" else "terminated"
+    assert f"{said}: what was finished is kept; run again to resume" in stderr
     assert "Traceback" not in stdout + stderr
     stored = _n_stored(out)
     again = subprocess.run(_cmd(photos, out), capture_output=True, text=True, timeout=300)

@@ -3,11 +3,13 @@ default staying as it was (Ray never imported). The cluster runs are in test_ray
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -167,14 +169,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("there", ["nothing", "a web server", "no such host", ":6379",
-                                   "127.0.0.1:99999", "http://127.0.0.1:1"])  # fmt: skip
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _listener(port: int, greeting: bytes | None) -> Any:
+    """A TCP server on ``port`` that sends ``greeting`` to each client (``None``: says
+    nothing) and holds the connection open: a service that is not Ray's."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", port))
+    held: list[Any] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if greeting is not None:
+                conn.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("there", ["nothing", "a web server", "an ssh server", "a silent server",
+                                   "no such host", ":6379", "127.0.0.1:99999",
+                                   "http://127.0.0.1:1"])  # fmt: skip
 def test_a_cluster_address_that_is_not_one_is_said_at_once(
     there: str, demo_photos: Path, tmp_path: Path
 ) -> None:
     """--ray-address where nothing listens, a web server answers (the dashboard's port is a
-    common mix-up), or no host has the name: one line within seconds, where Ray's own
-    client retried for minutes (over five, against a web server) printing warnings."""
+    common mix-up), another service greets or says nothing, or no host has the name: one
+    line within seconds, where Ray's own client retried for minutes (over five, against a
+    web server; without end, against the others) printing warnings."""
     pytest.importorskip("ray")
     import http.server
     import threading
@@ -187,8 +220,12 @@ def test_a_cluster_address_that_is_not_one_is_said_at_once(
             ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
         )
         threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = None
+    if there in ("an ssh server", "a silent server"):
+        other = _listener(port, b"SSH-2.0-OpenSSH_9.2\r\n" if "ssh" in there else None)
     address = {"no such host": "nosuchhost.invalid:6379", "nothing": f"127.0.0.1:{port}",
-               "a web server": f"127.0.0.1:{port}"}.get(there, there)  # fmt: skip
+               "a web server": f"127.0.0.1:{port}", "an ssh server": f"127.0.0.1:{port}",
+               "a silent server": f"127.0.0.1:{port}"}.get(there, there)  # fmt: skip
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -199,16 +236,78 @@ def test_a_cluster_address_that_is_not_one_is_said_at_once(
     finally:
         if server is not None:
             server.shutdown()
+        if other is not None:
+            other.close()
     took = time.monotonic() - start
     said = " ".join(done.stdout.split() + done.stderr.split())
     assert done.returncode == 2 and "Traceback" not in said, said[-2000:]
     if there == "a web server":
         assert f"error: {address} answers as a web server" in said
+    elif there in ("an ssh server", "a silent server"):
+        assert f"error: {address} accepts connections but does not answer as a Ray" in said
+        assert ("SSH-2.0" if "ssh" in there else "it said nothing") in said
     elif there in ("nothing", "no such host"):
         assert f"error: cannot reach the Ray cluster at {address}" in said
     else:  # (Ray printed a traceback of its own for some of these)
         assert f"error: --ray-address {address!r} is not HOST:PORT" in said
     assert "check --ray-address" in said and took < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stopped_ray_run_leaves_no_process_nor_folder_and_resumes(
+    demo_photos: Path, tmp_path: Path, stop: str
+) -> None:
+    """Ctrl-C (the process group) or SIGTERM (the command alone: ``kill``, ``timeout``)
+    mid-embed: one line, exit 130 or 143; the local instance's processes end and its folder
+    goes (SIGTERM used to leave Ray's agents running and its folder, after a stack dump of
+    Ray's own; Ctrl-C its folder); the next run embeds only what was not stored."""
+    pytest.importorskip("ray")
+    import signal
+    import tempfile
+    import time
+
+    out = tmp_path / "out"
+    before = set(Path(tempfile.gettempdir()).glob("imgclust-ray-*"))
+    cmd = [sys.executable, "-m", "imgclust.cli", "run", str(demo_photos), "--out", str(out),
+           "--engine", "ray", "--shard-size", "8"]  # fmt: skip
+    # (as a terminal's foreground job: Ctrl-C's default action even under a background pytest)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
+    mine: set[Path] = set()
+    deadline = time.monotonic() + 240
+    while len(list(out.glob(".imgclust/store/*/*.done.json"))) < 2:
+        mine |= set(Path(tempfile.gettempdir()).glob("imgclust-ray-*")) - before
+        assert proc.poll() is None, "the run ended before it was stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    mine |= set(Path(tempfile.gettempdir()).glob("imgclust-ray-*")) - before
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    said = stdout + stderr
+    assert proc.returncode == (130 if stop == "ctrl-c" else 143), said[-2000:]
+    assert "what was finished is kept; run again to resume" in said
+    assert "Traceback" not in said and "SIGTERM received" not in said, said[-2000:]
+    assert len(mine) == 1, mine  # (the instance this run started)
+    folder = str(next(iter(mine)))
+    deadline = time.monotonic() + 30  # (Ray's agents notice their raylet is gone)
+    while True:
+        left = subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True).stdout
+        if not left.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not left.strip(), subprocess.run(["ps", "-fp", ",".join(left.split())],
+                                            capture_output=True, text=True).stdout  # fmt: skip
+    assert not os.path.exists(folder)
+    stored = len(list(out.glob(".imgclust/store/*/*.done.json")))
+    again = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    info = json.loads((out / ".imgclust" / "run.json").read_text())
+    assert info["n_cached"] >= stored > 0 and info["n_clustered"] == 96  # (first shards: few)
+    assert info["n_embedded"] + info["n_cached"] == 96
 
 
 @pytest.mark.slow

@@ -127,3 +127,48 @@ def test_display_path_survives_undecodable_bytes() -> None:
     shown = display_path(os.fsdecode(b"/photos/caf\xe9.jpg"))
     assert shown == "/photos/caf\ufffd.jpg"
     shown.encode("utf-8")  # printable: no lone surrogates left
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+@pytest.mark.parametrize("marker", [".imgclust", ".imgclust-export"])
+@pytest.mark.parametrize("how", ["folder", "file", "link"])
+def test_a_root_inside_an_output_or_export_folder_is_skipped(
+    tmp_path: Path, depth: int, marker: str, how: str
+) -> None:
+    """A root in an imgclust folder (``OUT/thumbs``; a link to it found where it really
+    is) is skipped as a walk from above skips it; a sibling, a parent, an export folder
+    whose journals are all undone, and the photos a link inside OUT leads to are not."""
+    out = tmp_path / "out"
+    (out / marker).mkdir(parents=True)
+    if marker == ".imgclust-export":
+        (out / marker / "journal-1.jsonl").write_text("{}")
+    inner = out.joinpath(*[f"d{i}" for i in range(depth)])
+    inner.mkdir(parents=True, exist_ok=True)
+    (inner / "t.jpg").write_bytes(encode(pattern(4, 4), "JPEG"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "p.jpg").write_bytes(encode(pattern(5, 5), "JPEG"))
+    (out / "to-mine").symlink_to(mine, target_is_directory=True)
+    root: Path = {"folder": inner, "file": inner / "t.jpg", "link": tmp_path / "link"}[how]
+    if how == "link":
+        root.symlink_to(inner, target_is_directory=True)
+    found = scan([root, out / "to-mine"])
+    assert found.skipped == [str(root)] and not found.rejected
+    assert [r.path for r in found.records] == [str(out / "to-mine/p.jpg")]
+    above = scan([tmp_path])  # (a link met on the way is judged where it leads)
+    assert [r.path for r in above.records] == [str(mine / "p.jpg")]
+    # (OUT itself, or first the link, whose folder then counts as seen)
+    assert above.skipped and set(above.skipped) <= {str(out), str(tmp_path / "link")}
+    if marker == ".imgclust-export":  # every journal undone: the user's folder again
+        (out / marker / "journal-1.jsonl").rename(out / marker / "journal-1.undone")
+        again = scan([root])
+        assert not again.skipped
+        assert str(inner / "t.jpg") in {os.path.realpath(r.path) for r in again.records}
+
+
+def test_the_excluded_folder_given_as_a_root_is_said_to_be_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.jpg").write_bytes(encode(pattern(4, 4), "JPEG"))
+    found = scan([out], exclude=[out])
+    assert found.skipped == [str(out)] and not found.records

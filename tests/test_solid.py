@@ -25,6 +25,7 @@ import imgclust.cli as cli
 import imgclust.embed
 import imgclust.pipeline
 from imgclust import ClusterConfig, ConfigError, EmbedConfig, RunConfig, StoreConfig
+from imgclust.state import load_clustering
 
 runner = CliRunner()
 
@@ -271,6 +272,32 @@ def test_earlier_output_and_export_folders_inside_an_input_are_skipped(
     assert re.search(r"6 good images of 6\b", output), output
     for folder in (earlier, exported):
         assert f"skipped {folder}: an imgclust output or export folder" in output
+
+
+def test_an_input_inside_an_output_folder_is_skipped_and_never_remembered(
+    six: Path, tmp_path: Path, store: Path
+) -> None:
+    """``OUT/thumbs`` is the report's own pictures: given to `assign` or `run` (or reached
+    through a link) it is skipped, said, and not remembered, so later runs never cluster
+    thumbnails of thumbnails (each run once added the last one's)."""
+    out = tmp_path / "out"
+    ok(run_cli(six, out, store, "--k", 2))
+    thumbs = out / "thumbs"
+    link = tmp_path / "link"
+    link.symlink_to(thumbs, target_is_directory=True)
+    for given in (thumbs, link, thumbs / next(thumbs.iterdir()).name, out):
+        said = ok(invoke("assign", given, "--into", out, "--workers", 0))
+        assert "skipped" in said and "(or inside one)" in said, said
+        assert "0 new images" in said and "remembered in" not in said, said
+    saved = load_clustering(out / ".imgclust")
+    assert saved.assigned_inputs == [] and len(saved.paths) == 6
+    for _ in range(2):
+        again = ok(run_cli(six, out, store))
+        assert re.search(r"\b6 good images of 6\b", again), again
+        assert len(rows(out / "assignments.csv")) == 6
+    failed = run_cli(thumbs, tmp_path / "other", store)
+    assert failed.exit_code == 2 and "not scanned" in failed.output, failed.output
+    assert "or inside one" in failed.output, failed.output
 
 
 # -- 7: --out inside an input reached through a symlink -------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,9 @@ class AssignResult:
         n_total: images in the collection now.
         names: cluster names by id.
         report: path of ``index.html``.
+        skipped: imgclust output or export folders the scan did not enter (an input that is
+            one, or lies in one, is not remembered either).
+        remembered: the inputs remembered for the next ``imgclust run OUT``.
     """
 
     out_dir: Path
@@ -75,6 +78,8 @@ class AssignResult:
     n_changed: int
     names: list[str]
     report: Path
+    skipped: list[str] = field(default_factory=list)
+    remembered: list[str] = field(default_factory=list)
 
 
 def _gone(rejection: Rejection) -> bool:
@@ -132,7 +137,10 @@ def assign_folder(
                 new_paths, embedded.found, arrays=("logits", "embedding"), strings=strings
             )
         rejected = rescanned + embedded.rejected
-        added = _place(saved, new_paths, stored, index, rejected, inputs, strings)
+        # (an input the scan skipped whole, e.g. OUT/thumbs, is not one to remember)
+        skipped = {os.path.abspath(p) for p in found.skipped if not uri.is_uri(p)}
+        kept_inputs = [p for p in inputs if uri.is_uri(p) or os.path.abspath(p) not in skipped]
+        added = _place(saved, new_paths, stored, index, rejected, kept_inputs, strings)
         # (their earlier rejections give way to now's, as do those of files the scan
         # rejected again: a dangling link is listed once; and a rejected file deleted
         # since is no longer listed)
@@ -163,6 +171,8 @@ def assign_folder(
         n_total=len(grown.paths),
         names=list(saved.names),
         report=report,
+        skipped=list(found.skipped),
+        remembered=[os.fspath(p) for p in kept_inputs],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -178,7 +179,9 @@ def _summary(result: Any) -> None:
     if result.n_new:
         console.print(f"  re-clustered: {plural(result.n_new, 'new image')} since the last run")
     for folder in result.skipped:
-        console.print(f"  skipped {folder}: an imgclust output or export folder, not photos")
+        console.print(
+            f"  skipped {folder}: an imgclust output or export folder (or inside one), not photos"
+        )
     if result.rejected:
         console.print(f"  rejected files and reasons: {result.out_dir / 'rejected.csv'}")
     if result.assigned_inputs:
@@ -526,6 +529,11 @@ def assign(
             f"[bold green]{plural(len(result.paths), 'new image')} added[/], unclustered: "
             f"this clustering has no clusters ({counts})"
         )
+    for folder in result.skipped:
+        console.print(
+            f"  skipped {escape(folder)}: an imgclust output or export folder (or inside one), "
+            "not photos"
+        )
     if result.n_changed:
         console.print(
             f"  note: {plural(result.n_changed, 'file')} of the collection changed since "
@@ -544,9 +552,11 @@ def assign(
         else:  # (no centre to be at a distance from)
             console.print(f"  unclustered  {shown}")
     folder = escape(str(into))
-    console.print(
-        f"  remembered in {folder}: `imgclust run ... --out {folder}` will cluster these photos too"
-    )
+    if result.remembered:
+        console.print(
+            f"  remembered in {folder}: `imgclust run ... --out {folder}` will cluster these "
+            "photos too"
+        )
     console.print(f"  report: [link={result.report.as_uri()}]{escape(str(result.report))}[/link]")
 
 
@@ -723,7 +733,19 @@ def _main(
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING)
 
 
-def _interrupted() -> None:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, systemd), raised where the command is, as Ctrl-C is:
+    the same clean stop (Ray's processes and folder, decode workers, locks)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _interrupted(exc: BaseException) -> None:
+    if _caused_by(exc, _Terminated):
+        console.print("[yellow]terminated[/]: what was finished is kept; run again to resume")
+        sys.exit(128 + signal.SIGTERM)
     console.print("[yellow]interrupted[/]: what was finished is kept; run again to resume")
     sys.exit(130)
 
@@ -747,13 +769,14 @@ def main() -> None:
     the command with its fix. Anything else is a bug: one line says so and where the
     traceback was written (``--debug`` prints it instead).
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except SystemExit as exc:  # Typer turns Ctrl-C inside a command into a silent exit 130
         if exc.code == 130 and _caused_by(exc, KeyboardInterrupt):
-            _interrupted()
+            _interrupted(exc)
         raise
     except Exception as exc:
         if _DEBUG:

@@ -14,9 +14,10 @@ Nothing the user had is ever overwritten or lost:
   that leads outside DEST, is refused with nothing touched (a journal is a file anyone could
   have put there, and undo deletes and moves what it names). It then reads them newest first
   and puts every file back where it was, also after an export or an undo that was killed
-  part-way (a ``.part`` left beside an original is ours when it is the start of the photo,
-  and is replaced). A copy is removed only while it holds what the export wrote (and its
-  original still holds what was copied: another photo may have taken its name); one edited
+  part-way (a ``.NAME.imgclust-part`` left beside an original is ours when it is the start
+  of the photo, and is replaced; any other file, a ``NAME.part`` included, is the user's).
+  A copy is removed only while it holds what the export wrote (and its original still holds
+  what was copied: another photo may have taken its name); one edited
   since, or whose original changed or is gone, is kept (the user's now), and
   :class:`UndoResult` names it. A moved photo kept because another file took its place stays
   journalled, for the undo run again once that file is gone;
@@ -1027,8 +1028,18 @@ def _within(path: str, folder: str) -> bool:
 _Outcome = Literal["restored", "removed", "edited", "blocked", "not_found", "gone"]
 
 
+#: What ends the name of a copy in progress (``.NAME`` + this): a name of imgclust's own, as
+#: the undo removes such a file beside a user's original (``photo.jpg.part`` is anyone's).
+PART_SUFFIX = ".imgclust-part"
+
+
 def _part_of(path: str) -> str:
-    return path + ".part"
+    """Where a copy to ``path`` is written until whole: hidden, beside it, in a name no
+    other program writes (a hash for a name too long to take the suffix)."""
+    folder, name = os.path.split(path)
+    if len(os.fsencode(name)) > 200:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return os.path.join(folder, f".{name}{PART_SUFFIX}")
 
 
 def _apply(record: _Record, mode: str, downloads: _Downloads) -> None:

@@ -218,16 +218,24 @@ class _NothingToCluster(InputError):
     """No photo of the run could be clustered (the message says what the scan found)."""
 
 
-def _skipped_hint(skipped: Sequence[str]) -> str:
-    """Why a scan that found nothing may have found nothing: the imgclust output and export
-    folders it did not look into (a move export inside an input took the photos there)."""
+def _skipped_hint(skipped: Sequence[str], n_ignored: int = 0) -> str:
+    """Why a scan that found nothing may have found nothing: the files it passed over for
+    their extension, and the imgclust output and export folders it did not look into (a
+    move export inside an input took the photos there)."""
+    ignored = (
+        f"; {plural(n_ignored, 'file')} passed over: not an image type by "
+        f"{'its' if n_ignored == 1 else 'their'} extension (images: .jpg, .png, .heic, ...)"
+        if n_ignored
+        else ""
+    )
     if not skipped:
-        return ""
+        return ignored
     shown = ", ".join(display_path(p) for p in skipped[:3])
     more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
-    return (
-        f"; not scanned: {shown}{more} (imgclust output or export folders: their photos are "
-        "not scanned again; `imgclust export --undo FOLDER` puts a moved export's photos back)"
+    return ignored + (
+        f"; not scanned: {shown}{more} (imgclust output or export folders, or inside one: "
+        "their photos are not scanned again; `imgclust export --undo FOLDER` puts a moved "
+        "export's photos back)"
     )
 
 
@@ -279,7 +287,7 @@ def _run(
             config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine
         )
     except _NothingToCluster as exc:
-        raise InputError(str(exc) + _skipped_hint(found.skipped)) from None
+        raise InputError(str(exc) + _skipped_hint(found.skipped, found.n_ignored)) from None
     with _timed(timings, "cluster"):
         prog.start("cluster")
         k, k_note = _resolve_k(config.cluster.k, len(coll.paths))

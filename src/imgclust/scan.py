@@ -10,7 +10,8 @@ the same. Local roots never touch pyarrow.
 
 Folders that imgclust wrote are never scanned: an output folder (it holds ``.imgclust``) or
 an export folder (``.imgclust-export`` with a journal) inside an input holds thumbnails and
-copies or links of photos, not photos; they are listed in :attr:`ScanResult.skipped`.
+copies or links of photos, not photos; they are listed in :attr:`ScanResult.skipped`, as is
+a root that is one or lies inside one (``OUT/thumbs``).
 Folders passed as ``exclude`` (the run's own output folder) are compared by device and
 inode, so a symlinked path to them is recognised too.
 """
@@ -117,12 +118,15 @@ def scan(
         with contextlib.suppress(OSError):
             st = os.stat(folder)
             seen_dirs.add((st.st_dev, st.st_ino))
+    excluded = set(seen_dirs)
     for root in roots:
         if uris.is_uri(root):
             _add_uri(root, result, seen_paths)
             continue
         root_path = os.path.abspath(os.fspath(root))
-        if os.path.isdir(root_path):
+        if _is_excluded(root_path, excluded) or output_folder_of(root_path) is not None:
+            result.skipped.append(root_path)  # (the run's own folder, or what one holds)
+        elif os.path.isdir(root_path):
             for entry in _walk(root_path, seen_dirs, result):
                 _add(entry, result, seen_paths)
         else:
@@ -151,7 +155,7 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
         except OSError as exc:
             result.rejected.append(Rejection(folder, f"folder unreadable: {exc.strerror or exc}"))
             continue
-        if any(e.name in MARKER_NAMES and _is_dir(e) and _marks(e) for e in entries):
+        if any(e.name in MARKER_NAMES and _is_dir(e) and _marks(e.path) for e in entries):
             result.skipped.append(folder)  # thumbnails and links of photos, not photos
             continue
         subfolders = []
@@ -160,22 +164,49 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], result: ScanResult) -> Iter
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:  # a symlink loop: _add reports it
                 is_dir = False
-            if is_dir:
+            if is_dir and entry.is_symlink() and output_folder_of(entry.path) is not None:
+                result.skipped.append(entry.path)  # a link into an output folder's insides
+            elif is_dir:
                 subfolders.append(entry.path)
             else:
                 yield entry.path
         stack.extend(reversed(subfolders))  # visit subfolders in name order
 
 
-def _marks(marker: os.DirEntry[str]) -> bool:
+def output_folder_of(path: str) -> str | None:
+    """The imgclust output or export folder that ``path`` (where it really is: links
+    followed) lies inside, or ``None``: a root there holds thumbnails or exported copies,
+    as a walk from above would skip it whole."""
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:
+        for name in MARKER_NAMES:
+            marker = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.lstat(marker).st_mode) and _marks(marker):
+                    return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _is_excluded(path: str, excluded: set[tuple[int, int]]) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in excluded
+
+
+def _marks(marker: str) -> bool:
     """Whether a marker folder marks imgclust's output. An export folder marks one while it
     holds a journal still to be undone (or what an export in flight writes beside it): not
     when all are undone, nor when it holds only its lock (an export killed before its
     journal, which it writes before any photo). What is there then is the user's."""
-    if marker.name != ".imgclust-export":
+    if os.path.basename(marker) != ".imgclust-export":
         return True
     try:
-        names = os.listdir(marker.path)
+        names = os.listdir(marker)
     except OSError:
         return True  # (unreadable: what it holds is unknown)
     return any(not _UNMARKING.fullmatch(name) for name in names)

@@ -61,6 +61,7 @@ def _serve(
     ``in_slot`` saying how the array was left in ``slot`` (``None``: it is in the
     ``Decoded``); ``None`` stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (not the command's clean stop: it is ours)
     # A forked worker holds a copy of the parent's end of its pipe (and of every file the
     # parent had open, the store's lock included): close ours so a dead parent reads as EOF,
     # and watch the parent so that a worker stuck in a decode does not outlive a kill -9.

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -117,8 +118,10 @@ class RayEngine:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # Ray's logs are kept where Ray may be why the command failed: not for a user's
         # error that imgclust said in words (other than Ray's own).
+        # (nor for a stop the user asked for: Ctrl-C, or a SIGTERM that cli.py raises as one)
         keep = isinstance(exc_type, type) and (
-            issubclass(exc_type, EngineError) or not issubclass(exc_type, ImgclustError)
+            issubclass(exc_type, EngineError)
+            or not issubclass(exc_type, (ImgclustError, KeyboardInterrupt, SystemExit))
         )
         self.close(keep_logs=keep)
 
@@ -169,6 +172,13 @@ class RayEngine:
         self._released = False
         if self._local is None and self._local_only():
             self._start_local()
+        with _sigterm_kept():
+            ray = self._join()
+        _quiet_ray_data()
+        self._ray = ray
+        return ray
+
+    def _join(self) -> Any:
         if self._local is not None:
             ray = self._local.wait()
         else:
@@ -181,8 +191,6 @@ class RayEngine:
                 # credentials or roles read the storage).
                 _init(ray, self.address or "local", runtime_env=_storage_env())
                 self._started = True
-        _quiet_ray_data()
-        self._ray = ray
         return ray
 
     def place(self, embed: EmbedConfig) -> EmbedConfig:
@@ -562,6 +570,21 @@ def _check_reachable(address: str) -> None:
             f"{address} answers as a web server, not as a Ray cluster's GCS (the dashboard's "
             f"port, 8265 by default, is not the cluster's address); {check}"
         )
+    # Anything else that is no HTTP/2 frame (an SSH banner, silence) is another service:
+    # Ray's client would retry it without end. (With TLS the GCS waits for the client.)
+    tls = os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true", "yes")
+    if not tls and not _is_http2_frame(answer):
+        said = f"it said {answer[:16]!r}" if answer else "it said nothing"
+        raise EngineError(
+            f"{address} accepts connections but does not answer as a Ray cluster's GCS "
+            f"({said}; a GCS greets with gRPC's HTTP/2 settings); {check}"
+        )
+
+
+def _is_http2_frame(data: bytes) -> bool:
+    """Whether ``data`` starts as an HTTP/2 connection-level frame does: SETTINGS (what a
+    gRPC server sends first) or GOAWAY (its answer to a plain request), on stream 0."""
+    return len(data) >= 9 and data[3] in (0x4, 0x7) and data[5:9] == b"\0\0\0\0"
 
 
 def _first_bytes(sock: socket.socket) -> bytes:
@@ -602,6 +625,21 @@ def _init(
             f"cannot reach the Ray cluster at {where} ({exc}); check --ray-address "
             "(HOST:PORT of its head's GCS), or leave it out for a local Ray instance"
         ) from exc
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """SIGTERM's handler as it was before Ray started or was joined: Ray's C++ core (in
+    whichever thread) installs one that prints a stack dump and dies, and ``ray.init`` in
+    the main thread one that exits at once; the command's own (a clean stop, as Ctrl-C's)
+    is what should run. (Only the main thread may set it.)"""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 class _LocalRay:
