@@ -60,10 +60,41 @@ def test_bad_values(tmp_path: Path, overrides: dict) -> None:  # type: ignore[ty
         load_config((tmp_path,), tmp_path, overrides=overrides)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, 0.0, float("nan"), "5", True])
+@pytest.mark.parametrize(
+    "timeout", [0, -1, 0.0, float("nan"), "5", True, 86_400.5, 3e6, 1e10, float("inf")]
+)
 def test_decode_timeout_must_be_positive(tmp_path: Path, timeout: object) -> None:
     """One message for every refused value (0 and -1 were told different rules)."""
     with pytest.raises(ConfigError, match="decode timeout must be a number of seconds above 0"):
         RunConfig(inputs=(tmp_path,), out=tmp_path, embed=EmbedConfig(decode_timeout=timeout))  # type: ignore[arg-type]
-    cfg = load_config((tmp_path,), tmp_path, overrides={"embed": {"decode_timeout": 2.5}})
-    assert cfg.embed.decode_timeout == 2.5
+    for fine in (1e-6, 2.5, 86_400):  # (the poll under a deadline takes ~24.8 days at most)
+        cfg = load_config((tmp_path,), tmp_path, overrides={"embed": {"decode_timeout": fine}})
+        assert cfg.embed.decode_timeout == fine
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 8, 255, 256, 257, 100_000, -1])
+def test_workers_has_bounds_both_ways(tmp_path: Path, workers: int) -> None:
+    """0 decodes in the command's own process; more than 256 forked processes (100,000
+    once hung the machine) or fewer than 0 is refused in words."""
+    overrides = {"embed": {"workers": workers}}
+    if 0 <= workers <= 256:
+        assert load_config((tmp_path,), tmp_path, overrides=overrides).embed.workers == workers
+    else:
+        with pytest.raises(ConfigError, match="workers must be at"):
+            load_config((tmp_path,), tmp_path, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (b"\xff\xfe\n", "it is not UTF-8 text"),
+        (b"[embed]\ndecode_timeout = 1e400\n", "decode timeout must be"),
+        (b"[store]\ncache_dir = 5\n", "the cache folder must be a path"),
+        (b'[store]\ncache_dir = ""\n', "the cache folder must be a path"),
+    ],
+)
+def test_a_config_file_that_cannot_be_used_says_why(tmp_path: Path, text: bytes, said: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(text)
+    with pytest.raises(ConfigError, match=said):
+        load_config((tmp_path,), tmp_path, config_file=config)

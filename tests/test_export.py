@@ -94,6 +94,20 @@ def _tree(tmp_path: Path, n_per_cluster: int = 3, size: int = 1000) -> tuple[Pat
     return out, files
 
 
+def _append_row(out: Path, row: list[object]) -> None:
+    """A row added to ``assignments.csv``, its cluster's size in ``clusters.csv`` grown to
+    match (as a run writes the two)."""
+    with open(out / "assignments.csv", "a", newline="", errors="surrogateescape") as fh:
+        csv.writer(fh).writerow(row)
+    with open(out / "clusters.csv", newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    for line in table[1:]:
+        if line[0] == str(row[1]):
+            line[1] = str(int(line[1]) + 1)
+    with open(out / "clusters.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(table)
+
+
 def _as_links(tmp_path: Path, files: list[Path]) -> dict[Path, str]:
     """``files`` made links (relative, absolute, a link to a link, in turn) to their bytes,
     now in ``tmp_path/lib``; each link's text."""
@@ -536,6 +550,45 @@ def test_undo_never_removes_a_part_file_that_is_not_ours(
     assert _digests(files) == before
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("x", "no 'path', 'cluster', 'rank' column"),
+        ("cut", "disagree"),
+        ("cluster 99", "cluster 99: 1 photo, not listed"),
+        ("clusters header only", "disagree"),
+        ("clusters no size", "no 'size' column"),
+        ("empty", "no 'path', 'cluster', 'rank' column"),
+    ],
+)
+def test_damaged_or_disagreeing_csvs_are_said_and_nothing_is_exported(
+    tmp_path: Path, damage: str, said: str
+) -> None:
+    """What export reads is checked: a CSV cut short, emptied, edited, or not the one a run
+    writes is said in words (it exported 0 or 2 of 15 photos, or into a folder 099)."""
+    out, files = _tree(tmp_path, n_per_cluster=3)
+    table = out / "assignments.csv"
+    text = table.read_text("utf-8", errors="surrogateescape")
+    if damage == "x":
+        table.write_text("x")
+    elif damage == "empty":
+        table.write_text("")
+    elif damage == "cut":
+        table.write_text(text[: len(text) // 2].rsplit("\n", 1)[0] + "\n", errors="surrogateescape")
+    elif damage == "cluster 99":
+        lines = text.splitlines(keepends=True)
+        table.write_text("".join(lines[:-1]) + lines[-1].replace(",1,", ",99,", 1),
+                         errors="surrogateescape")  # fmt: skip
+    elif damage == "clusters header only":
+        (out / "clusters.csv").write_text("cluster,size,name,medoid,top_classes\n")
+    else:
+        (out / "clusters.csv").write_text("cluster,name\n0,a\n1,b\n")
+    dest = tmp_path / "dest"
+    done = CliRunner().invoke(app, ["export", str(out), "--to", str(dest), "--mode", "move"])
+    assert done.exit_code == 2 and said in " ".join(done.output.split()), done.output
+    assert not dest.exists() and all(f.exists() for f in files)
+
+
 @pytest.mark.parametrize("cross_device", [False, True])
 @pytest.mark.parametrize("content", ["empty", "start", "whole", "other"])
 def test_undo_leaves_the_users_own_part_files_beside_the_originals(
@@ -958,8 +1011,7 @@ def test_a_new_photo_never_takes_a_name_a_journal_gave_another(tmp_path: Path) -
     stranger = tmp_path / "photos" / "new" / Path(first[0].source).name  # same name, cluster
     stranger.parent.mkdir()
     stranger.write_bytes(b"another photo")
-    with open(out / "assignments.csv", "a", newline="", errors="surrogateescape") as fh:
-        csv.writer(fh).writerow([str(stranger), 0, 9, 0.1, 0, "", ""])
+    _append_row(out, [str(stranger), 0, 9, 0.1, 0, "", ""])
     (again,) = export(out, dest, mode="move").steps
     assert again.source == str(stranger) and again.target != first[0].target
     result = undo_export(dest)
@@ -971,8 +1023,7 @@ def test_a_new_photo_never_takes_a_name_a_journal_gave_another(tmp_path: Path) -
 def test_a_photo_listed_twice_is_exported_once(tmp_path: Path) -> None:
     out, files = _tree(tmp_path, n_per_cluster=1)
     before = _digests(files)
-    with open(out / "assignments.csv", "a", newline="", errors="surrogateescape") as fh:
-        csv.writer(fh).writerow([str(files[0]), 1, 5, 0.1, 0, "", ""])
+    _append_row(out, [str(files[0]), 1, 5, 0.1, 0, "", ""])
     assert len(export(out, tmp_path / "dest", mode="move").steps) == len(files)
     undo_export(tmp_path / "dest")
     assert _digests(files) == before
@@ -1131,8 +1182,7 @@ def test_an_export_that_fails_before_its_journal_leaves_no_folder_it_made(tmp_pa
     if not Path("/proc/self/mem").is_file():
         pytest.skip("needs Linux's /proc/self/mem (a file whose read fails with EIO)")
     out, files = _tree(tmp_path, n_per_cluster=1)
-    with open(out / "assignments.csv", "a", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerow(["/proc/self/mem", 0, 9, 0.1, 0, "", ""])
+    _append_row(out, ["/proc/self/mem", 0, 9, 0.1, 0, "", ""])
     dest = tmp_path / "a" / "b" / "dest"
     done = CliRunner().invoke(app, ["export", str(out), "--to", str(dest), "--mode", "copy"])
     assert done.exit_code == 2 and "stopped before it placed any photo" in done.output

@@ -151,3 +151,29 @@ def test_a_refine_k_above_the_clusters_size_is_lowered_and_said(
     text = _text(_run(str(photos), "--out", str(out), "--refine", str(cid), "--refine-k", "500"))
     assert f"cluster #{cid} has {n} photos: split in at most {n}, not 500" in text
     assert len(set(_clusters(out).values())) <= n + 1
+
+
+def test_refine_with_the_feature_store_gone_says_so(demo_photos: Path, tmp_path: Path) -> None:
+    """The photos are unchanged but the store that held their features is gone: that is
+    said, not "15 changed images" (which sent the user looking at their photos)."""
+    out = tmp_path / "o"
+    _run(str(demo_photos / "moon"), "--out", str(out), "--k", "2", "--workers", "0")
+    shutil.rmtree(out / ".imgclust" / "store")
+    args = ["run", str(demo_photos / "moon"), "--out", str(out), "--refine", "0", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    said = _text(result.output)
+    assert "holds none of the photos" in said and "changed images" not in said, said
+
+
+def test_refine_of_a_clustering_without_clusters_says_so(demo_photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    photos = tmp_path / "p"
+    photos.mkdir()
+    shutil.copy2(demo_photos / "moon" / "moon-0.jpg", photos / "a.jpg")
+    _run(str(photos), "--out", str(out), "--algorithm", "hdbscan", "--workers", "0")
+    assert set(_clusters(out).values()) == {-1}  # (one photo: no dense group)
+    result = runner.invoke(app, ["run", str(photos), "--out", str(out), "--refine", "0", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "has no clusters (every photo is unclustered)" in _text(result.output)
+    assert "clusters 0 to -1" not in _text(result.output)

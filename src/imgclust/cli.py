@@ -245,12 +245,20 @@ PrecisionOpt = Annotated[
         "auto",
     ),
 ]
-WorkersOpt = Annotated[int | None, _opt("Decode processes.", "N", "one per core, max 8")]
+WorkersOpt = Annotated[
+    int | None,
+    _opt("Decode processes (0: in the command's own process; at most 256).", "N",
+         "one per core, max 8"),
+]  # fmt: skip
 DeviceOpt = Annotated[str | None, _opt(DEVICE_HELP, "DEVICE", "auto")]
 BatchOpt = Annotated[int | None, _opt("Images per forward pass.", "N", "64")]
 TimeoutOpt = Annotated[
     float | None,
-    _opt("Seconds one file may take to decode before it is rejected.", "SECONDS", "30"),
+    _opt(
+        "Seconds one file may take to decode before it is rejected (at most 86400).",
+        "SECONDS",
+        "30",
+    ),
 ]
 RuntimeOpt = Annotated[
     str | None,

@@ -99,6 +99,12 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
 
 
+#: The most decode processes one may ask for (each is a process with its own memory).
+MAX_WORKERS = 256
+#: The longest a file may take to decode (a day): "as long as it takes", in practice.
+MAX_DECODE_TIMEOUT_S = 86_400
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """Which model runs, where, and how it is fed."""
@@ -118,12 +124,22 @@ class EmbedConfig:
         if self.ray_address is not None and self.engine != "ray":
             raise ConfigError("--ray-address needs --engine ray")
         _at_least("batch size", self.batch_size, 1)
-        if self.workers is not None:
+        if self.workers is not None:  # (0: decode in the command's own process)
             _at_least("workers", self.workers, 0)
+            if self.workers > MAX_WORKERS:
+                raise ConfigError(
+                    f"workers must be at most {MAX_WORKERS} (decode processes on this "
+                    f"machine), got {self.workers:,}"
+                )
         timeout = self.decode_timeout  # (0 refused too: every file would be rejected)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MAX_DECODE_TIMEOUT_S  # (NaN fails both)
+        ):
             raise ConfigError(
-                f"the decode timeout must be a number of seconds above 0, got {timeout!r}"
+                "the decode timeout must be a number of seconds above 0 and at most "
+                f"{MAX_DECODE_TIMEOUT_S:,} (a day), got {timeout!r}"
             )
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("runtime", self.runtime, RUNTIMES)
@@ -138,6 +154,8 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         if self.cache_dir is not None:
+            if not isinstance(self.cache_dir, (str, os.PathLike)) or not str(self.cache_dir):
+                raise ConfigError(f"the cache folder must be a path, got {self.cache_dir!r}")
             _set(self, "cache_dir", Path(os.path.expanduser(self.cache_dir)))
         _at_least("shard size", self.shard_size, 1)
 
@@ -322,8 +340,9 @@ def load_config(
     if config_file is not None:
         try:
             file_values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
+            raise ConfigError(f"cannot read config file {config_file}: {why}") from exc
         unknown = set(file_values) - set(_SECTIONS)
         if unknown:
             tables = " ".join(f"[{name}]" for name in _SECTIONS)

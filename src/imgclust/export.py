@@ -53,6 +53,7 @@ interrupted, or runs it twice, and expects the folder to end up the same, not do
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import errno
@@ -67,7 +68,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from . import uri
 from ._fs import HOLDER_FILE, LOCK_FILE, OutputLock, WriteError, atomic_write
@@ -270,8 +271,10 @@ def _inputs(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str], mode:
     journal or photo read): what is wrong here is said before any write."""
     out, root = Path(out_dir), Path(dest).absolute()
     try:
-        names = _read_cluster_names(out / "clusters.csv")
+        clusters = _read_clusters(out / "clusters.csv")
         rows = _read_assignments(out / "assignments.csv")
+        _check_tables(out, clusters, rows)
+        names = {c: name for c, (name, _) in clusters.items()}
     except InputError:
         _check_not_running(out)
         raise
@@ -631,11 +634,18 @@ def _n_photos(n: int) -> str:
     return f"{n:,} photo" if n == 1 else f"{n:,} photos"
 
 
-def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """The rows of ``path``, each with the number of its (last) line in the file."""
+def _read_csv(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of ``path``, each with the number of its (last) line in the file; its
+    header must have ``columns``."""
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             reader = csv.DictReader(fh)
+            lacking = [c for c in columns if c not in (reader.fieldnames or ())]
+            if lacking:
+                raise InputError(
+                    f"{path} is not the {path.name} `imgclust run` writes (no "
+                    f"{', '.join(repr(c) for c in lacking)} column); run it again to rewrite it"
+                )
             return [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
         raise InputError(f"{path} not found; give the output folder of `imgclust run`") from None
@@ -663,9 +673,13 @@ def _whole(row: dict[str, str], column: str, path: Path, line: int) -> int:
         ) from None
 
 
-def _read_cluster_names(path: Path) -> dict[int, str]:
-    rows = _read_csv(path)
-    return {_whole(row, "cluster", path, line): row.get("name") or "" for line, row in rows}
+def _read_clusters(path: Path) -> dict[int, tuple[str, int]]:
+    """Each cluster's name and size, from a ``clusters.csv``."""
+    rows = _read_csv(path, ("cluster", "size", "name"))
+    return {
+        _whole(row, "cluster", path, line): (row.get("name") or "", _whole(row, "size", path, line))
+        for line, row in rows
+    }
 
 
 def _read_assignments(path: Path) -> list[tuple[str, int, int]]:
@@ -673,8 +687,26 @@ def _read_assignments(path: Path) -> list[tuple[str, int, int]]:
     return [
         (_field(row, "path", path, line), _whole(row, "cluster", path, line),
          _whole(row, "rank", path, line))
-        for line, row in _read_csv(path)
+        for line, row in _read_csv(path, ("path", "cluster", "rank"))
     ]  # fmt: skip
+
+
+def _check_tables(out: Path, clusters: dict[int, tuple[str, int]], rows: list[Any]) -> None:
+    """The two CSVs agree, as `imgclust run` writes them: every photo's cluster is listed,
+    with as many photos as its size (a file cut short, or edited, is said, not exported)."""
+    counts = collections.Counter(cluster for _, cluster, _ in rows)
+    wrong = sorted((c for c in counts.keys() | clusters.keys()
+                    if counts.get(c, 0) != clusters.get(c, ("", 0))[1]),
+                   key=lambda c: (c in clusters, c))  # (one not listed at all first)  # fmt: skip
+    if wrong:
+        c = wrong[0]
+        size = f"size {clusters[c][1]:,}" if c in clusters else "not listed"
+        raise InputError(
+            f"{out / 'assignments.csv'} and {out / 'clusters.csv'} disagree (cluster {c}: "
+            f"{_n_photos(counts.get(c, 0))}, {size} in clusters.csv"
+            + (f"; {len(wrong) - 1:,} more" if len(wrong) > 1 else "")
+            + "): one was cut short or changed since `imgclust run` wrote them; run it again"
+        )
 
 
 def _check_inside(path: Path, root: Path) -> None:

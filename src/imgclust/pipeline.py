@@ -566,6 +566,12 @@ def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -
     n_new = len(now - before - {r.path for r in base.rejected})
     n_gone = len(before - now)
     n_changed = sum(r.path in before for r in lookup.todo)
+    if before and not before & set(lookup.found) and n_changed == len(before):
+        raise InputError(
+            f"the feature store {base.store_dir} holds none of the photos of the clustering "
+            f"in {config.out} (removed or moved since?), so --refine cannot split its "
+            f"clusters; run `imgclust run ... --out {config.out}` first (it embeds them again)"
+        )
     if n_new or n_gone or n_changed:
         folders = " ".join(str(p) for p in config.inputs)
         raise InputError(
@@ -577,6 +583,11 @@ def _check_refinable(base: SavedClustering, lookup: Lookup, config: RunConfig) -
     labels = np.asarray(base.labels)
     sizes = np.bincount(labels[labels >= 0], minlength=len(base.names))
     for cid in config.cluster.refine:
+        if not len(sizes):
+            raise ConfigError(
+                f"--refine {cid}: {config.out} has no clusters (every photo is unclustered); "
+                "run without --refine, e.g. with another --algorithm"
+            )
         if not 0 <= cid < len(sizes):
             raise ConfigError(
                 f"--refine {cid}: {config.out} has clusters 0 to {len(sizes) - 1}; "
