@@ -13,6 +13,14 @@
    pass, and every process's peak resident memory (the driver's and each Ray process's,
    sampled every 0.2 s; each task also reports its worker's own peak). Targets: <= 2 GB per
    process, and no process holding all rows (``rows x dim x 2`` bytes of embeddings).
+3. **The driver after the passes**, on the same rows, as a distributed run's driver does it
+   (:mod:`imgclust.pipeline`'s ``_record``): the per-image results read back, the clusters
+   described (the medoids and near-duplicates from the passes, or, where the features had
+   no room in their shuffle, found here a batch of clusters at a time), named and grouped
+   (the modularity cut on a sample),
+   and the map laid out and every row placed, the features read from the shards when
+   indexed (:class:`imgclust.store.StoredRows`), never loaded whole. Each stage's time, the
+   shards read, and the driver's peak RSS in that phase against all rows' embeddings.
 
     PYTHONPATH=src python bench/ray_scale.py --photos 3000 --rows 2000000 \\
         --out bench/results/ray-scale.md
@@ -33,11 +41,15 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import SIZES, make_corpus
+
+if TYPE_CHECKING:
+    from imgclust.cluster.distributed import DistributedKMeans
 
 GIB = 2**30
 PER_PROCESS_TARGET = 2 * 10**9  # bytes
@@ -244,8 +256,76 @@ def rows_part(args: argparse.Namespace, lines: list[str]) -> dict[str, float]:
         say(lines, f"    {rss / GIB:5.2f} GiB  pid {pid}  {who}")
     say(lines, f"  largest process {worst / GIB:.2f} GiB; all rows' embeddings are "
         f"{all_rows / GIB:.2f} GiB")  # fmt: skip
+    after = driver_part(args, lines, root, n_rows, result)
     shutil.rmtree(args.work / "passes", ignore_errors=True)
-    return {"seconds": seconds, "worst": worst, "all_rows": all_rows, "n_rows": result.n_rows}
+    return {"seconds": seconds, "worst": worst, "all_rows": all_rows, "n_rows": result.n_rows,
+            **after}  # fmt: skip
+
+
+def driver_part(
+    args: argparse.Namespace, lines: list[str], root: Path, n_rows: int, result: DistributedKMeans
+) -> dict[str, float]:
+    """3. The driver's stages after the passes, on rows read from the store (see the module)."""
+    import psutil
+
+    from imgclust.cluster import row_features
+    from imgclust.cluster.distributed import read_assignments
+    from imgclust.describe import describe, name_and_group
+    from imgclust.models import imagenet_class_names
+    from imgclust.neardup import DEFAULT_THRESHOLD, near_duplicates
+    from imgclust.pipeline import map_layout
+    from imgclust.store import FeatureStore, StoredRows
+
+    me = psutil.Process()
+    before = me.memory_info().rss
+    times: dict[str, float] = {}
+    with PeakSampler() as sampler:
+        start = time.perf_counter()
+        paths = [f"/synthetic/{i // 1000:06d}/{i:09d}.jpg" for i in range(n_rows)]  # (sorted)
+        with FeatureStore(root, "synthetic") as store:
+            found = store.locate(paths)
+        got = read_assignments(result, paths)
+        labels, distances = got["labels"], got["distances"]
+        feats = StoredRows(
+            FeatureStore(root, "synthetic"), paths, found, "embedding", args.dim,
+            transform=lambda _, rows: row_features("embedding", rows), scratch=args.work,
+        )  # fmt: skip
+        del found
+        times["read back"] = time.perf_counter() - start
+        print(f"  read back {times['read back']:.1f} s", flush=True)
+        names = imagenet_class_names()[: args.classes]
+        scores = {int(c): result.cluster_scores[c] for c in np.unique(labels)}
+        start = time.perf_counter()
+        clusters = describe(labels, distances, feats, scores, names, medoids=got.get("medoids"))
+        times["describe"] = time.perf_counter() - start
+        print(f"  describe {times['describe']:.1f} s", flush=True)
+        if "duplicate_of" not in got and args.skip_neardup:
+            print("  near-duplicates skipped (--skip-neardup)", flush=True)
+        elif "duplicate_of" not in got:  # (the passes had no room for the features: here)
+            start = time.perf_counter()
+            near_duplicates(feats, labels, distances, threshold=DEFAULT_THRESHOLD)
+            times["near-duplicates"] = time.perf_counter() - start
+            print(f"  near-duplicates {times['near-duplicates']:.1f} s", flush=True)
+        start = time.perf_counter()
+        centroids = result.centroids
+        clusters, tree = name_and_group(clusters, scores, centroids, feats, labels, names)
+        times["names and groups"] = time.perf_counter() - start
+        print(f"  names and groups {times['names and groups']:.1f} s", flush=True)
+        start = time.perf_counter()
+        _, coords = map_layout(
+            feats, centroids, labels, distances, groups=None if tree is None else tree.groups
+        )
+        times["map"] = time.perf_counter() - start
+    peak = max(rss for pid, (rss, _) in sampler.peaks.items() if pid == me.pid)
+    all_rows = n_rows * args.dim * 2
+    n_groups = 0 if tree is None else int(tree.groups.max()) + 1
+    say(lines, f"the driver after the passes, {n_rows:,} rows read from the shards when "
+        "indexed: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+        + f"; {feats.shards_read:,} shard reads; {len(clusters)} clusters, "
+        f"{n_groups} groups, {len(coords):,} placed")  # fmt: skip
+    say(lines, f"  driver RSS {before / GIB:.2f} GiB before, peak {peak / GIB:.2f} GiB in this "
+        f"phase; all rows' embeddings are {all_rows / GIB:.2f} GiB")  # fmt: skip
+    return {"driver_seconds": sum(times.values()), "driver_peak": peak}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -269,6 +349,10 @@ def main() -> None:
     ap.add_argument("--no-describe", action="store_true",
                     help="the passes without the medoids and near-duplicates (the features "
                          "stay out of the ranking pass's shuffle)")  # fmt: skip
+    ap.add_argument("--skip-neardup", action="store_true",
+                    help="leave out the driver's near-duplicates where the passes had no "
+                         "room for them (CPU-bound: over 35 min for 2M rows in clusters of "
+                         "~20k here)")  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("/tmp/imgclust-ray-scale"))
     ap.add_argument("--out", type=Path, help="also write the results here (markdown)")
     args = ap.parse_args()
@@ -304,6 +388,11 @@ def main() -> None:
             f"| largest process peak / all rows' embeddings | {r['worst'] / GIB:.2f} / "
             f"{r['all_rows'] / GIB:.2f} GiB | < 1 | {share:.2f} |"
         )
+        table.append(f"| the driver after the passes (describe, names, groups, map), "
+                     f"{r['n_rows']:,} rows | {r['driver_seconds']:.0f} s | | |")  # fmt: skip
+        table.append(f"| the driver's peak RSS then / all rows' embeddings | "
+                     f"{r['driver_peak'] / GIB:.2f} / {r['all_rows'] / GIB:.2f} GiB | < 1 | "
+                     f"{r['driver_peak'] / r['all_rows']:.2f} |")  # fmt: skip
     say(lines, "")
     for row in table:
         say(lines, row)

@@ -195,6 +195,9 @@ def test_a_distributed_run_names_its_clusters_from_the_passes(
 
     monkeypatch.setattr(imgclust.pipeline, "near_duplicates", not_here)
     monkeypatch.setattr(imgclust.describe.summary, "medoid", not_here)
+    # Nor does it load the feature matrix: the groups and the map read their rows from the
+    # shards (StoredRows), and no similarity index is written (similar/assign build it).
+    monkeypatch.setattr(imgclust.pipeline, "_load_matrix", not_here)
     ray.init(address=cluster.address)
     try:
         out = tmp_path / "again"
@@ -207,6 +210,7 @@ def test_a_distributed_run_names_its_clusters_from_the_passes(
     assert result.n_embedded == 0 and "logits" not in read
     for name in ("assignments.csv", "clusters.csv"):
         assert _rows(out / name) == _rows(ray_out / name), name
+    assert not (out / ".imgclust" / "index.faiss").exists()
 
 
 def test_s3_inputs_on_the_cluster(cluster: Any, demo_photos: Path, tmp_path: Path) -> None:

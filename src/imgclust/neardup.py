@@ -17,11 +17,14 @@ here and missed copies: measured in docs/notes-issue-5.md.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import DUP_THRESHOLD as DEFAULT_THRESHOLD
+
+if TYPE_CHECKING:
+    from .store import Rows
 
 #: Clusters up to this size are searched exactly; larger ones through an inverted file.
 EXACT_MAX = 5_000
@@ -31,7 +34,7 @@ N_PROBE = 3
 
 
 def near_duplicates(
-    embedding: np.ndarray,
+    embedding: Rows,
     labels: np.ndarray,
     distances: np.ndarray,
     *,
@@ -53,12 +56,16 @@ def near_duplicates(
     duplicate_of = np.full(n, -1, dtype=np.int64)
     if threshold <= 0 or n < 2:
         return duplicate_of
+    from .store import rows_by_group
+
+    clusters = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        if len(members) < 2:
-            continue
-        members = members[np.lexsort((members, distances[members]))]  # nearest first
-        x = np.asarray(embedding[members], dtype=np.float32)
+        if len(members) >= 2:
+            clusters.append(members[np.lexsort((members, distances[members]))])  # nearest first
+    # (rows kept in the store: read a batch of clusters at a time, not a cluster at a time)
+    for members, rows in zip(clusters, rows_by_group(embedding, clusters), strict=True):
+        x = np.asarray(rows, dtype=np.float32)
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         lims, neighbours = _neighbours(x, 1.0 - threshold)
         leader = _lead(lims, neighbours)

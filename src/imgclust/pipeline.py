@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -63,7 +63,7 @@ from .steps import (
     output_folder,
     plural,
 )
-from .store import STRING_COLUMNS, FeatureStore, Location, Lookup
+from .store import STRING_COLUMNS, FeatureStore, Location, Lookup, Rows, StoredRows
 
 __all__ = ["MARKER_DIR", "Progress", "RunResult", "run"]
 
@@ -246,7 +246,9 @@ class _Collection:
     paths: list[str]
     rejected: list[Rejection]
     found: dict[str, Location]
-    features: np.ndarray  # the similarity index's own storage (float16)
+    # The similarity index's own storage (float16); where the clustering runs as passes over
+    # the shards, rows read from the store when a stage asks for some, and no index.
+    features: Rows
     index: Any
     centre: np.ndarray | None
     n_embedded: int
@@ -282,10 +284,16 @@ def _run(
         kept_out = {r.path: r for r in base.rejected if r.reason == EXCLUDED_REASON}
         scan_rejected += [kept_out[r.path] for r in records if r.path in kept_out]
         records = [r for r in records if r.path not in kept_out]
+
+    def in_passes(n: int) -> bool:  # (then the matrix is never loaded here)
+        clusterer = _clusterer(config, base, _resolve_k(config.cluster.k, n)[0])
+        return engine.clusters_in_passes(clusterer, feature_kind)
+
     try:
         coll = _embed(
-            config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine
-        )
+            config, records, scan_rejected, embedder, store_dir, base, prog, timings, engine,
+            in_passes=in_passes, scratch=out / MARKER_DIR,
+        )  # fmt: skip
     except _NothingToCluster as exc:
         raise InputError(str(exc) + _skipped_hint(found.skipped, found.n_ignored)) from None
     with _timed(timings, "cluster"):
@@ -350,8 +358,14 @@ def _embed(
     prog: Progress,
     timings: dict[str, float],
     engine: Engine,
+    *,
+    in_passes: Callable[[int], bool],
+    scratch: Path,
 ) -> _Collection:
-    """Embed what the store lacks, then load the clustered features into one matrix."""
+    """Embed what the store lacks, then load the clustered features into one matrix, unless
+    ``in_passes(n)``: the engine clusters them as passes over the shards, and the later stages
+    read the rows they need (samples; the map's placement in order) from the store (a
+    per-cluster stage's scratch file in ``scratch``)."""
     spec = embedder.spec
     kind = base.features if base else config.cluster.features
     with FeatureStore(store_dir, spec.name) as store:
@@ -374,19 +388,24 @@ def _embed(
             )
         # The features go from the store straight into the similarity index's float16
         # storage, shard by shard, and that one matrix is what is clustered: at a million
-        # images no raw array, float32 copy or second matrix is ever held.
+        # images no raw array, float32 copy or second matrix is ever held. Clustered as
+        # passes over the shards, no process ever holds them all, this one neither.
         source = feature_source(kind)
         width = spec.embedding_dim if source == "embedding" else spec.n_classes
         with _timed(timings, "load"):
-            index, feats = feature_index(len(paths), width)
-            store.load(
-                paths,
-                embedded.found,
-                arrays=(source,),
-                transform=lambda _, rows: row_features(kind, rows),
-                out={source: feats},
-            )
-            centre = finish_features(kind, feats)
+            if in_passes(len(paths)):
+                index, centre = None, None  # (only kinds without a centre are clustered so)
+                feats: Rows = StoredRows(
+                    FeatureStore(store_dir, spec.name),  # (finished shards: no open needed)
+                    paths,
+                    embedded.found,
+                    source,
+                    width,
+                    transform=lambda _, rows: row_features(kind, rows),
+                    scratch=scratch,  # (a per-cluster stage's spill file, not in /tmp's RAM)
+                )
+            else:
+                index, feats, centre = _load_matrix(store, paths, embedded.found, kind, width)
         damaged = list(store.damaged)
     notes = list(embedded.notes)  # (the Ray engine's photos and img/s per node)
     if damaged:
@@ -402,6 +421,23 @@ def _embed(
     return _Collection(
         paths, rejected, embedded.found, feats, index, centre, embedded.n_embedded, notes
     )
+
+
+def _load_matrix(
+    store: FeatureStore, paths: list[str], found: dict[str, Location], kind: str, width: int
+) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """The similarity index, its storage filled with the features of ``paths``, and the
+    centre taken out (:func:`finish_features`)."""
+    source = feature_source(kind)
+    index, feats = feature_index(len(paths), width)
+    store.load(
+        paths,
+        found,
+        arrays=(source,),
+        transform=lambda _, rows: row_features(kind, rows),
+        out={source: feats},
+    )
+    return index, feats, finish_features(kind, feats)
 
 
 def _record(
@@ -522,7 +558,7 @@ def _duplicates(
 
 
 def map_layout(
-    features: np.ndarray,
+    features: Rows,
     centroids: np.ndarray,
     labels: np.ndarray,
     distances: np.ndarray,

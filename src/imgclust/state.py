@@ -21,6 +21,11 @@ differ from its CRC-32 is an :class:`InputError` naming it and the fix (run agai
 whose CRC-32 differs from the recorded one (damage, or a crash between the two writes), that
 does not decode or has the wrong row count is rebuilt from the feature store, with a warning,
 and written back. Files saved before the checksums were kept are read unchecked, as before.
+
+A run whose clustering ran as passes over the store's shards (the Ray engine on several
+nodes) never holds the whole matrix, so it writes no index (``model.npz`` then records no
+CRC-32 for one): the first command that needs it (``assign``, ``similar``, ``review``)
+builds it from the store, quietly, and writes it back.
 """
 
 from __future__ import annotations
@@ -320,8 +325,21 @@ def feature_index(n: int, dim: int) -> tuple[Any, np.ndarray]:
 
 
 def write_index(marker_dir: Path, index: Any) -> None:
-    """Write a faiss index to ``index.faiss`` atomically."""
+    """Write a faiss index to ``index.faiss`` atomically; ``None`` (a run that never held
+    the matrix) removes the one there, to be built from the store when first needed.
+
+    Raises:
+        OutputError: the old index cannot be removed.
+    """
     import faiss
+
+    if index is None:
+        path = marker_dir / INDEX_FILE
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        return
 
     def write(tmp: Path) -> None:
         try:
@@ -354,6 +372,8 @@ def read_index(marker_dir: Path, n_expected: int, *, saved: SavedClustering | No
         saved = load_clustering(marker_dir)
     path = marker_dir / INDEX_FILE
     problem = None
+    if saved.index_crc32 is None and not path.exists():  # left unwritten by the run
+        return _rebuild_index(marker_dir, saved, None)
     if saved.index_crc32 is not None:  # checked first: faiss may crash on damaged bytes
         try:
             if file_crc32(path) != saved.index_crc32:
@@ -372,29 +392,34 @@ def read_index(marker_dir: Path, n_expected: int, *, saved: SavedClustering | No
     return _rebuild_index(marker_dir, saved, problem)
 
 
-def _rebuild_index(marker_dir: Path, saved: SavedClustering, problem: str) -> Any:
+def _rebuild_index(marker_dir: Path, saved: SavedClustering, problem: str | None) -> Any:
     """The index of ``saved``'s images from their stored features, written back if it can be.
 
     Raises:
         InputError: the store cannot give every image's features (``problem`` says why the
-            index is not used).
+            index is not used; ``None``: the run left it unwritten).
     """
     from .cluster import feature_source
 
     path = marker_dir / INDEX_FILE
     fix = f"run `imgclust run PHOTOS --out {marker_dir.parent}` again to rebuild it"
+    state = (
+        f"is damaged ({problem})"
+        if problem
+        else "was left unwritten by the run (its clustering ran over the store's shards)"
+    )
     n = len(saved.paths)
     store = FeatureStore(Path(saved.store_dir), saved.model)
     if not store.dir.is_dir():  # checked first: opening would create it
         raise InputError(
-            f"{path} is damaged ({problem}) and the feature store that could rebuild it, "
+            f"{path} {state} and the feature store that could rebuild it, "
             f"{store.dir}, is gone; {fix}"
         )
     with store:
         found = store.locate(saved.paths)
         if len(found) < n:
             raise InputError(
-                f"{path} is damaged ({problem}) and the feature store {store.dir} lacks the "
+                f"{path} {state} and the feature store {store.dir} lacks the "
                 f"features of {n - len(found)} of its {n} images; {fix}"
             )
         source = feature_source(saved.features)
@@ -406,9 +431,10 @@ def _rebuild_index(marker_dir: Path, saved: SavedClustering, problem: str) -> An
             transform=lambda _, rows: features_of(saved, logits=rows, embedding=rows),
             out={source: storage},
         )
-    logger.warning(
-        "%s is damaged (%s): rebuilt it from the feature store %s", path, problem, store.dir
-    )
+    if problem:
+        logger.warning("%s %s: rebuilt it from the feature store %s", path, state, store.dir)
+    else:
+        logger.info("built %s from the feature store %s", path, store.dir)
     try:
         save_clustering(marker_dir, saved, index)  # model.npz records the new checksum
     except OutputError as exc:

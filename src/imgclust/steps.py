@@ -33,7 +33,7 @@ from .embed import Embedder, model_for
 from .engines import EmbedReport, Engine
 from .exceptions import InputError, OutputError
 from .scan import FileRecord, Rejection, stat_record
-from .store import FeatureStore, Location
+from .store import FeatureStore, Location, Rows
 
 #: The marker folder that makes a folder an imgclust output folder (safe to write into).
 MARKER_DIR = ".imgclust"
@@ -359,12 +359,12 @@ def fit_clusters(
     )  # fmt: skip
 
 
-def count_distinct_rows(x: np.ndarray, chunk: int = 65536) -> int:
+def count_distinct_rows(x: Rows, chunk: int = 65536) -> int:
     """How many different rows ``x`` has, without sorting (or copying) the rows themselves:
     each row is projected on a random direction, in float64, a chunk at a time; equal rows
     give equal numbers and different rows, almost surely, different ones. (``np.unique(x,
     axis=0)`` would sort a copy of a million 1280-d rows.)"""
-    x = np.asarray(x)
+    x = x if hasattr(x, "shape") else np.asarray(x)  # (StoredRows: read a chunk at a time)
     if len(x) == 0:
         return 0
     direction = np.random.default_rng(0).standard_normal(x.shape[1])
@@ -375,7 +375,7 @@ def count_distinct_rows(x: np.ndarray, chunk: int = 65536) -> int:
 
 
 def k_notes(
-    features: np.ndarray, labels: np.ndarray, *, algorithm: str, requested_k: int | None
+    features: Rows, labels: np.ndarray, *, algorithm: str, requested_k: int | None
 ) -> list[str]:
     """Where the clusters differ from what was asked, in words for the summary."""
     n = len(labels)

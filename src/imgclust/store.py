@@ -41,12 +41,15 @@ migration killed half-way is finished by the next open.
 
 from __future__ import annotations
 
+import errno
 import io
+import itertools
 import json
 import logging
 import os
 import re
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +61,7 @@ import numpy as np
 
 from ._fs import atomic_write
 from .embed import STORE_DTYPE, FeatureBlock
-from .exceptions import StoreError
+from .exceptions import OutputError, StoreError
 from .scan import FileRecord, Rejection
 
 logger = logging.getLogger(__name__)
@@ -694,6 +697,174 @@ class FeatureStore:
             raise _damaged_error(path, "its CRC-32 differs from its marker's") from None
         except DECODE_ERRORS as exc:
             raise _damaged_error(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+class StoredRows:
+    """An ``(n, width)`` float16 matrix whose rows stay in the store until indexed.
+
+    For a process that must not hold every row (a distributed run's driver, whose clustering
+    ran as passes over the shards): ``rows[key]`` with a slice, an integer array or a boolean
+    mask reads just those rows, a shard at a time, as :meth:`FeatureStore.load` would give
+    them (``transform(name, rows)`` applied, then float16). The most recently read shards
+    are kept, up to ``cache_bytes``, so that reading in order reads each shard once.
+
+    Args:
+        store: the store (its finished shards are read; it need not be open).
+        paths, locations: the rows, in order, and where each is (:meth:`FeatureStore.lookup`).
+        name: the stored array (``"embedding"`` or ``"logits"``); ``width`` its columns.
+        scratch: where :meth:`grouped` may write its scratch file (the output folder).
+    """
+
+    dtype = np.dtype(STORE_DTYPE)
+    ndim = 2
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        paths: Sequence[str],
+        locations: dict[str, Location],
+        name: str,
+        width: int,
+        *,
+        transform: Callable[[str, np.ndarray], np.ndarray] | None = None,
+        cache_bytes: int = 256 << 20,
+        scratch: Path | None = None,
+    ) -> None:
+        n = len(paths)
+        # Two int32 per image (not a Location object each): 8 bytes a row at 50 million.
+        self._shard = np.fromiter((locations[p].shard for p in paths), np.int32, count=n)
+        self._row = np.fromiter((locations[p].row for p in paths), np.int32, count=n)
+        self._store, self._name, self._width = store, name, int(width)
+        self._transform, self._budget = transform, int(cache_bytes)
+        self._cache: dict[int, np.ndarray] = {}  # (insertion order: oldest first)
+        self.scratch = scratch
+        self.shards_read = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self._shard), self._width)
+
+    def __len__(self) -> int:
+        return len(self._shard)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):
+            raise TypeError("StoredRows are indexed by rows only")
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        picked = np.arange(len(self))[key]  # (slices, masks, negative numbers as numpy's)
+        out = np.empty((len(picked), self._width), dtype=self.dtype)
+        if not len(picked):
+            return out
+        shards = self._shard[picked]
+        order = np.argsort(shards, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, np.diff(shards[order]) != 0, True])
+        for start, end in itertools.pairwise(bounds):
+            group = order[start:end]
+            out[group] = self._read(int(shards[group[0]]))[self._row[picked[group]]]
+        return out
+
+    def grouped(self, groups: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+        """The rows of each of ``groups`` in turn, for groups too large to hold at once: each
+        shard is read once, its rows written to a scratch file (in ``scratch``, else the
+        system's temporary folder; gone when done, or if the process dies) where each group's
+        rows follow each other, and each group is read back from it when its turn comes.
+
+        Raises:
+            OutputError: the scratch file cannot be written (a full disk).
+        """
+        lengths = [len(g) for g in groups]
+        picked = np.arange(len(self))[np.concatenate([np.zeros(0, np.int64), *groups])]
+        row_bytes = self._width * self.dtype.itemsize
+        try:
+            fh = tempfile.TemporaryFile(dir=self.scratch)  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise self._scratch_error(exc, len(picked) * row_bytes) from exc
+        with fh:
+            try:
+                self._spill(fh.fileno(), picked, row_bytes)
+            except OSError as exc:
+                raise self._scratch_error(exc, len(picked) * row_bytes) from exc
+            at = 0
+            for n in lengths:
+                fh.seek(at * row_bytes)
+                rows = np.fromfile(fh, dtype=self.dtype, count=n * self._width)
+                yield rows.reshape(n, self._width)
+                at += n
+
+    def _scratch_error(self, exc: OSError, size: int) -> OutputError:
+        where = self.scratch or tempfile.gettempdir()
+        return OutputError(
+            f"cannot write a scratch file of {size / 2**30:.1f} GiB in {where}: "
+            f"{exc.strerror or exc}; free some space there"
+        )
+
+    def _spill(self, fd: int, picked: np.ndarray, row_bytes: int) -> None:
+        """Write row ``picked[i]`` at row ``i`` of file ``fd``, reading each shard once."""
+        shards = self._shard[picked]
+        order = np.argsort(shards, kind="stable")  # (within a shard: ascending file rows)
+        bounds = np.flatnonzero(np.r_[True, np.diff(shards[order]) != 0, True])
+        for start, end in itertools.pairwise(bounds) if len(picked) else []:
+            where = order[start:end]
+            rows = self._read(int(shards[where[0]]))[self._row[picked[where]]]
+            cuts = np.flatnonzero(np.diff(where) != 1) + 1  # (runs of rows: one write each)
+            for a, b in itertools.pairwise([0, *cuts.tolist(), len(where)]):
+                data = rows[a:b].tobytes()
+                if os.pwrite(fd, data, int(where[a]) * row_bytes) != len(data):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        # Never all rows at once by accident (numpy would otherwise read them one by one).
+        raise TypeError("StoredRows are read by rows: index them (rows[start:stop], rows[ids])")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise TypeError("StoredRows are read by rows: index them (rows[start:stop], rows[ids])")
+
+    def _read(self, shard: int) -> np.ndarray:
+        rows = self._cache.pop(shard, None)
+        if rows is None:
+            raw = self._store.read_shard(shard, self._name)
+            rows = np.asarray(
+                raw if self._transform is None else self._transform(self._name, raw),
+                dtype=self.dtype,
+            )
+            self.shards_read += 1
+            while (
+                self._cache
+                and sum(a.nbytes for a in self._cache.values()) + rows.nbytes > self._budget
+            ):
+                del self._cache[next(iter(self._cache))]
+        self._cache[shard] = rows  # (now the newest)
+        return rows
+
+
+#: A clustered feature matrix: loaded, or read from the store when indexed.
+Rows = np.ndarray | StoredRows
+
+
+def rows_by_group(
+    features: Rows, groups: Sequence[np.ndarray], *, budget: int = 256 << 20
+) -> Iterator[np.ndarray]:
+    """The rows of each of ``groups`` (index arrays), in turn, for a per-cluster stage.
+
+    A loaded matrix is indexed a group at a time. :class:`StoredRows` (every cluster has rows
+    in most shards, so a read per group would read the store once per cluster) are read in
+    one indexing when all the groups' rows fit in ``budget`` bytes, else spilled
+    (:meth:`StoredRows.grouped`): the store read once, memory for one group.
+    """
+    if not isinstance(features, StoredRows):
+        for group in groups:
+            yield features[group]
+        return
+    groups = [np.asarray(g, dtype=np.int64) for g in groups]
+    if not groups:
+        return
+    row_bytes = features.shape[1] * features.dtype.itemsize
+    if sum(len(g) for g in groups) * row_bytes > budget:
+        yield from features.grouped(groups)
+        return
+    rows = features[np.concatenate([np.zeros(0, np.int64), *groups])]
+    yield from np.split(rows, np.cumsum([len(g) for g in groups])[:-1])
 
 
 class _Mismatch(Exception):

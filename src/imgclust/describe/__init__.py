@@ -8,7 +8,10 @@
 * :mod:`.hierarchy`: the WordNet hypernyms of the ImageNet classes (vendored, offline).
 """
 
+from __future__ import annotations
+
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +37,9 @@ from .summary import (
     top_class_ids,
     top_classes,
 )
+
+if TYPE_CHECKING:
+    from ..store import Rows
 
 __all__ = [
     "MIN_OUTLIER_CLUSTER",
@@ -65,7 +71,7 @@ def name_and_group(
     clusters: list[ClusterSummary],
     cluster_scores: dict[int, np.ndarray],
     centroids: np.ndarray,
-    features: np.ndarray,
+    features: Rows,
     labels: np.ndarray,
     class_names: list[str],
     *,

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..store import Rows
 
 #: Tree linkages (scipy names) and cut rules the bench compares.
 LINKAGES = ("average", "ward", "complete")
@@ -105,7 +109,7 @@ def modularity_cut(
     linkage: np.ndarray,
     k: int,
     sizes: np.ndarray,
-    features: np.ndarray,
+    features: Rows,
     labels: np.ndarray,
     *,
     sample_size: int = 3000,
@@ -135,7 +139,7 @@ def build_tree(
     *,
     method: str = "ward",
     cut: str = "modularity",
-    features: np.ndarray | None = None,
+    features: Rows | None = None,
     labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(linkage, groups, parents)`` of the clusters (names come from :mod:`.names`).

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from ..cluster.features import softmax
+
+if TYPE_CHECKING:
+    from ..store import Rows
 
 #: A class joins a cluster's name if its mean score is at least this share of the top class's.
 NAME_SHARE = 0.25
@@ -198,28 +201,49 @@ def rank_members(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def medoid(features: np.ndarray, members: np.ndarray, seed: int = 0) -> int:
+def medoid(features: Rows, members: np.ndarray, seed: int = 0) -> int:
     """The member minimising mean Euclidean distance to the others (exact up to 256 members).
 
     Larger clusters: candidates are the 256 members nearest the centroid (``members`` must be
     ordered nearest-first), measured against a random sample of 2,048 members.
     """
-    candidates = members[:_MEDOID_CANDIDATES]
+    candidates, references = _medoid_sample(members, seed)
+    return _medoid_of(candidates, features[candidates], features[references])
+
+
+def _medoid_sample(members: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates and the references :func:`medoid` compares them with."""
     references = members
     if len(members) > _MEDOID_REFERENCES:
         rng = np.random.default_rng(seed)
         references = rng.choice(members, _MEDOID_REFERENCES, replace=False)
-    a = features[candidates].astype(np.float32)
-    b = features[references].astype(np.float32)
+    return members[:_MEDOID_CANDIDATES], references
+
+
+def _medoid_of(candidates: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
+    a, b = a.astype(np.float32), b.astype(np.float32)
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     mean_dist = np.sqrt(np.maximum(sq, 0.0)).mean(axis=1)
     return int(candidates[int(np.argmin(mean_dist))])
 
 
+def _medoids(features: Rows, members: list[np.ndarray], seed: int) -> list[int]:
+    """:func:`medoid` of each of ``members``, their rows read a batch of clusters at a time
+    (:func:`~imgclust.store.rows_by_group`)."""
+    from ..store import rows_by_group
+
+    samples = [_medoid_sample(m, seed) for m in members]
+    groups = [np.concatenate([c, r]) for c, r in samples]
+    return [
+        _medoid_of(c, rows[: len(c)], rows[len(c) :])
+        for (c, _), rows in zip(samples, rows_by_group(features, groups), strict=True)
+    ]
+
+
 def describe(
     labels: np.ndarray,
     distances: np.ndarray,
-    features: np.ndarray,
+    features: Rows,
     cluster_scores: Mapping[int, np.ndarray],
     class_names: Sequence[str],
     *,
@@ -239,8 +263,21 @@ def describe(
             elsewhere (the clustering passes); ``features`` are then not read.
     """
     summaries = []
-    for cid, idx in _members_by_cluster(labels):
-        idx = idx[np.lexsort((idx, distances[idx]))]
+    clusters = [
+        (cid, idx[np.lexsort((idx, distances[idx]))]) for cid, idx in _members_by_cluster(labels)
+    ]
+    chosen = (  # (by cluster id; noise, -1, too)
+        {int(c): int(medoids[c]) for c, _ in clusters}
+        if medoids is not None
+        else dict(
+            zip(
+                (c for c, _ in clusters),
+                _medoids(features, [i for _, i in clusters], seed),
+                strict=True,
+            )
+        )
+    )
+    for cid, idx in clusters:
         mean_scores = cluster_scores[int(cid)]
         tops = tuple(
             (class_names[int(j)], float(mean_scores[j])) for j in np.argsort(-mean_scores)[:5]
@@ -252,7 +289,7 @@ def describe(
                 top_classes=tops,
                 members=idx,
                 distances=distances[idx],
-                medoid=medoid(features, idx, seed) if medoids is None else int(medoids[cid]),
+                medoid=chosen[cid],
             )
         )
     return summaries

@@ -29,14 +29,12 @@ from ..exceptions import ImgclustError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import numpy as np
-
     from ..cluster import Clusterer
     from ..cluster.distributed import FeatureRows
     from ..embed import Embedder
     from ..scan import FileRecord
     from ..steps import Fitted
-    from ..store import FeatureStore
+    from ..store import FeatureStore, Rows
 
 __all__ = [
     "ENGINES",
@@ -149,9 +147,15 @@ class Engine(Protocol):
         Ray engine stops a local instance it started, in the background)."""
         ...
 
+    def clusters_in_passes(self, clusterer: Clusterer, kind: str) -> bool:
+        """Whether :meth:`fit_clusters` would cluster ``kind`` features with ``clusterer`` as
+        passes over the stored shards: the caller then need not load the matrix (rows are
+        read from the store where a later stage needs some, :class:`~imgclust.store.StoredRows`)."""
+        ...
+
     def fit_clusters(
         self,
-        features: np.ndarray,
+        features: Rows,
         paths: Sequence[str],
         clusterer: Clusterer,
         *,
@@ -162,9 +166,10 @@ class Engine(Protocol):
         dup_threshold: float,
     ) -> Fitted:
         """:func:`imgclust.steps.fit_clusters` on ``features`` (a row per path, as stored
-        in ``rows``), or the same clustering as passes over the stored shards where this
-        engine has them (scratch files in ``work_dir``, removed after); the passes then
-        also find the medoids and the near-duplicates (``dup_threshold``:
+        in ``rows``; :class:`~imgclust.store.StoredRows` where :meth:`clusters_in_passes`),
+        or the same clustering as passes over the stored shards where this engine has them
+        (scratch files in ``work_dir``, removed after); the passes then also find the
+        medoids and the near-duplicates (``dup_threshold``:
         :func:`~imgclust.neardup.near_duplicates`), in :attr:`Fitted.medoids` and
         :attr:`Fitted.duplicate_of`."""
         ...

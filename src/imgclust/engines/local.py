@@ -12,14 +12,12 @@ from . import EmbedReport
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import numpy as np
-
     from ..cluster import Clusterer
     from ..cluster.distributed import FeatureRows
     from ..embed import Embedder
     from ..scan import FileRecord
     from ..steps import Fitted
-    from ..store import FeatureStore
+    from ..store import FeatureStore, Rows
 
 
 class LocalEngine:
@@ -77,9 +75,13 @@ class LocalEngine:
         """Nothing to let go of: the decode workers end with each :meth:`embed`."""
         return None
 
+    def clusters_in_passes(self, clusterer: Clusterer, kind: str) -> bool:
+        """Never: the local engine clusters the matrix."""
+        return False
+
     def fit_clusters(
         self,
-        features: np.ndarray,
+        features: Rows,
         paths: Sequence[str],
         clusterer: Clusterer,
         *,
@@ -90,7 +92,11 @@ class LocalEngine:
         dup_threshold: float,
     ) -> Fitted:
         """:func:`imgclust.steps.fit_clusters`, here, on the matrix."""
+        import numpy as np
+
         from ..steps import fit_clusters
+
+        assert isinstance(features, np.ndarray)  # (loaded: never clustered in passes here)
 
         return fit_clusters(
             features, paths, clusterer, algorithm=algorithm, requested_k=requested_k

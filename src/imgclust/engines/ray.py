@@ -26,7 +26,9 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from ..cluster.distributed import FeatureRows
     from ..embed import Embedder
     from ..steps import Fitted
-    from ..store import FeatureStore, ShardWriter
+    from ..store import FeatureStore, Rows, ShardWriter
 
 logger = logging.getLogger(__name__)
 
@@ -322,9 +324,19 @@ class RayEngine:
         self._local.stop(wait=False)
         self._ray, self._released = None, True
 
+    def clusters_in_passes(self, clusterer: Clusterer, kind: str) -> bool:
+        """Plain k-means with a given k on a cluster of several nodes (see
+        :meth:`fit_clusters`); it joins (or starts) Ray to count the nodes."""
+        from ..cluster import KMeans
+        from ..cluster.distributed import DISTRIBUTED_KINDS
+
+        if type(clusterer) is not KMeans or kind not in DISTRIBUTED_KINDS:
+            return False
+        return not self._local_only() and _n_nodes(self.connect()) >= 2
+
     def fit_clusters(
         self,
-        features: np.ndarray,
+        features: Rows,
         paths: Sequence[str],
         clusterer: Clusterer,
         *,
@@ -341,13 +353,14 @@ class RayEngine:
         core, and the passes would only add Ray's job start-ups, ~5 s), runs here on the
         matrix."""
         from ..cluster import KMeans
-        from ..cluster.distributed import DISTRIBUTED_KINDS, fit_kmeans, read_assignments
+        from ..cluster.distributed import fit_kmeans, read_assignments
         from ..describe import ClassStats
         from ..steps import Fitted, fit_clusters, k_notes
         from ..store import STRING_COLUMNS
 
-        plain = type(clusterer) is KMeans and rows.kind in DISTRIBUTED_KINDS
-        if not plain or self._local_only() or _n_nodes(self.connect()) < 2:
+        # Rows left in the store (clusters_in_passes said so when they were loaded) are
+        # clustered in passes even if nodes have left since: only a matrix can be fitted here.
+        if isinstance(features, np.ndarray) and not self.clusters_in_passes(clusterer, rows.kind):
             return fit_clusters(
                 features, paths, clusterer, algorithm=algorithm, requested_k=requested_k
             )
@@ -391,6 +404,7 @@ class RayEngine:
         n_gpus = int(resources.get("GPU", 0))
         on_gpu = n_gpus > 0 and str(embedder.device).startswith(("cuda", "auto"))
         n_actors = max(1, min(len(rows), n_gpus if on_gpu else _n_nodes(ray)))
+        cpus = cpu_share(_node_cpus(ray))
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map_batches(
             # Beside a model on the CPU (which takes every core it is given, as locally),
@@ -401,7 +415,7 @@ class RayEngine:
             DecodeShard(embedder, processes=1 if on_gpu else 2),
             batch_size=1,  # a shard per call: its records are one task
             batch_format="numpy",
-            num_cpus=1,
+            num_cpus=cpus,
             # Its pixels, asked for as a resource: what also keeps Ray Data from fusing the
             # decoding into the model actors (where it would run between the batches).
             memory=DECODE_BYTES_PER_PHOTO * BLOCK_PHOTOS,
@@ -412,9 +426,21 @@ class RayEngine:
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_cpus=1,
+            num_cpus=cpus,
             num_gpus=1 if on_gpu else 0,
         )
+
+
+def cpu_share(node_cpus: Sequence[float]) -> float:
+    """The CPUs each model actor and each decode task asks for: one, where every node with
+    CPUs (``node_cpus``) has room for an actor and a decode task beside it; else half the
+    smallest node's (a node of one CPU would otherwise hang the job: its actor holding the
+    only CPU, no decode task could start there, nor anywhere on a cluster of such nodes).
+    No CPU yet (an autoscaler to add nodes): one."""
+    smallest = min((c for c in node_cpus if c > 0), default=2.0)
+    if smallest >= 2:
+        return 1.0
+    return max(math.floor(smallest / 2 * 10_000) / 10_000, 0.0001)
 
 
 class DecodeShard:
@@ -620,11 +646,27 @@ def _init(
             logging_level=logging.ERROR,  # its start-up notes: in its log
             **({} if temp_dir is None else {"_temp_dir": str(temp_dir)}),
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:
+        if _token_refused(exc):
+            said = getattr(exc, "message", None) or str(exc).splitlines()[0]
+            raise EngineError(
+                f"the Ray cluster at {where} did not accept this process's authentication "
+                f"token ({said}); set {_TOKEN} (or {_TOKEN}_PATH) to the cluster's own token"
+            ) from exc
+        if not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            raise
         raise EngineError(
             f"cannot reach the Ray cluster at {where} ({exc}); check --ray-address "
             "(HOST:PORT of its head's GCS), or leave it out for a local Ray instance"
         ) from exc
+
+
+def _token_refused(exc: BaseException) -> bool:
+    """Whether ``ray.init`` failed on the cluster's token authentication (Ray >= 2.59): no
+    token here, or not the cluster's."""
+    if type(exc).__name__ == "AuthenticationError":
+        return True
+    return bool(re.search(r"unauthenticated|authentication token|invalid token", str(exc), re.I))
 
 
 @contextlib.contextmanager
@@ -757,7 +799,13 @@ def _split(records: Sequence[FileRecord], per_shard: int) -> list[Sequence[FileR
 
 def _n_nodes(ray: Any) -> int:
     """Live nodes with CPUs."""
-    return sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0))
+    return len(_node_cpus(ray))
+
+
+def _node_cpus(ray: Any) -> list[float]:
+    """The CPUs of each live node that has some."""
+    cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return [c for c in cpus if c > 0]
 
 
 def _records_json(records: Sequence[FileRecord]) -> str:

@@ -43,8 +43,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..store import rows_by_group
+
+if TYPE_CHECKING:
+    from ..store import Rows
 
 #: Cells of empty lattice between two discs (keeps a photo's map neighbours in its cluster).
 GAP = 2
@@ -116,7 +122,7 @@ class MapLayout:
 
     def place(
         self,
-        features: np.ndarray,
+        features: Rows,
         centroids: np.ndarray,
         labels: np.ndarray,
         distances: np.ndarray,
@@ -155,7 +161,7 @@ class MapLayout:
         return (self.centres[labels] + np.rint(cells)).astype(np.float32)
 
     def _near_anchors(
-        self, features: np.ndarray, centroids: np.ndarray, labels: np.ndarray
+        self, features: Rows, centroids: np.ndarray, labels: np.ndarray
     ) -> np.ndarray:
         """``(n, 4)``: each image's place in its cluster's cloud and the cell its nearest
         anchors have (without anchors: its first two axes, twice)."""
@@ -183,7 +189,7 @@ class MapLayout:
         return out
 
     def _place_legacy(
-        self, features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, d: np.ndarray
+        self, features: Rows, centroids: np.ndarray, labels: np.ndarray, d: np.ndarray
     ) -> np.ndarray:
         """The rule of layouts saved before the lattice: out by distance, round by axis."""
         direction = np.empty((len(features), 2), dtype=np.float64)
@@ -198,7 +204,7 @@ class MapLayout:
 
 
 def fit_layout(
-    features: np.ndarray,
+    features: Rows,
     centroids: np.ndarray,
     labels: np.ndarray,
     distances: np.ndarray,
@@ -350,7 +356,7 @@ def colour_regions(
 
 
 def _fit_anchors(
-    features: np.ndarray,
+    features: Rows,
     centroids: np.ndarray,
     labels: np.ndarray,
     basis: np.ndarray,
@@ -362,14 +368,18 @@ def _fit_anchors(
     anchors = np.full((k, ANCHORS, basis.shape[1] + 4), np.nan, dtype=np.float32)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(k + 1))
-    chosen, sets = {}, []
+    chosen = {}
     for cid in range(k):
         members = order[bounds[cid] : bounds[cid + 1]]
         if len(members) > ANCHORS:
             members = np.sort(rng.choice(members, ANCHORS, replace=False))
         if len(members):
             chosen[cid] = members
-            sets.append((np.asarray(features[members], dtype=np.float32) - centroids[cid]) @ basis)
+    # (rows kept in the store: read for all clusters at once, not once per cluster)
+    sets = [
+        (np.asarray(part, dtype=np.float32) - centroids[cid]) @ basis
+        for cid, part in zip(chosen, rows_by_group(features, list(chosen.values())), strict=True)
+    ]
     for (cid, members), z, y in zip(chosen.items(), sets, tsne(sets), strict=True):
         anchors[cid, : len(members), :-2] = np.c_[z, y]
     return anchors, chosen
@@ -409,7 +419,7 @@ def _top_axes(x: np.ndarray, n_axes: int = 2, iterations: int = 8) -> np.ndarray
 
 
 def _project(
-    features: np.ndarray, centroids: np.ndarray, labels: np.ndarray, basis: np.ndarray
+    features: Rows, centroids: np.ndarray, labels: np.ndarray, basis: np.ndarray
 ) -> np.ndarray:
     """``(n, axes)`` float32: each image's offset from its centroid on the ``basis`` axes,
     ``_PLACE_ROWS`` rows at a time through one float32 buffer (a fresh array a chunk costs
@@ -619,7 +629,7 @@ def _fill_discs(cloud: np.ndarray, labels: np.ndarray, distances: np.ndarray) ->
 
 def _refine(
     cells: np.ndarray,
-    features: np.ndarray,
+    features: Rows,
     rows: np.ndarray,
     labels: np.ndarray,
     distances: np.ndarray,
@@ -636,6 +646,7 @@ def _refine(
     bounds = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0, True])
     clusters = sorted(itertools.pairwise(bounds), key=lambda b: (b[1] - b[0], b[0]))
     done = 0
+    work: list[tuple[np.ndarray, np.ndarray]] = []  # (photos, which of them keep their cell)
     for start, end in clusters:
         members = order[start:end]  # nearest first
         fixed = np.zeros(len(members), dtype=bool)
@@ -649,10 +660,16 @@ def _refine(
         for unit in units:
             done += len(unit)
             if done > _REFINE_PHOTOS:
-                return cells
-            photos = members[unit]
-            x = np.asarray(features[rows[photos]], dtype=np.float32)
-            cells[photos] = _swap(cells[photos], x, fixed[unit])
+                break
+            work.append((members[unit], fixed[unit]))
+        if done > _REFINE_PHOTOS:
+            break
+    if not work:
+        return cells
+    # (rows kept in the store: every swapped photo's read at once, at most _REFINE_PHOTOS)
+    parts = rows_by_group(features, [rows[photos] for photos, _ in work])
+    for (photos, fixed_unit), part in zip(work, parts, strict=True):
+        cells[photos] = _swap(cells[photos], np.asarray(part, dtype=np.float32), fixed_unit)
     return cells
 
 

@@ -59,7 +59,7 @@ import numpy as np
 from ..clustering import Clustering
 from ..exceptions import InputError
 from ..state import INDEX_FILE, MODEL_FILE, save_clustering_meta, write_index
-from ..store import file_crc32
+from ..store import Rows, file_crc32
 from .edits import (
     BASE_DIR,
     EXCLUDED,
@@ -576,7 +576,7 @@ class CarryOver:
     notes: list[str]
 
 
-def carry_review(marker: Path, run: Clustering, features: np.ndarray) -> CarryOver | None:
+def carry_review(marker: Path, run: Clustering, features: Rows) -> CarryOver | None:
     """The edits in effect in ``marker``'s review journal, carried onto ``run`` (a run's new
     clustering, ``features`` its rows' clustered features); ``None`` when there are none.
 
@@ -635,14 +635,17 @@ def save_carried(marker: Path, carried: Carried, index: Any) -> None:
     Args:
         marker: the output folder's ``.imgclust``.
         carried: what :func:`carry_edits` made.
-        index: the run's similarity index (rows aligned with the run's clustering).
+        index: the run's similarity index (rows aligned with the run's clustering), or
+            ``None`` where the run never held the matrix (then written by no one here).
     """
     run = carried.editor.base
     name = f"{BASE_DIR}-{time.time_ns():x}"
     base_dir = marker / name
     base_dir.mkdir()
     kept = carried.state.labels != EXCLUDED
-    if kept.all():  # the same index for both: written once, linked
+    if index is None:  # (a run that never held the matrix: built when first needed)
+        write_index(marker, None)
+    elif kept.all():  # the same index for both: written once, linked
         write_index(marker, index)
         link_or_copy(marker / INDEX_FILE, base_dir / INDEX_FILE)
     else:
@@ -655,7 +658,7 @@ def save_carried(marker: Path, carried: Carried, index: Any) -> None:
     with contextlib.suppress(OSError):  # which model.npz this replaces (a kill is mended)
         header["replaces"] = file_crc32(marker / MODEL_FILE)
     journal.rewrite(header, carried.records)
-    if not kept.all():
+    if index is not None and not kept.all():
         write_index(marker, kept_index(carried.editor.features, kept))
     save_clustering_meta(marker, carried.clustering)  # last: assign/similar follow it
     remove_other_bases(marker, name)

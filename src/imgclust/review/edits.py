@@ -273,6 +273,8 @@ class Editor:
         """The base rows' features (loaded on first use)."""
         if callable(self._features):
             self._features = self._features()
+        if hasattr(self._features, "shape"):  # (also StoredRows: rows read when indexed)
+            return self._features
         return np.asarray(self._features)
 
     def apply(self, state: State, edit: dict[str, Any]) -> State:
