@@ -752,7 +752,7 @@ class StoredRows:
             raise TypeError("StoredRows are indexed by rows only")
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0]
-        picked = np.arange(len(self))[key]  # (slices, masks, negative numbers as numpy's)
+        picked = self._positions(key)
         out = np.empty((len(picked), self._width), dtype=self.dtype)
         if not len(picked):
             return out
@@ -764,6 +764,22 @@ class StoredRows:
             out[group] = self._read(int(shards[group[0]]))[self._row[picked[group]]]
         return out
 
+    def _positions(self, key: Any) -> np.ndarray:
+        """The row numbers ``key`` picks (a slice, a mask, ids; negative ids as numpy's),
+        without an n-sized array per call (the map reads 8,192 rows at a time)."""
+        n = len(self)
+        if isinstance(key, slice):
+            return np.arange(*key.indices(n))
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (n,):
+                raise IndexError(f"a mask of {key.shape} for {n} rows")
+            return np.flatnonzero(key)
+        ids = key.astype(np.int64, casting="safe").ravel()
+        if len(ids) and (ids.min() < -n or ids.max() >= n):
+            raise IndexError(f"row ids out of range for {n} rows")
+        return np.where(ids < 0, ids + n, ids)
+
     def grouped(self, groups: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
         """The rows of each of ``groups`` in turn, for groups too large to hold at once: each
         shard is read once, its rows written to a scratch file (in ``scratch``, else the
@@ -774,7 +790,7 @@ class StoredRows:
             OutputError: the scratch file cannot be written (a full disk).
         """
         lengths = [len(g) for g in groups]
-        picked = np.arange(len(self))[np.concatenate([np.zeros(0, np.int64), *groups])]
+        picked = self._positions(np.concatenate([np.zeros(0, np.int64), *groups]))
         row_bytes = self._width * self.dtype.itemsize
         try:
             fh = tempfile.TemporaryFile(dir=self.scratch)  # noqa: SIM115 (closed below)
